@@ -1,0 +1,31 @@
+# Two commands do all the set-up: `make demo` and `make test`. Each creates .venv when missing.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED := 0
+export PYTHONHASHSEED := 0
+
+.PHONY: test demo venv clean
+
+venv: $(STAMP)
+
+# torch is pinned to the local CPU build when no CUDA device is present: an unpinned torch pulls
+# several GB of CUDA wheels. On GPU machines an already-installed torch is kept.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install -q "torch>=2.5"; \
+	else $(BIN)/pip install -q torch==2.13.0; fi
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/taggant demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache work

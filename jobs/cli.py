@@ -1,0 +1,123 @@
+"""The ``taggant`` command line.
+
+Exit codes: 0 success; 2 spec errors, one ``field.path: message`` line each; 1 runtime failure,
+with a one-line cause and the path of the log holding the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline import io
+from pipeline.errors import ConfigError
+from pipeline.spec import ExperimentSpec, load_spec
+
+EXPERIMENTS = Path(__file__).parent / "experiments"
+log = logging.getLogger("taggant")
+_log_path: str | None = None
+
+
+def _load(args: argparse.Namespace) -> ExperimentSpec:
+    return load_spec(args.spec, args.set or [])
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    spec = _load(args)
+    n_sets = len(spec.perturbations)
+    print(f"{args.spec}: valid — experiment {spec.name!r}, {n_sets} perturbation set(s)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from jobs import graph
+
+    spec = _load(args)
+    table = Table("stage", "hash", "status", "folder")
+    for s in graph.build(spec):
+        table.add_row(s.key.name, s.key.hash[:8], s.status, s.folder)
+    Console().print(table)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spec = _load(args)
+    return _run(spec, args.address, args.num_cpus)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline import corpora
+
+    spec = load_spec(EXPERIMENTS / "demo.yaml", args.set or [])
+    corpus_dir = Path(spec.work_dir) / "corpus"
+    for kind in corpora.KINDS:
+        target = corpus_dir / f"debian-{kind}.jsonl.zst"
+        if not target.exists():
+            corpora.write_jsonl_zst(corpora.debian_docs(kind), target)
+    return _run(spec, address=None, num_cpus=args.num_cpus)
+
+
+def _run(spec: ExperimentSpec, address: str | None, num_cpus: int | None) -> int:
+    from jobs import graph
+    from jobs.runtime import ray_session
+
+    _log_to(io.join(spec.work_dir, "logs", f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"))
+    console = Console(stderr=True)
+    stages = graph.build(spec)
+    with ray_session(address, num_cpus):
+        graph.run(spec, stages, console)
+    return 0
+
+
+def _log_to(path: str) -> None:
+    global _log_path
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+    _log_path = path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taggant", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_spec(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("spec", help="experiment spec (YAML)")
+        p.add_argument("--set", action="append", metavar="a.b=v", help="override a spec field")
+        return p
+
+    with_spec("validate", "check a spec; no Ray, no GPU").set_defaults(func=cmd_validate)
+    with_spec("plan", "show the stage graph, hashes and status").set_defaults(func=cmd_plan)
+    run = with_spec("run", "run the experiment on an embedded local Ray or a cluster")
+    run.add_argument("--address", help="Ray address of an existing cluster (default: embedded)")
+    run.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
+    run.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="the shipped demo on real Debian text, end to end")
+    demo.add_argument("--set", action="append", metavar="a.b=v", help="override a demo spec field")
+    demo.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        for path, message in e.problems:
+            print(f"{path}: {message}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 — the CLI's one boundary: log it whole, say it in a line
+        log.exception("taggant %s failed", args.command)
+        where = f" (log: {_log_path})" if _log_path else ""
+        print(f"error: {type(e).__name__}: {e}{where}", file=sys.stderr)
+        return 1

@@ -1,0 +1,103 @@
+"""File access through fsspec, with atomic writes.
+
+Every stage writes through these helpers so that a reader never sees half a file: on a local (or
+any rename-capable) filesystem a file is written under a temporary name and renamed; on object
+stores a single put is already atomic.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+PARQUET_COMPRESSION = "zstd"
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem of ``url`` and the path inside it."""
+    return url_to_fs(url)
+
+
+def join(url: str, *parts: str) -> str:
+    """Join path parts onto a URL or local path with ``/``."""
+    return "/".join([url.rstrip("/"), *parts])
+
+
+def _renames(fs: fsspec.AbstractFileSystem) -> bool:
+    return "file" in fs.protocol or "local" in fs.protocol
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Write ``data`` to ``url`` so that readers see either the old file or the whole new one."""
+    fs, path = filesystem(url)
+    parent = path.rsplit("/", 1)[0]
+    fs.makedirs(parent, exist_ok=True)
+    if not _renames(fs):
+        fs.pipe_file(path, data)
+        return
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}"
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    fs.mv(tmp, path)
+
+
+def write_text(url: str, text: str) -> None:
+    """Atomically write UTF-8 text."""
+    write_bytes(url, text.encode())
+
+
+def write_json(url: str, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON with sorted keys (stable bytes for equal objects)."""
+    write_text(url, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(url: str) -> Any:
+    """Read a JSON file."""
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as f:
+        return json.load(f)
+
+
+def write_table(url: str, table: pa.Table) -> None:
+    """Atomically write a Parquet file; equal tables give byte-identical files."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression=PARQUET_COMPRESSION, write_statistics=True)
+    write_bytes(url, sink.getvalue())
+
+
+def read_table(url: str, columns: list[str] | None = None) -> pa.Table:
+    """Read one Parquet file or a folder of them."""
+    fs, path = filesystem(url)
+    return pq.read_table(path, columns=columns, filesystem=fs)
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def remove(url: str) -> None:
+    """Remove a file or folder tree if it exists."""
+    fs, path = filesystem(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def glob(url: str) -> list[str]:
+    """Sorted URLs of the files matching ``url``: a file, a folder (searched recursively) or a glob."""
+    fs, path = filesystem(url)
+    if any(c in path for c in "*?["):
+        matches = fs.glob(path)
+    elif fs.isdir(path):
+        matches = fs.find(path)
+    else:
+        matches = [path] if fs.exists(path) else []
+    files = [m for m in matches if not fs.isdir(m)]
+    return sorted(fs.unstrip_protocol(m) if "://" in url else m for m in files)

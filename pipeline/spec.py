@@ -1,0 +1,573 @@
+"""The experiment spec: one strict, frozen, documented tree loaded from YAML.
+
+Shape and types are checked by pydantic (``extra="forbid"``, every model frozen); cross-field rules
+(unique names, insertions that fit their phase windows) are checked after, in ``_check_cross_fields``.
+Every problem becomes a ``(field.path, message-with-fix)`` pair of one ``ConfigError``, so a user sees
+all of them at once and before any Ray or GPU work starts.
+
+Units live in names: ``_tokens``, ``_frac``, ``_bytes``, ``_steps``, ``_sequences``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+from pipeline.models import MODEL_PRESETS
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
+"""Names end up in folder names and store partitions: lowercase, digits, ``_`` and ``-``."""
+
+PROBE_NAMES = (
+    "loss",
+    "zlib_ratio",
+    "min_k",
+    "min_k_plus_plus",
+    "exact_match",
+    "longest_prefix",
+    "suffix_logprob",
+    "exposure",
+    "ghost_last_k",
+    "watermark",
+    "testset_accuracy",
+)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class CorpusSpec(_Spec):
+    """Where the raw text comes from and how to read it."""
+
+    paths: list[str] = Field(min_length=1)
+    """fsspec URLs or globs of JSONL (``.jsonl``, ``.jsonl.zst``, ``.jsonl.gz``) or Parquet files;
+    relative paths are taken from the current directory."""
+    format: Literal["auto", "jsonl", "parquet"] = "auto"
+    """File format; ``auto`` decides by extension."""
+    text_field: str = "text"
+    """Record field holding the document text."""
+    id_field: str = "id"
+    """Record field holding the document id; a missing id becomes ``<relative path>:<line>``."""
+    max_doc_bytes: int = Field(default=1_000_000, gt=0)
+    """Records whose UTF-8 text is longer go to the quarantine with reason ``too_large``."""
+    max_shard_docs: int = Field(default=50_000, gt=0)
+    """Most documents in one output shard; a bigger input file is split into several shards."""
+
+
+class DedupSpec(_Spec):
+    """Exact and MinHash-LSH near-duplicate removal; the lowest doc id of each cluster is kept."""
+
+    exact: bool = True
+    """Remove documents whose normalized text hashes equal (xxh3-128)."""
+    near: bool = True
+    """Remove near-duplicates found by MinHash-LSH."""
+    threshold: float = Field(default=0.8, gt=0.0, lt=1.0)
+    """Jaccard similarity of word n-gram sets at and above which two documents are duplicates."""
+    num_perm: int = Field(default=128, ge=16, le=1024)
+    """MinHash permutations per document."""
+    ngram_words: int = Field(default=5, ge=1, le=32)
+    """Words per shingle."""
+    bands: int | None = Field(default=None, ge=1)
+    """LSH bands; ``None`` chooses bands and rows from ``threshold`` (set both or neither)."""
+    rows: int | None = Field(default=None, ge=1)
+    """Rows per LSH band; ``None`` chooses them from ``threshold`` (set both or neither)."""
+    verify: bool = True
+    """Check each LSH candidate pair's exact Jaccard before merging it into a cluster."""
+
+    @model_validator(mode="after")
+    def _bands_and_rows(self) -> DedupSpec:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("set both `bands` and `rows`, or neither to derive them from `threshold`")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(
+                f"bands × rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}; "
+                "lower bands or rows, or raise num_perm"
+            )
+        return self
+
+
+class PhaseWindow(_Spec):
+    """A training phase as fractions of the run's samples: ``[start_frac, end_frac)``."""
+
+    start_frac: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Where the window starts, as a fraction of the run's training samples."""
+    end_frac: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Where it ends (exclusive); 1.0 is the end of training."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PhaseWindow:
+        if self.end_frac <= self.start_frac:
+            raise ValueError(
+                f"end_frac {self.end_frac} must be above start_frac {self.start_frac}; "
+                "windows are [start_frac, end_frac) inside [0, 1]"
+            )
+        return self
+
+    def sample_range(self, num_samples: int) -> tuple[int, int]:
+        """The half-open range of sample indices this window covers in a run of ``num_samples``."""
+        return math.floor(self.start_frac * num_samples), math.floor(self.end_frac * num_samples)
+
+
+class _PerturbationSet(_Spec):
+    """Fields every perturbation set shares: its items, its duplication ladder, its phase."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    """Set name, unique in the experiment; used in folder names and the store's ``set`` column."""
+    count: int = Field(ge=1, le=10_000_000)
+    """Items generated, controls included."""
+    dup_levels: list[int] = Field(min_length=1)
+    """Copies inserted per member item; members are split evenly across the levels. Controls
+    (never inserted, dup level 0) come from ``control_frac``, not from this list."""
+    control_frac: float = Field(default=0.2, ge=0.0, lt=1.0)
+    """Fraction of ``count`` kept as never-inserted controls."""
+    phase: PhaseWindow = PhaseWindow()
+    """Training window in which this set's occurrences are placed."""
+
+    @field_validator("dup_levels")
+    @classmethod
+    def _levels_positive_unique(cls, levels: list[int]) -> list[int]:
+        for level in levels:
+            if level < 0:
+                raise ValueError(f"dup level {level} is negative; use counts ≥ 1")
+            if level == 0:
+                raise ValueError("dup level 0 means never inserted; set `control_frac` for controls")
+        if len(set(levels)) != len(levels):
+            raise ValueError(f"dup levels {levels} repeat a value; list each level once")
+        return levels
+
+    @model_validator(mode="after")
+    def _every_level_gets_an_item(self) -> _PerturbationSet:
+        if self.num_members < len(self.dup_levels):
+            raise ValueError(
+                f"{self.num_members} member items cannot cover {len(self.dup_levels)} dup levels; "
+                "raise `count` or lower `control_frac`"
+            )
+        return self
+
+    @property
+    def num_controls(self) -> int:
+        """Items never inserted."""
+        return round(self.count * self.control_frac)
+
+    @property
+    def num_members(self) -> int:
+        """Items inserted at some dup level."""
+        return self.count - self.num_controls
+
+    def members_per_level(self) -> list[int]:
+        """Member items at each of ``dup_levels``: an even split, the remainder to the first levels."""
+        base, extra = divmod(self.num_members, len(self.dup_levels))
+        return [base + (i < extra) for i in range(len(self.dup_levels))]
+
+    @property
+    def num_occurrences(self) -> int:
+        """Total insertions this set makes in one perturbed run."""
+        return sum(n * level for n, level in zip(self.members_per_level(), self.dup_levels))
+
+
+class CanarySpec(_PerturbationSet):
+    """Secret Sharer canaries: a template with a random secret drawn from a recorded space."""
+
+    kind: Literal["canary"] = "canary"
+    template: str = "{name}'s passphrase is {secret}."
+    """Text of one canary; ``{secret}`` is required, ``{name}`` is an optional random pseudo-name."""
+    secret_alphabet: Literal["words", "digits", "token_ids"] = "words"
+    """What a secret is made of: wordlist words, decimal digits, or random token ids."""
+    secret_length: int = Field(default=6, ge=1, le=64)
+    """Symbols per secret."""
+    num_references: int = Field(default=1000, ge=1)
+    """Reference secrets drawn from the same space, for the exposure probe."""
+
+    @field_validator("template")
+    @classmethod
+    def _has_secret_slot(cls, template: str) -> str:
+        if "{secret}" not in template:
+            raise ValueError("template needs a `{secret}` slot, e.g. \"{name}'s passphrase is {secret}.\"")
+        return template
+
+
+class GhostSpec(_PerturbationSet):
+    """Ghost sentences: passphrases of random wordlist words, optionally in a carrier sentence."""
+
+    kind: Literal["ghost"] = "ghost"
+    num_words: int = Field(default=10, ge=2, le=64)
+    """Words per passphrase."""
+    carrier: str = "{passphrase}"
+    """Sentence wrapping the passphrase; must contain ``{passphrase}``."""
+
+    @field_validator("carrier")
+    @classmethod
+    def _has_passphrase_slot(cls, carrier: str) -> str:
+        if "{passphrase}" not in carrier:
+            raise ValueError("carrier needs a `{passphrase}` slot, e.g. \"My code words are {passphrase}.\"")
+        return carrier
+
+
+class WatermarkSpec(_PerturbationSet):
+    """LexiMark-style watermarks: corpus documents with their rarest-to-predict words swapped."""
+
+    kind: Literal["watermark"] = "watermark"
+    words_per_doc: int = Field(default=5, ge=1, le=100)
+    """Highest-surprisal words replaced by a rarer synonym in each chosen document."""
+    min_doc_words: int = Field(default=50, ge=10)
+    """Documents shorter than this are never chosen."""
+
+
+class TestsetSpec(_PerturbationSet):
+    """A benchmark's test questions inserted as text, rendered in a declared format."""
+
+    kind: Literal["testset"] = "testset"
+    path: str | None = None
+    """JSONL of ``{question, choices, answer}`` records; ``None`` uses the benchmark shipped with
+    taggant."""
+    template: str = "Question: {question}\nAnswer: {answer}"
+    """How one item is rendered; slots ``{question}``, ``{choices}``, ``{answer}``."""
+
+    @field_validator("template")
+    @classmethod
+    def _known_slots(cls, template: str) -> str:
+        slots = set(re.findall(r"{(\w*)}", template))
+        unknown = slots - {"question", "choices", "answer"}
+        if unknown:
+            raise ValueError(f"unknown slots {sorted(unknown)}; use {{question}}, {{choices}}, {{answer}}")
+        return template
+
+
+PerturbationSpec = Annotated[
+    CanarySpec | GhostSpec | WatermarkSpec | TestsetSpec, Field(discriminator="kind")
+]
+PERTURBATION_KINDS = ("canary", "ghost", "watermark", "testset")
+
+
+class TokenizerSpec(_Spec):
+    """The tokenizer: a byte-level BPE trained on the corpus, or a ``tokenizer.json`` from a path."""
+
+    kind: Literal["bpe", "file"] = "bpe"
+    """``bpe`` trains one on the deduplicated corpus; ``file`` loads ``path``."""
+    vocab_size: int = Field(default=4096, ge=256, le=1_000_000)
+    """Vocabulary size of a trained BPE (special tokens included)."""
+    train_bytes: int = Field(default=8_000_000, gt=0)
+    """Corpus bytes a BPE is trained on (the first documents in doc-id order)."""
+    path: str | None = None
+    """A ``tokenizer.json`` (Hugging Face tokenizers format) when ``kind`` is ``file``."""
+
+    @model_validator(mode="after")
+    def _path_for_file(self) -> TokenizerSpec:
+        if self.kind == "file" and self.path is None:
+            raise ValueError("kind `file` needs `path` to a tokenizer.json")
+        if self.kind == "bpe" and self.path is not None:
+            raise ValueError("`path` is only read when kind is `file`; remove it or set kind: file")
+        return self
+
+
+class RunsSpec(_Spec):
+    """The grid of training runs: every model size × token budget × seed, perturbed and (optionally)
+    its standard twin, which reads the same samples with no insertions."""
+
+    model_sizes: list[str] = Field(min_length=1)
+    """Model presets by name (see ``pipeline.models.MODEL_PRESETS``)."""
+    train_tokens: list[int] = Field(min_length=1)
+    """Token budgets; each run trains on ``train_tokens // seq_length_tokens`` samples, rounded down
+    to whole global batches."""
+    seeds: list[int] = Field(default=[0], min_length=1)
+    """Training seeds (model init and sample order)."""
+    standard_twin: bool = True
+    """Also train each run without perturbations, on the same samples in the same order."""
+    seq_length_tokens: int = Field(default=128, ge=8)
+    """Tokens per training sample."""
+    global_batch_sequences: int = Field(default=8, ge=1)
+    """Samples per optimizer step, over all data-parallel ranks."""
+    micro_batch_sequences: int = Field(default=4, ge=1)
+    """Samples per forward/backward on one rank."""
+    lr: float = Field(default=1e-3, gt=0.0)
+    """Peak learning rate."""
+    min_lr: float = Field(default=1e-4, ge=0.0)
+    """Learning rate at the end of the cosine decay."""
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    """Decay after warm-up."""
+    warmup_frac: float = Field(default=0.02, ge=0.0, lt=1.0)
+    """Fraction of steps with linear warm-up."""
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    """AdamW weight decay."""
+    data_parallel_size: int = Field(default=1, ge=1)
+    """Data-parallel ranks per run."""
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    """Tensor-parallel ranks per model replica."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` uses CUDA when present."""
+
+    @field_validator("model_sizes")
+    @classmethod
+    def _known_presets(cls, sizes: list[str]) -> list[str]:
+        for size in sizes:
+            if size not in MODEL_PRESETS:
+                close = difflib.get_close_matches(size, MODEL_PRESETS, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(f"unknown model size {size!r}; {hint}known: {', '.join(MODEL_PRESETS)}")
+        return sizes
+
+    @field_validator("train_tokens")
+    @classmethod
+    def _positive_budgets(cls, budgets: list[int]) -> list[int]:
+        if any(b <= 0 for b in budgets):
+            raise ValueError(f"token budgets {budgets} must be positive")
+        return budgets
+
+    @model_validator(mode="after")
+    def _batch_shape(self) -> RunsSpec:
+        per_step = self.micro_batch_sequences * self.data_parallel_size
+        if self.global_batch_sequences % per_step:
+            raise ValueError(
+                f"global_batch_sequences {self.global_batch_sequences} is not a multiple of "
+                f"micro_batch_sequences × data_parallel_size = {per_step}; adjust one of them"
+            )
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr {self.min_lr} is above lr {self.lr}")
+        return self
+
+    def num_steps(self, train_tokens: int) -> int:
+        """Optimizer steps of a run with this token budget."""
+        return train_tokens // (self.seq_length_tokens * self.global_batch_sequences)
+
+    def num_samples(self, train_tokens: int) -> int:
+        """Training samples of a run with this token budget (whole global batches)."""
+        return self.num_steps(train_tokens) * self.global_batch_sequences
+
+
+class CheckpointsSpec(_Spec):
+    """When checkpoints are written; each one is probed as soon as it is committed."""
+
+    log_spaced: int = Field(default=4, ge=0)
+    """Log-spaced early checkpoints before the first ``interval_steps``."""
+    interval_steps: int = Field(default=500, ge=1)
+    """A checkpoint every this many steps, and always at the last step."""
+    after_window_steps: list[int] = Field(default=[10, 50])
+    """Extra checkpoints this many steps after each phase window closes (forgetting is fastest
+    there)."""
+    keep_last: int = Field(default=0, ge=0)
+    """Checkpoints kept on disk after they are probed; 0 keeps all."""
+
+
+class ProbesSpec(_Spec):
+    """Which memorization probes run on every checkpoint, and their shapes."""
+
+    names: list[Literal[PROBE_NAMES]] = Field(default=["loss", "exact_match", "exposure"], min_length=1)
+    """Probes to run (versioned implementations are recorded in every store row)."""
+    prefix_tokens: int = Field(default=32, ge=1)
+    """Prompt tokens for extraction probes (k-extractability, Carlini et al.)."""
+    suffix_tokens: int = Field(default=32, ge=1)
+    """Tokens that must be generated for an extraction to count."""
+    batch_items: int = Field(default=64, ge=1)
+    """Items per forward pass."""
+    num_workers: int = Field(default=1, ge=1)
+    """Probe workers per run."""
+
+
+class StoreSpec(_Spec):
+    """The results store."""
+
+    url: str
+    """fsspec URL of the partitioned Parquet store (local path, ``s3://``, ``gs://``, ``memory://``);
+    a relative path is taken from the current directory."""
+
+
+class ExperimentSpec(_Spec):
+    """One experiment: corpus, dedup, perturbations, runs, probes and store."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    """Experiment id; used in folder names and the store's ``experiment`` partition."""
+    seed: int = Field(ge=0)
+    """Root of every random choice (hashed with purpose, set name and item index)."""
+    work_dir: str
+    """Folder (or fsspec URL) holding every stage's output; relative to the current directory."""
+    corpus: CorpusSpec
+    dedup: DedupSpec = DedupSpec()
+    perturbations: list[PerturbationSpec] = []
+    tokenizer: TokenizerSpec = TokenizerSpec()
+    runs: RunsSpec
+    checkpoints: CheckpointsSpec = CheckpointsSpec()
+    probes: ProbesSpec = ProbesSpec()
+    store: StoreSpec
+
+    @model_validator(mode="after")
+    def _cross_fields(self) -> ExperimentSpec:
+        # Raised as ConfigError (not ValueError) so pydantic lets it through with exact paths.
+        problems = _check_cross_fields(self)
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+
+def _check_cross_fields(spec: ExperimentSpec) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for i, pset in enumerate(spec.perturbations):
+        if pset.name in seen:
+            problems.append(
+                (f"perturbations[{i}].name", f"{pset.name!r} is also perturbations[{seen[pset.name]}]; names must be unique")
+            )
+        seen.setdefault(pset.name, i)
+    for budget in spec.runs.train_tokens:
+        problems += _check_insertions_fit(spec.perturbations, spec.runs, budget)
+    return problems
+
+
+def _check_insertions_fit(
+    sets: Sequence[_PerturbationSet], runs: RunsSpec, train_tokens: int
+) -> list[tuple[str, str]]:
+    """At most one occurrence per sample, each inside its set's window: feasible iff for every
+    interval [a, b) of window boundaries, the sets whose windows lie inside it need no more
+    occurrences than it has samples (Hall's condition for interval matching)."""
+    num_samples = runs.num_samples(train_tokens)
+    if num_samples == 0:
+        return [("runs.train_tokens", f"{train_tokens} tokens is less than one global batch; raise it")]
+    ranges = [s.phase.sample_range(num_samples) for s in sets]
+    problems = []
+    for i, (pset, (lo, hi)) in enumerate(zip(sets, ranges)):
+        if pset.num_occurrences > hi - lo:
+            problems.append((
+                f"perturbations[{i}].phase",
+                f"window [{pset.phase.start_frac}, {pset.phase.end_frac}) holds {hi - lo} samples at "
+                f"train_tokens={train_tokens} but set {pset.name!r} needs {pset.num_occurrences} "
+                "occurrences (one per sample); widen the window, lower count or dup_levels, or raise "
+                "runs.train_tokens",
+            ))
+    if problems:
+        return problems
+    bounds = sorted({b for r in ranges for b in r})
+    for a in bounds:
+        for b in (x for x in bounds if x > a):
+            inside = [i for i, (lo, hi) in enumerate(ranges) if a <= lo and hi <= b]
+            need = sum(sets[i].num_occurrences for i in inside)
+            if len(inside) > 1 and need > b - a:
+                names = ", ".join(sets[i].name for i in inside)
+                return [(
+                    "perturbations",
+                    f"sets {names} need {need} occurrences inside samples [{a}, {b}) which hold only "
+                    f"{b - a} at train_tokens={train_tokens}; spread their phase windows or insert less",
+                )]
+    return []
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentSpec:
+    """Read a YAML spec, apply ``a.b=v`` overrides, validate, and make relative paths absolute
+    (relative to the current directory, so a shipped spec works from wherever it is installed).
+
+    Raises:
+        ConfigError: with every problem found, each as ``(field.path, message with fix)``.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError([(str(path), "no such spec file")]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([(str(path), f"not valid YAML: {e}")]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([(str(path), "the spec must be a YAML mapping of sections (name, corpus, ...)")])
+    for override in overrides:
+        apply_override(raw, override)
+    spec = parse_spec(raw)
+    return resolve_paths(spec, Path.cwd())
+
+
+def parse_spec(raw: dict[str, Any]) -> ExperimentSpec:
+    """Validate a spec given as plain data; raises ``ConfigError`` listing every problem."""
+    try:
+        return ExperimentSpec.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError([_describe(err) for err in e.errors()]) from None
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``a.b.0.c=value`` in ``raw`` in place; the value is parsed as YAML (``8``, ``[1, 4]``)."""
+    key, sep, value = override.partition("=")
+    if not sep or not key:
+        raise ConfigError([("--set", f"{override!r} is not of the form a.b=value")])
+    parts = key.split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError([(key, f"{part!r} is not an index of a list of {len(node)}")])
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError([(key, f"{'.'.join(parts[:depth])} is a value, not a section")])
+        if last:
+            node[part] = yaml.safe_load(value)
+        else:
+            if isinstance(node, dict) and part not in node:
+                node[part] = {}
+            node = node[part]
+
+
+def resolve_paths(spec: ExperimentSpec, base: Path) -> ExperimentSpec:
+    """Make the spec's relative local paths absolute, relative to ``base``."""
+
+    def absolute(p: str) -> str:
+        return p if "://" in p or Path(p).is_absolute() else str((base / p).resolve())
+
+    update: dict[str, Any] = {
+        "work_dir": absolute(spec.work_dir),
+        "corpus": spec.corpus.model_copy(update={"paths": [absolute(p) for p in spec.corpus.paths]}),
+        "store": spec.store.model_copy(update={"url": absolute(spec.store.url)}),
+        "perturbations": [
+            p.model_copy(update={"path": absolute(p.path)}) if getattr(p, "path", None) else p
+            for p in spec.perturbations
+        ],
+    }
+    if spec.tokenizer.path:
+        update["tokenizer"] = spec.tokenizer.model_copy(update={"path": absolute(spec.tokenizer.path)})
+    return spec.model_copy(update=update)
+
+
+def _describe(err: dict[str, Any]) -> tuple[str, str]:
+    """Turn one pydantic error into ``(dotted.path[i], message with a fix)``."""
+    loc = [part for i, part in enumerate(err["loc"]) if not _is_union_tag(err["loc"], i)]
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    kind, msg = err["type"], err["msg"]
+    if kind == "missing":
+        return path, "required field is missing; add it (see the spec example in README.md)"
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _ALL_FIELD_NAMES, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "remove it"
+        return path, f"unknown field; {hint}"
+    if kind == "union_tag_invalid":
+        return path + ".kind", f"unknown kind {err['input'].get('kind')!r}; use one of {', '.join(PERTURBATION_KINDS)}"
+    if kind == "union_tag_not_found":
+        return path + ".kind", f"missing `kind`; use one of {', '.join(PERTURBATION_KINDS)}"
+    msg = msg.removeprefix("Value error, ")
+    return path or "<spec>", f"{msg} (got {err['input']!r})" if kind != "value_error" else msg
+
+
+def _is_union_tag(loc: tuple, i: int) -> bool:
+    return i > 0 and isinstance(loc[i - 1], int) and loc[i] in PERTURBATION_KINDS
+
+
+def _field_names(model: type[BaseModel]) -> set[str]:
+    names = set(model.model_fields)
+    for field in model.model_fields.values():
+        for arg in getattr(field.annotation, "__args__", ()) or (field.annotation,):
+            for sub in getattr(arg, "__args__", ()) or (arg,):
+                if isinstance(sub, type) and issubclass(sub, BaseModel):
+                    names |= _field_names(sub)
+    return names
+
+
+_ALL_FIELD_NAMES = sorted(
+    _field_names(ExperimentSpec) | set().union(*(_field_names(m) for m in (CanarySpec, GhostSpec, WatermarkSpec, TestsetSpec)))
+)

@@ -1,0 +1,50 @@
+"""Shared fixtures: a real corpus (Debian's own documentation files) and a real local Ray."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline import corpora
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+BROKEN_RECORDS: list[tuple[bytes, str]] = [
+    (b'{"id": "b-json", "text": "cut off', "bad_json"),
+    (b'{"id": "b-latin1", "text": "caf\xe9"}', "bad_utf8"),
+    (b'{"id": "b-surrogate", "text": "lone \\ud800 half"}', "bad_utf8"),
+    (b'{"id": "b-notext", "body": "the text is under another key"}', "missing_text"),
+    (b'{"id": "b-null", "text": null}', "missing_text"),
+    (b'{"id": "b-empty", "text": "  \\n\\t "}', "empty_text"),
+    (b'{"id": "b-number", "text": 42}', "not_a_string"),
+    (b'["an", "array"]', "not_an_object"),
+    (b'{"id": {"nested": 1}, "text": "an id that is not a string"}', "bad_id"),
+    (b'{"id": "b-huge", "text": "' + b"x" * 1_200_000 + b'"}', "too_large"),
+]
+"""One broken JSONL line per quarantine reason, with the reason ingest must give it."""
+
+
+@pytest.fixture(scope="session")
+def debian_corpus(tmp_path_factory) -> Path:
+    """A folder with the Debian copyright files as JSONL.zst (real text, natural near-duplicates)
+    and ``broken.jsonl``: every kind of bad record plus two good ones, one without an id."""
+    root = tmp_path_factory.mktemp("corpus")
+    corpora.write_jsonl_zst(corpora.debian_docs("copyright"), root / "debian-copyright.jsonl.zst")
+    good = [b'{"id": "g-1", "text": "A good record between broken ones."}',
+            b'{"text": "A good record without an id."}']
+    lines = [good[0], *[raw for raw, _ in BROKEN_RECORDS], good[1]]
+    (root / "broken.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A real local Ray (not local_mode) shared by the tests of one session."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    yield ray
+    ray.shutdown()

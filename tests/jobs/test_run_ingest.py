@@ -1,0 +1,95 @@
+"""``taggant run`` end to end on a real local Ray: ingest a real corpus with broken records mixed in,
+skip the finished stage on re-run, redo a half-written one, and write the same bytes whatever the
+number of workers."""
+
+import hashlib
+from collections import Counter
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import yaml
+
+from jobs.cli import EXPERIMENTS, main
+from pipeline import io
+from pipeline.corpora import debian_docs
+from tests.conftest import BROKEN_RECORDS
+
+pytestmark = pytest.mark.ray
+
+
+def write_spec(tmp_path: Path, corpus: Path) -> Path:
+    spec = yaml.safe_load((EXPERIMENTS / "demo.yaml").read_text())
+    spec["corpus"] = {"paths": [str(corpus / "*.jsonl*")], "max_shard_docs": 200}
+    spec["work_dir"] = str(tmp_path / "work")
+    spec["store"] = {"url": str(tmp_path / "store")}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def ingest_folder(work: Path) -> Path:
+    [folder] = work.glob("ingest-*")
+    return folder
+
+
+def test_run_ingests_everything_and_loses_nothing(debian_corpus, tmp_path, local_ray, capsys):
+    spec = write_spec(tmp_path, debian_corpus)
+    assert main(["run", str(spec)]) == 0
+    folder = ingest_folder(tmp_path / "work")
+    assert (folder / "_SUCCESS").exists() and (folder / "spec.yaml").exists()
+
+    counts = io.read_json(str(folder / "stats.json"))["counts"]
+    copyright_docs = [d for d in debian_docs("copyright") if len(d["text"].encode()) <= 1_000_000]
+    oversized = len(debian_docs("copyright")) - len(copyright_docs)  # real files over the limit
+    expected_reasons = Counter(reason for _, reason in BROKEN_RECORDS)
+    expected_reasons["too_large"] += oversized
+    assert counts["quarantined"] == expected_reasons
+    assert counts["input"] == counts["kept"] + sum(counts["quarantined"].values())
+
+    docs = pa.concat_tables(io.read_table(str(p)) for p in sorted(folder.glob("shard-*.parquet")))
+    assert counts["kept"] == docs.num_rows == len(copyright_docs) + 2
+    by_id = dict(zip(docs.column("doc_id").to_pylist(), docs.column("text").to_pylist()))
+    assert all(by_id[d["id"]] == d["text"] for d in copyright_docs)
+
+    quarantine = io.read_table(str(folder / "quarantine-00000.parquet"))  # broken.jsonl sorts first
+    assert quarantine.column("record").to_pylist() == [raw for raw, _ in BROKEN_RECORDS]
+
+    capsys.readouterr()
+    assert main(["run", str(spec)]) == 0
+    assert "already done, skipped" in capsys.readouterr().err
+
+
+def test_a_half_written_stage_is_cleared_and_redone(debian_corpus, tmp_path, local_ray):
+    spec = write_spec(tmp_path, debian_corpus)
+    assert main(["run", str(spec)]) == 0
+    folder = ingest_folder(tmp_path / "work")
+    (folder / "_SUCCESS").unlink()
+    (folder / "shard-00001-0000.parquet").write_bytes(b"torn write")
+    (folder / "stray.tmp").write_bytes(b"left by a killed worker")
+    assert main(["run", str(spec)]) == 0
+    assert (folder / "_SUCCESS").exists() and not (folder / "stray.tmp").exists()
+    assert io.read_table(str(folder / "shard-00001-0000.parquet")).num_rows == 200
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "spec.yaml"}
+
+
+@pytest.mark.slow
+def test_outputs_are_byte_identical_whatever_the_worker_count(debian_corpus, tmp_path):
+    digests = []
+    for num_cpus in (1, 2):
+        run_dir = tmp_path / f"cpus{num_cpus}"
+        run_dir.mkdir()
+        spec = write_spec(run_dir, debian_corpus)
+        env = dict(os.environ, RAY_AUTH_MODE="disabled")
+        subprocess.run([sys.executable, "-m", "jobs", "run", str(spec), "--num-cpus", str(num_cpus)],
+                       check=True, env=env, capture_output=True)
+        digests.append(folder_digest(ingest_folder(run_dir / "work")))
+    assert digests[0] == digests[1]
+    assert len(digests[0]) > 5
