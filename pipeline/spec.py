@@ -342,6 +342,31 @@ class RunsSpec(_Spec):
         """Training samples of a run with this token budget (whole global batches)."""
         return self.num_steps(train_tokens) * self.global_batch_sequences
 
+    def grid(self) -> list[RunId]:
+        """Every run: sizes × budgets × seeds, each perturbed and (if ``standard_twin``) standard."""
+        variants = (True, False) if self.standard_twin else (True,)
+        return [
+            RunId(model_size=m, train_tokens=t, seed=s, perturbed=p)
+            for m in self.model_sizes for t in self.train_tokens for s in self.seeds for p in variants
+        ]
+
+
+class RunId(BaseModel):
+    """One cell of the run grid."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_size: str
+    train_tokens: int
+    seed: int
+    perturbed: bool
+
+    @property
+    def name(self) -> str:
+        """``<model>-<tokens>t-s<seed>-<perturbed|standard>``: the store's ``run`` partition."""
+        variant = "perturbed" if self.perturbed else "standard"
+        return f"{self.model_size}-{self.train_tokens}t-s{self.seed}-{variant}"
+
 
 class CheckpointsSpec(_Spec):
     """When checkpoints are written; each one is probed as soon as it is committed."""
