@@ -17,7 +17,7 @@ from rich.table import Table
 
 from pipeline import io
 from pipeline.errors import ConfigError
-from pipeline.spec import ExperimentSpec, load_spec
+from pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec, load_spec, parse_section
 
 EXPERIMENTS = Path(__file__).parent / "experiments"
 log = logging.getLogger("taggant")
@@ -51,6 +51,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run(spec, args.address, args.num_cpus)
 
 
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from jobs import graph
+    from jobs.runtime import ray_session
+
+    corpus = parse_section(CorpusSpec, {"paths": [str(Path(p).resolve()) for p in args.inputs]}, "corpus")
+    options = {k: v for k, v in {"threshold": args.threshold, "num_perm": args.num_perm,
+                                 "ngram_words": args.ngram, "bands": args.bands, "rows": args.rows}.items()
+               if v is not None}
+    dedup = parse_section(DedupSpec, options, "dedup")
+    out = str(Path(args.out).resolve())
+    _log_to(io.join(out, "logs", f"dedup-{time.strftime('%Y%m%dT%H%M%S')}.log"))
+    stages = graph.data_stages(corpus, dedup, out)
+    resolved = {"corpus": corpus.model_dump(mode="json"), "dedup": dedup.model_dump(mode="json")}
+    with ray_session(args.address, args.num_cpus):
+        graph.run(resolved, stages, Console(stderr=True))
+    print(stages[-1].folder)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import corpora
 
@@ -71,7 +90,7 @@ def _run(spec: ExperimentSpec, address: str | None, num_cpus: int | None) -> int
     console = Console(stderr=True)
     stages = graph.build(spec)
     with ray_session(address, num_cpus):
-        graph.run(spec, stages, console)
+        graph.run(spec.model_dump(mode="json"), stages, console)
     return 0
 
 
@@ -98,14 +117,28 @@ def build_parser() -> argparse.ArgumentParser:
     with_spec("validate", "check a spec; no Ray, no GPU").set_defaults(func=cmd_validate)
     with_spec("plan", "show the stage graph, hashes and status").set_defaults(func=cmd_plan)
     run = with_spec("run", "run the experiment on an embedded local Ray or a cluster")
-    run.add_argument("--address", help="Ray address of an existing cluster (default: embedded)")
-    run.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
+    _ray_options(run)
     run.set_defaults(func=cmd_run)
+    dedup = sub.add_parser("dedup", help="ingest and deduplicate corpus files (exact + MinHash-LSH)")
+    dedup.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL(.zst/.gz) or Parquet files, folders, globs")
+    dedup.add_argument("--out", required=True, help="work folder; the deduped shards' folder is printed")
+    dedup.add_argument("--threshold", type=float, help="Jaccard threshold (default 0.8)")
+    dedup.add_argument("--num-perm", type=int, help="MinHash permutations (default 128)")
+    dedup.add_argument("--ngram", type=int, help="words per shingle (default 5)")
+    dedup.add_argument("--bands", type=int, help="LSH bands (default: chosen from the threshold)")
+    dedup.add_argument("--rows", type=int, help="rows per band (set with --bands)")
+    _ray_options(dedup)
+    dedup.set_defaults(func=cmd_dedup)
     demo = sub.add_parser("demo", help="the shipped demo on real Debian text, end to end")
     demo.add_argument("--set", action="append", metavar="a.b=v", help="override a demo spec field")
     demo.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def _ray_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", help="Ray address of an existing cluster (default: embedded)")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
 
 
 def main(argv: list[str] | None = None) -> int:

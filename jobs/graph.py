@@ -2,7 +2,7 @@
 
 Stages run in dependency order. Each has a content-addressed folder (``pipeline.stage``): a
 finished one is skipped, a half-written one is cleared and redone. The stages that exist so far:
-``ingest``.
+``ingest`` → ``dedup``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from typing import Any
 
 from rich.console import Console
 
+from jobs import dedup as dedup_job
 from jobs import ingest as ingest_job
 from pipeline import ingest, io, stage
-from pipeline.spec import ExperimentSpec
+from pipeline.dedup import DEDUP_VERSION, DedupParams
+from pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec
 from pipeline.stage import StageKey
 
 
@@ -38,18 +40,31 @@ class Stage:
 
 def build(spec: ExperimentSpec) -> list[Stage]:
     """The stages of ``spec`` in run order. Lists the corpus files (their sizes enter the hash)."""
-    inputs = ingest.list_inputs(spec.corpus)
+    return data_stages(spec.corpus, spec.dedup, spec.work_dir)
+
+
+def data_stages(corpus: CorpusSpec, dedup: DedupSpec, work_dir: str) -> list[Stage]:
+    """``ingest`` and (unless both kinds are off) ``dedup``; the last one's folder holds the
+    corpus shards later stages read."""
+    inputs = ingest.list_inputs(corpus)
     ingest_key = StageKey(
         "ingest",
         ingest.INGEST_VERSION,
-        {"corpus": spec.corpus.model_dump(mode="json"), "files": ingest.input_fingerprint(inputs)},
+        {"corpus": corpus.model_dump(mode="json"), "files": ingest.input_fingerprint(inputs)},
     )
-    ingest_folder = ingest_key.folder(spec.work_dir)
-    return [Stage(ingest_key, ingest_folder, lambda: ingest_job.run(spec, ingest_folder, inputs))]
+    ingest_folder = ingest_key.folder(work_dir)
+    stages = [Stage(ingest_key, ingest_folder, lambda: ingest_job.run(corpus, ingest_folder, inputs))]
+    if dedup.exact or dedup.near:
+        params = DedupParams.from_spec(dedup)
+        dedup_key = StageKey("dedup", DEDUP_VERSION, params.to_dict(), (ingest_key.hash,))
+        dedup_folder = dedup_key.folder(work_dir)
+        stages.append(Stage(dedup_key, dedup_folder, lambda: dedup_job.run(params, dedup_folder, ingest_folder)))
+    return stages
 
 
-def run(spec: ExperimentSpec, stages: list[Stage], console: Console) -> list[dict[str, Any]]:
-    """Run every unfinished stage in order; returns one summary per stage."""
+def run(resolved_spec: dict[str, Any], stages: list[Stage], console: Console) -> list[dict[str, Any]]:
+    """Run every unfinished stage in order; returns one summary per stage. ``resolved_spec`` is
+    written beside each stage's data."""
     summaries = []
     for s in stages:
         name = f"{s.key.name}-{s.key.hash[:8]}"
@@ -62,7 +77,7 @@ def run(spec: ExperimentSpec, stages: list[Stage], console: Console) -> list[dic
         with console.status(f"running {name}"):
             stats = s.execute()
         elapsed = time.perf_counter() - start  # logged, not stored: stage outputs stay byte-identical
-        stage.commit(s.folder, s.key, spec.model_dump(mode="json"), stats)
+        stage.commit(s.folder, s.key, resolved_spec, stats)
         console.print(f"[green]✓[/] {name} done in {elapsed:.1f} s: {stats.get('counts', stats)}")
         summaries.append({"stage": s.key.name, "folder": s.folder, "skipped": False, "stats": stats,
                           "elapsed_s": elapsed})

@@ -6,13 +6,13 @@ from typing import Any
 
 from pipeline import io
 from pipeline.ingest import InputFile, ingest_file
-from pipeline.spec import ExperimentSpec
+from pipeline.spec import CorpusSpec
 from pipeline.stage import Counts
 
 TASK_RETRIES = 3
 
 
-def run(spec: ExperimentSpec, folder: str, inputs: list[InputFile]) -> dict[str, Any]:
+def run(corpus: CorpusSpec, folder: str, inputs: list[InputFile]) -> dict[str, Any]:
     """Ingest every input file into ``folder``; returns the stage stats.
 
     A failed task is retried; its output files have fixed names, so a retry overwrites them.
@@ -20,7 +20,7 @@ def run(spec: ExperimentSpec, folder: str, inputs: list[InputFile]) -> dict[str,
     import ray
 
     task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=[OSError])(ingest_file)
-    results = ray.get([task.remote(f, spec.corpus, folder) for f in inputs])
+    results = ray.get([task.remote(f, corpus, folder) for f in inputs])
     for f, result in zip(inputs, results):
         io.write_json(io.join(folder, "stats", f"file-{f.index:05d}.json"), result)
     total = sum((Counts.from_dict(r["counts"]) for r in results), Counts())

@@ -78,6 +78,13 @@ def read_table(url: str, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(path, columns=columns, filesystem=fs)
 
 
+def parquet_rows(url: str) -> int:
+    """Rows of a Parquet file, from its footer alone."""
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
     return fs.exists(path)

@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -483,6 +483,9 @@ def _check_insertions_fit(
     return []
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 # --- loading ---------------------------------------------------------------------------------
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentSpec:
@@ -509,10 +512,16 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentSpec
 
 def parse_spec(raw: dict[str, Any]) -> ExperimentSpec:
     """Validate a spec given as plain data; raises ``ConfigError`` listing every problem."""
+    return parse_section(ExperimentSpec, raw)
+
+
+def parse_section(model: type[_M], raw: dict[str, Any], path: str = "") -> _M:
+    """Validate ``raw`` as ``model`` (a spec or one of its sections, found at ``path``)."""
     try:
-        return ExperimentSpec.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError([_describe(err) for err in e.errors()]) from None
+        problems = [_describe(err) for err in e.errors()]
+        raise ConfigError([(f"{path}.{p}" if path else p, m) for p, m in problems]) from None
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
