@@ -1,0 +1,137 @@
+"""The results store: hive-partitioned Parquet on any fsspec filesystem.
+
+Layout under the store URL::
+
+    probes/experiment=<id>/run=<id>/step=<n>/<probe>-<shard:05d>.parquet   long-format probe rows
+    checkpoints/experiment=<id>/run=<id>/step=<n>/commit.parquet          one row: the commit record
+    runs/experiment=<id>/run=<id>/run.parquet                             one row per run
+
+Partition values live in the paths only (readers add them back as columns). A checkpoint becomes
+visible when its ``checkpoints`` file exists, which ``commit_checkpoint`` writes after every probe
+file of that step; readers drop rows of uncommitted steps. Probe file names are deterministic and
+``begin_checkpoint`` clears a step before it is (re-)probed, so probing a checkpoint again replaces
+its rows instead of adding to them. Any reader of hive Parquet works too (pandas, DuckDB, polars),
+it just sees uncommitted rows; ``read_probes`` is the safe path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from pipeline import io
+
+SCHEMA_VERSION = 1
+
+PROBE_SCHEMA = pa.schema(
+    [
+        ("tokens_seen", pa.int64()),
+        ("item_id", pa.string()),
+        ("set", pa.string()),
+        ("kind", pa.string()),
+        ("dup_level", pa.int32()),
+        ("probe", pa.string()),
+        ("probe_version", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("schema_version", pa.int32()),
+    ]
+)
+"""Columns stored in probe files; ``experiment``, ``run`` and ``step`` come from the path."""
+
+CHECKPOINT_SCHEMA = pa.schema(
+    [("tokens_seen", pa.int64()), ("probes", pa.list_(pa.string())), ("num_rows", pa.int64()),
+     ("schema_version", pa.int32())]
+)
+PARTITIONS = pa.schema([("experiment", pa.string()), ("run", pa.string()), ("step", pa.int64())])
+
+
+def _step_dir(url: str, experiment: str, run: str, step: int) -> str:
+    return io.join(url, "probes", f"experiment={experiment}", f"run={run}", f"step={step}")
+
+
+def _commit_path(url: str, experiment: str, run: str, step: int) -> str:
+    return io.join(url, "checkpoints", f"experiment={experiment}", f"run={run}", f"step={step}", "commit.parquet")
+
+
+class StoreWriter:
+    """Writes one experiment's rows; every method is idempotent for the same arguments."""
+
+    def __init__(self, url: str, experiment: str):
+        self.url = url
+        self.experiment = experiment
+
+    def write_run(self, run: str, meta: dict[str, Any]) -> None:
+        """Record a run's metadata (model size, token budget, seed, perturbed, ...)."""
+        table = pa.Table.from_pylist([{**meta, "schema_version": SCHEMA_VERSION}])
+        io.write_table(io.join(self.url, "runs", f"experiment={self.experiment}", f"run={run}", "run.parquet"), table)
+
+    def begin_checkpoint(self, run: str, step: int) -> None:
+        """Hide a step and drop its rows, so it can be probed (again) from nothing."""
+        io.remove(_commit_path(self.url, self.experiment, run, step))
+        io.remove(_step_dir(self.url, self.experiment, run, step))
+
+    def write_probe_rows(self, run: str, step: int, probe: str, shard: int, rows: pa.Table) -> None:
+        """Write the rows of one probe shard of a checkpoint (``PROBE_SCHEMA`` columns)."""
+        path = io.join(_step_dir(self.url, self.experiment, run, step), f"{probe}-{shard:05d}.parquet")
+        io.write_table(path, rows.select(PROBE_SCHEMA.names).cast(PROBE_SCHEMA))
+
+    def commit_checkpoint(self, run: str, step: int, tokens_seen: int, probes: list[str], num_rows: int) -> None:
+        """Make the step visible: written last, after all of its probe files."""
+        record = pa.Table.from_pylist(
+            [{"tokens_seen": tokens_seen, "probes": sorted(probes), "num_rows": num_rows,
+              "schema_version": SCHEMA_VERSION}],
+            schema=CHECKPOINT_SCHEMA,
+        )
+        io.write_table(_commit_path(self.url, self.experiment, run, step), record)
+
+
+def _dataset(url: str, table: str, schema: pa.Schema | None = None) -> ds.Dataset | None:
+    fs, path = io.filesystem(io.join(url, table))
+    if not fs.exists(path):
+        return None
+    partitions = PARTITIONS if table != "runs" else pa.schema(list(PARTITIONS)[:2])
+    return ds.dataset(path, filesystem=fs, format="parquet", schema=schema,
+                      partitioning=ds.partitioning(partitions, flavor="hive"))
+
+
+def read_checkpoints(url: str, experiment: str | None = None) -> pa.Table:
+    """Committed checkpoints: ``experiment, run, step, tokens_seen, probes, num_rows``."""
+    schema = pa.unify_schemas([CHECKPOINT_SCHEMA, PARTITIONS])
+    dataset = _dataset(url, "checkpoints", schema)
+    if dataset is None:
+        return schema.empty_table()
+    flt = ds.field("experiment") == experiment if experiment else None
+    return dataset.to_table(filter=flt).sort_by([("experiment", "ascending"), ("run", "ascending"), ("step", "ascending")])
+
+
+def read_runs(url: str, experiment: str | None = None) -> pa.Table:
+    """Run metadata, one row per run."""
+    dataset = _dataset(url, "runs")
+    if dataset is None:
+        return pa.table({})
+    flt = ds.field("experiment") == experiment if experiment else None
+    return dataset.to_table(filter=flt)
+
+
+def read_probes(url: str, filter: ds.Expression | None = None, columns: list[str] | None = None) -> pa.Table:
+    """Probe rows of committed checkpoints only, with ``experiment, run, step`` columns.
+
+    Args:
+        filter: a pyarrow dataset expression, e.g. ``ds.field("probe") == "loss"``.
+        columns: columns to return (all by default).
+    """
+    schema = pa.unify_schemas([PROBE_SCHEMA, PARTITIONS])
+    dataset = _dataset(url, "probes", schema)
+    committed = read_checkpoints(url).select(["experiment", "run", "step"])
+    if dataset is None or committed.num_rows == 0:
+        return schema.empty_table() if columns is None else schema.empty_table().select(columns)
+    rows = dataset.to_table(filter=filter)
+    rows = rows.join(committed, keys=["experiment", "run", "step"], join_type="inner")
+    rows = rows.select(schema.names).sort_by(
+        [("experiment", "ascending"), ("run", "ascending"), ("step", "ascending"), ("probe", "ascending"),
+         ("item_id", "ascending"), ("metric", "ascending")]
+    )
+    return rows.select(columns) if columns else rows

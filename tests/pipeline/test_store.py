@@ -1,0 +1,94 @@
+"""The results store: visibility only after commit, re-probing replaces, any fsspec URL, and the
+files read back with pyarrow, pandas and DuckDB."""
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from pipeline.store import StoreWriter, read_checkpoints, read_probes, read_runs
+
+
+def rows(step: int, n_items: int, value: float) -> pa.Table:
+    return pa.Table.from_pylist([
+        {"tokens_seen": step * 1024, "item_id": f"canaries/{i:06d}", "set": "canaries", "kind": "canary",
+         "dup_level": i % 3, "probe": "loss", "probe_version": "loss.v1", "metric": "suffix_loss",
+         "value": value + i, "schema_version": 1}
+        for i in range(n_items)
+    ])
+
+
+def probe(writer: StoreWriter, run: str, step: int, n_items: int, value: float, shards: int = 1) -> None:
+    writer.begin_checkpoint(run, step)
+    table = rows(step, n_items, value)
+    per = -(-n_items // shards)
+    for s in range(shards):
+        writer.write_probe_rows(run, step, "loss", s, table.slice(s * per, per))
+    writer.commit_checkpoint(run, step, step * 1024, ["loss"], n_items)
+
+
+@pytest.fixture(params=["file", "memory"])
+def store_url(request, tmp_path):
+    if request.param == "file":
+        yield str(tmp_path / "store")
+        return
+    url = f"memory://store-{id(request)}"
+    yield url
+    import fsspec
+    fsspec.filesystem("memory").rm(url.removeprefix("memory://"), recursive=True)
+
+
+def test_rows_are_visible_only_after_their_checkpoint_commits(store_url):
+    writer = StoreWriter(store_url, "exp")
+    probe(writer, "r1", 10, 4, 1.0)
+    writer.begin_checkpoint("r1", 20)
+    writer.write_probe_rows("r1", 20, "loss", 0, rows(20, 4, 9.0))  # not committed yet
+    table = read_probes(store_url)
+    assert table.num_rows == 4 and set(table.column("step").to_pylist()) == {10}
+    assert read_checkpoints(store_url).column("step").to_pylist() == [10]
+    writer.commit_checkpoint("r1", 20, 20 * 1024, ["loss"], 4)
+    assert read_probes(store_url).num_rows == 8
+
+
+def test_probing_a_checkpoint_again_replaces_its_rows(store_url):
+    writer = StoreWriter(store_url, "exp")
+    probe(writer, "r1", 10, 6, 1.0, shards=3)
+    probe(writer, "r1", 10, 6, 2.0, shards=2)  # fewer shards the second time: no stale file survives
+    table = read_probes(store_url)
+    assert table.num_rows == 6
+    assert table.column("value").to_pylist() == [2.0 + i for i in range(6)]
+
+
+def test_partition_columns_filters_and_runs(store_url):
+    writer = StoreWriter(store_url, "exp")
+    writer.write_run("r1", {"model_size": "tiny-2m", "train_tokens": 1000, "perturbed": True})
+    probe(writer, "r1", 10, 3, 1.0)
+    probe(writer, "r2", 10, 3, 5.0)
+    table = read_probes(store_url, filter=ds.field("run") == "r2")
+    assert set(table.column("run").to_pylist()) == {"r2"}
+    assert table.schema.field("step").type == pa.int64()
+    assert {"experiment", "run", "step", "tokens_seen", "item_id", "set", "kind", "dup_level", "probe",
+            "probe_version", "metric", "value", "schema_version"} <= set(table.column_names)
+    runs = read_runs(store_url)
+    assert runs.column("model_size").to_pylist() == ["tiny-2m"]
+    assert runs.column("experiment").to_pylist() == ["exp"]
+
+
+def test_an_empty_store_reads_as_empty_tables(tmp_path):
+    assert read_probes(str(tmp_path / "none")).num_rows == 0
+    assert read_checkpoints(str(tmp_path / "none")).num_rows == 0
+
+
+def test_other_readers_see_the_same_rows(tmp_path):
+    url = str(tmp_path / "store")
+    writer = StoreWriter(url, "exp")
+    probe(writer, "r1", 10, 5, 1.0)
+    probe(writer, "r1", 30, 5, 0.5)
+    frame = read_probes(url).to_pandas()
+    assert len(frame) == 10 and frame.groupby("step")["value"].mean().to_dict() == {10: 3.0, 30: 2.5}
+    con = duckdb.connect()
+    got = con.execute(
+        f"select step, count(*), avg(value) from read_parquet('{url}/probes/**/*.parquet', hive_partitioning=true) "
+        "group by step order by step"
+    ).fetchall()
+    assert [(int(s), n, v) for s, n, v in got] == [(10, 5, 3.0), (30, 5, 2.5)]
