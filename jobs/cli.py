@@ -70,6 +70,23 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.fit import fit_store
+
+    fits = fit_store(args.store, args.metric, args.experiment)
+    if args.json:
+        print(json.dumps([f.to_dict() for f in fits], indent=2))
+        return 0
+    table = Table("fit", "set", "x", "y", "slope", "95% CI", "r²", "n", "filter", title=f"fits of {args.metric}")
+    for f in fits:
+        table.add_row(f.name, f.set, f.x, f.y, f"{f.slope:+.3f}", f"[{f.ci_low:+.3f}, {f.ci_high:+.3f}]",
+                      f"{f.r2:.2f}", str(f.n), f.filter)
+    Console().print(table if fits else f"no fit: the store at {args.store} has no rows for {args.metric}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import corpora
 
@@ -129,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--rows", type=int, help="rows per band (set with --bands)")
     _ray_options(dedup)
     dedup.set_defaults(func=cmd_dedup)
+    fit = sub.add_parser("fit", help="scaling-law fits from a results store")
+    fit.add_argument("--store", required=True, help="store URL (any fsspec URL)")
+    fit.add_argument("--metric", default="suffix_loss", help="probe metric to fit (default suffix_loss)")
+    fit.add_argument("--experiment", help="only this experiment")
+    fit.add_argument("--json", action="store_true", help="print a JSON list of fits")
+    fit.set_defaults(func=cmd_fit)
     demo = sub.add_parser("demo", help="the shipped demo on real Debian text, end to end")
     demo.add_argument("--set", action="append", metavar="a.b=v", help="override a demo spec field")
     demo.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")

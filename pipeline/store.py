@@ -5,6 +5,7 @@ Layout under the store URL::
     probes/experiment=<id>/run=<id>/step=<n>/<probe>-<shard:05d>.parquet   long-format probe rows
     checkpoints/experiment=<id>/run=<id>/step=<n>/commit.parquet          one row: the commit record
     runs/experiment=<id>/run=<id>/run.parquet                             one row per run
+    items/experiment=<id>/run=<id>/items.parquet                          the run's items and exposures
 
 Partition values live in the paths only (readers add them back as columns). A checkpoint becomes
 visible when its ``checkpoints`` file exists, which ``commit_checkpoint`` writes after every probe
@@ -45,6 +46,12 @@ CHECKPOINT_SCHEMA = pa.schema(
     [("tokens_seen", pa.int64()), ("probes", pa.list_(pa.string())), ("num_rows", pa.int64()),
      ("schema_version", pa.int32())]
 )
+ITEM_SCHEMA = pa.schema(
+    [("item_id", pa.string()), ("set", pa.string()), ("kind", pa.string()), ("dup_level", pa.int32()),
+     ("first_step", pa.int64()), ("last_step", pa.int64())]
+)
+"""A run's items with the first and last step that trained on them (-1 for controls and for every
+item of a standard run), so fits need nothing but the store."""
 PARTITIONS = pa.schema([("experiment", pa.string()), ("run", pa.string()), ("step", pa.int64())])
 
 
@@ -67,6 +74,11 @@ class StoreWriter:
         """Record a run's metadata (model size, token budget, seed, perturbed, ...)."""
         table = pa.Table.from_pylist([{**meta, "schema_version": SCHEMA_VERSION}])
         io.write_table(io.join(self.url, "runs", f"experiment={self.experiment}", f"run={run}", "run.parquet"), table)
+
+    def write_items(self, run: str, items: pa.Table) -> None:
+        """Record the run's items (``ITEM_SCHEMA``): what was inserted, how often and when."""
+        path = io.join(self.url, "items", f"experiment={self.experiment}", f"run={run}", "items.parquet")
+        io.write_table(path, items.select(ITEM_SCHEMA.names).cast(ITEM_SCHEMA).sort_by("item_id"))
 
     def begin_checkpoint(self, run: str, step: int) -> None:
         """Hide a step and drop its rows, so it can be probed (again) from nothing."""
@@ -92,7 +104,7 @@ def _dataset(url: str, table: str, schema: pa.Schema | None = None) -> ds.Datase
     fs, path = io.filesystem(io.join(url, table))
     if not fs.exists(path):
         return None
-    partitions = PARTITIONS if table != "runs" else pa.schema(list(PARTITIONS)[:2])
+    partitions = PARTITIONS if table in ("probes", "checkpoints") else pa.schema(list(PARTITIONS)[:2])
     return ds.dataset(path, filesystem=fs, format="parquet", schema=schema,
                       partitioning=ds.partitioning(partitions, flavor="hive"))
 
@@ -109,11 +121,20 @@ def read_checkpoints(url: str, experiment: str | None = None) -> pa.Table:
 
 def read_runs(url: str, experiment: str | None = None) -> pa.Table:
     """Run metadata, one row per run."""
-    dataset = _dataset(url, "runs")
+    return _read_per_run(url, "runs", None, experiment)
+
+
+def read_items(url: str, experiment: str | None = None) -> pa.Table:
+    """Items of every run (``ITEM_SCHEMA`` plus ``experiment, run``)."""
+    return _read_per_run(url, "items", pa.unify_schemas([ITEM_SCHEMA, pa.schema(list(PARTITIONS)[:2])]), experiment)
+
+
+def _read_per_run(url: str, table: str, schema: pa.Schema | None, experiment: str | None) -> pa.Table:
+    dataset = _dataset(url, table, schema)
     if dataset is None:
-        return pa.table({})
+        return schema.empty_table() if schema else pa.table({})
     flt = ds.field("experiment") == experiment if experiment else None
-    return dataset.to_table(filter=flt)
+    return dataset.to_table(filter=flt).sort_by([("experiment", "ascending"), ("run", "ascending")])
 
 
 def read_probes(url: str, filter: ds.Expression | None = None, columns: list[str] | None = None) -> pa.Table:
