@@ -117,6 +117,19 @@ class PhaseWindow(_Spec):
         return math.floor(self.start_frac * num_samples), math.floor(self.end_frac * num_samples)
 
 
+class DecontaminationSpec(_Spec):
+    """How a set's items are kept out of the natural corpus (checked against the deduplicated
+    corpus with word n-grams, after the same normalization as dedup)."""
+
+    ngram_words: int = Field(default=8, ge=3, le=64)
+    """Words per n-gram: a document that shares one n-gram with an item contains (part of) it. An
+    item shorter than this matches only a document containing all its words in order."""
+    on_collision: Literal["remove_docs", "resample"] = "remove_docs"
+    """What happens when an item occurs in a corpus document: ``remove_docs`` removes every such
+    document from the base corpus (counted as ``item_overlap``); ``resample`` replaces the item by
+    the generator's next candidate and keeps the documents."""
+
+
 class _PerturbationSet(_Spec):
     """Fields every perturbation set shares: its items, its duplication ladder, its phase."""
 
@@ -131,6 +144,8 @@ class _PerturbationSet(_Spec):
     """Fraction of ``count`` kept as never-inserted controls."""
     phase: PhaseWindow = PhaseWindow()
     """Training window in which this set's occurrences are placed."""
+    decontamination: DecontaminationSpec = DecontaminationSpec()
+    """How items are kept from occurring naturally in the corpus."""
 
     @field_validator("dup_levels")
     @classmethod
@@ -174,25 +189,63 @@ class _PerturbationSet(_Spec):
         return sum(n * level for n, level in zip(self.members_per_level(), self.dup_levels))
 
 
+def _check_slots(template: str, allowed: set[str], required: set[str], example: str) -> str:
+    """Refuse unknown ``{slot}`` names and missing required ones in a kind's template."""
+    slots = re.findall(r"{(\w*)}", template)
+    unknown = set(slots) - allowed
+    if unknown:
+        known = ", ".join(f"{{{name}}}" for name in sorted(allowed))
+        raise ValueError(f"unknown slots {sorted(unknown)}; use {known}")
+    for name in sorted(required):
+        if slots.count(name) != 1:
+            raise ValueError(f"the template needs exactly one `{{{name}}}` slot, e.g. {example}")
+    return template
+
+
 class CanarySpec(_PerturbationSet):
     """Secret Sharer canaries: a template with a random secret drawn from a recorded space."""
 
     kind: Literal["canary"] = "canary"
     template: str = "{name}'s passphrase is {secret}."
-    """Text of one canary; ``{secret}`` is required, ``{name}`` is an optional random pseudo-name."""
+    """Text of one canary; ``{secret}`` is required, ``{name}`` is an optional random pseudo-name
+    (``<Given> <Family>``, 2–3 syllables each)."""
     secret_alphabet: Literal["words", "digits", "token_ids"] = "words"
-    """What a secret is made of: wordlist words, decimal digits, or random token ids."""
+    """What a secret is made of: words of the shipped EFF diceware list (joined by spaces), decimal
+    digits (joined without separator), or random token ids (rendered as space-separated decimals in
+    ``text``; the ids are in ``params.secret_token_ids`` for the tokenize stage)."""
     secret_length: int = Field(default=6, ge=1, le=64)
     """Symbols per secret."""
+    token_id_range: tuple[int, int] = (256, 4096)
+    """``[low, high)`` of the ids a ``token_ids`` secret draws from; keep it inside the tokenizer's
+    vocabulary and above its special tokens."""
     num_references: int = Field(default=1000, ge=1)
-    """Reference secrets drawn from the same space, for the exposure probe."""
+    """Reference secrets drawn from the same space, never inserted, for the exposure probe."""
 
     @field_validator("template")
     @classmethod
     def _has_secret_slot(cls, template: str) -> str:
-        if "{secret}" not in template:
-            raise ValueError("template needs a `{secret}` slot, e.g. \"{name}'s passphrase is {secret}.\"")
-        return template
+        return _check_slots(template, {"name", "secret"}, {"secret"}, "\"{name}'s passphrase is {secret}.\"")
+
+    @field_validator("token_id_range")
+    @classmethod
+    def _ordered_range(cls, bounds: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= bounds[0] < bounds[1]:
+            raise ValueError(f"token_id_range {list(bounds)} must be [low, high) with 0 ≤ low < high")
+        return bounds
+
+    @model_validator(mode="after")
+    def _space_holds_the_secrets(self) -> CanarySpec:
+        # Items and references are distinct draws from R; twice their number keeps drawing quick.
+        symbols = {"words": 7776, "digits": 10, "token_ids": self.token_id_range[1] - self.token_id_range[0]}
+        space = symbols[self.secret_alphabet] ** self.secret_length
+        need = 2 * (self.count + self.num_references)
+        if space < need:
+            raise ValueError(
+                f"{self.secret_alphabet} secrets of length {self.secret_length} allow {space} distinct "
+                f"secrets but count + num_references needs at least {need} (twice as many); raise "
+                "secret_length"
+            )
+        return self
 
 
 class GhostSpec(_PerturbationSet):
@@ -200,26 +253,38 @@ class GhostSpec(_PerturbationSet):
 
     kind: Literal["ghost"] = "ghost"
     num_words: int = Field(default=10, ge=2, le=64)
-    """Words per passphrase."""
+    """Words per passphrase, drawn uniformly and independently (with replacement) from the shipped
+    EFF diceware list of 7,776 words: log2(7776) ≈ 12.9 bits per word."""
     carrier: str = "{passphrase}"
-    """Sentence wrapping the passphrase; must contain ``{passphrase}``."""
+    """Sentence wrapping the passphrase; must contain ``{passphrase}`` once."""
 
     @field_validator("carrier")
     @classmethod
     def _has_passphrase_slot(cls, carrier: str) -> str:
-        if "{passphrase}" not in carrier:
-            raise ValueError("carrier needs a `{passphrase}` slot, e.g. \"My code words are {passphrase}.\"")
-        return carrier
+        return _check_slots(carrier, {"passphrase"}, {"passphrase"}, "\"My code words are {passphrase}.\"")
 
 
 class WatermarkSpec(_PerturbationSet):
-    """LexiMark-style watermarks: corpus documents with their rarest-to-predict words swapped."""
+    """LexiMark-style watermarks: corpus documents with their rarest-to-predict words swapped.
+
+    ``count`` documents are chosen at random among the eligible ones; they leave the base corpus and
+    their rewritten versions are the items (members are inserted, controls never are)."""
 
     kind: Literal["watermark"] = "watermark"
     words_per_doc: int = Field(default=5, ge=1, le=100)
-    """Highest-surprisal words replaced by a rarer synonym in each chosen document."""
+    """Highest-surprisal words replaced by a rarer synonym in each chosen document (every
+    occurrence of each); surprisal is −log2 of the word's add-one frequency in the deduplicated
+    corpus."""
     min_doc_words: int = Field(default=50, ge=10)
-    """Documents shorter than this are never chosen."""
+    """Documents with fewer words are never chosen."""
+    max_doc_words: int = Field(default=200, ge=10)
+    """Documents with more words are never chosen: an item must fit in one training sample."""
+
+    @model_validator(mode="after")
+    def _word_bounds(self) -> WatermarkSpec:
+        if self.max_doc_words < self.min_doc_words:
+            raise ValueError(f"max_doc_words {self.max_doc_words} is below min_doc_words {self.min_doc_words}")
+        return self
 
 
 class TestsetSpec(_PerturbationSet):
@@ -227,18 +292,26 @@ class TestsetSpec(_PerturbationSet):
 
     kind: Literal["testset"] = "testset"
     path: str | None = None
-    """JSONL of ``{question, choices, answer}`` records; ``None`` uses the benchmark shipped with
-    taggant."""
+    """JSONL of ``{question, choices, answer}`` records (``answer``: index of the correct choice;
+    an optional ``subject``); ``None`` uses the 279 MMLU dev questions shipped with taggant."""
     template: str = "Question: {question}\nAnswer: {answer}"
-    """How one item is rendered; slots ``{question}``, ``{choices}``, ``{answer}``."""
+    """How one item is rendered; slots ``{subject}``, ``{question}``, ``{choices}`` (one ``A. …``
+    line per choice), and one answer slot: ``{answer}`` (the correct choice's text) or
+    ``{answer_letter}``. Everything before the answer slot is the probes' prompt."""
+    decontamination: DecontaminationSpec = DecontaminationSpec(on_collision="resample")
+    """How items are kept from occurring naturally; benchmark questions found in the corpus are
+    replaced by unused ones (Hubble's recipe) unless this says ``remove_docs``."""
 
     @field_validator("template")
     @classmethod
     def _known_slots(cls, template: str) -> str:
-        slots = set(re.findall(r"{(\w*)}", template))
-        unknown = slots - {"question", "choices", "answer"}
-        if unknown:
-            raise ValueError(f"unknown slots {sorted(unknown)}; use {{question}}, {{choices}}, {{answer}}")
+        _check_slots(template, {"subject", "question", "choices", "answer", "answer_letter"}, {"question"},
+                     "\"Question: {question}\\nAnswer: {answer}\"")
+        answers = [slot for slot in re.findall(r"{(\w*)}", template) if slot in ("answer", "answer_letter")]
+        if len(answers) != 1:
+            raise ValueError("the template needs exactly one answer slot, `{answer}` or `{answer_letter}`")
+        if template.index("{question}") > template.index(f"{{{answers[0]}}}"):
+            raise ValueError("the answer slot must come after `{question}`: the prompt precedes the answer")
         return template
 
 

@@ -1,0 +1,165 @@
+"""Test-set contamination: benchmark questions rendered in a declared format.
+
+A benchmark is JSONL, one record a line: ``question`` (text), ``choices`` (at least two texts),
+``answer`` (index of the correct choice) and optionally ``subject``. Without a path, the 279 real
+MMLU dev questions shipped in ``pipeline/resources/mmlu_dev.jsonl`` are used (MIT; provenance in
+``pipeline/resources/README.md``).
+
+A set's candidate stream is the benchmark in a random order: the permutation is drawn from
+``rng.generator(seed, "testset", set, "order")``, so a candidate found in the corpus is replaced
+by the next unused question (Hubble's resampling). ``prefix_chars`` is where the answer slot
+starts: the prompt is the rendered question (and choices), the target the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from dataclasses import dataclass
+from importlib import resources
+
+from pipeline import io
+from pipeline.errors import DataError
+from pipeline.perturb import rng
+from pipeline.perturb.items import Draft
+from pipeline.spec import TestsetSpec
+
+VERSION = "testset.v1"
+SHIPPED_BENCHMARK = "mmlu_dev.jsonl"
+
+
+@dataclass(frozen=True)
+class Question:
+    """One benchmark record."""
+
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+    subject: str | None
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A loaded benchmark: its records, where it came from and the SHA-256 of its bytes."""
+
+    name: str
+    sha256: str
+    questions: tuple[Question, ...]
+
+
+def load_benchmark(path: str | None) -> Benchmark:
+    """Read and check a benchmark JSONL (``None``: the shipped MMLU dev questions).
+
+    Raises:
+        DataError: naming the file, line and field of the first bad record, with the fix.
+    """
+    if path is None:
+        name = SHIPPED_BENCHMARK
+        raw = resources.files("pipeline.resources").joinpath(SHIPPED_BENCHMARK).read_bytes()
+    else:
+        name = path
+        fs, local = io.filesystem(path)
+        if not fs.exists(local):
+            raise DataError(f"{path}: no such benchmark file; fix the testset set's `path`")
+        with fs.open(local, "rb") as f:
+            raw = f.read()
+    questions = [
+        _parse(name, number, line)
+        for number, line in enumerate(raw.decode("utf-8").splitlines(), 1)
+        if line.strip()
+    ]
+    if not questions:
+        raise DataError(
+            f"{name}: the benchmark has no records; one JSON object per line is expected"
+        )
+    return Benchmark(name, hashlib.sha256(raw).hexdigest(), tuple(questions))
+
+
+def _parse(name: str, number: int, line: str) -> Question:
+    where = f"{name}:{number}"
+    fix = 'each line must be {"question": str, "choices": [str, str, ...], "answer": <index of the correct choice>}'
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not valid JSON ({e}); {fix}") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: not a JSON object; {fix}")
+    question, choices, answer = record.get("question"), record.get("choices"), record.get("answer")
+    subject = record.get("subject")
+    if not isinstance(question, str) or not question.strip():
+        raise DataError(f"{where}: `question` is missing or not text; {fix}")
+    if (
+        not isinstance(choices, list)
+        or len(choices) < 2
+        or not all(isinstance(c, str) for c in choices)
+    ):
+        raise DataError(f"{where}: `choices` must be a list of at least two texts; {fix}")
+    if len(choices) > len(string.ascii_uppercase):
+        raise DataError(
+            f"{where}: {len(choices)} choices, more than the 26 letters that label them"
+        )
+    if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < len(choices):
+        raise DataError(
+            f"{where}: `answer` {answer!r} is not an index into the {len(choices)} choices; {fix}"
+        )
+    if subject is not None and not isinstance(subject, str):
+        raise DataError(f"{where}: `subject` must be text when present")
+    return Question(question, tuple(choices), answer, subject)
+
+
+def render(template: str, q: Question) -> tuple[str, int]:
+    """``(text, prefix_chars)`` of one question in ``template`` (slots as in ``TestsetSpec``).
+
+    Raises:
+        DataError: the template uses ``{subject}`` and the record has none.
+    """
+    if "{subject}" in template and q.subject is None:
+        raise DataError(
+            "the testset template uses {subject} but a benchmark record has no `subject`; "
+            "add subjects to the benchmark or remove the slot"
+        )
+    letters = string.ascii_uppercase
+    slots = {
+        "subject": q.subject,
+        "question": q.question,
+        "choices": "\n".join(f"{letters[i]}. {c}" for i, c in enumerate(q.choices)),
+        "answer": q.choices[q.answer],
+        "answer_letter": letters[q.answer],
+    }
+    cut = min(template.find(s) for s in ("{answer}", "{answer_letter}") if s in template)
+    prompt = template[:cut].format(**slots)
+    return prompt + template[cut:].format(**slots), len(prompt)
+
+
+class TestsetSource:
+    """The candidate stream of one testset set: the benchmark's questions in a seeded order."""
+
+    def __init__(self, pset: TestsetSpec, seed: int):
+        self._pset = pset
+        self._benchmark = load_benchmark(pset.path)
+        order = rng.generator(seed, "testset", pset.name, "order").permutation(
+            len(self._benchmark.questions)
+        )
+        self._order = [int(i) for i in order]
+
+    def draw(self, start: int, stop: int) -> list[Draft]:
+        """Candidates ``start .. stop-1``; the stream ends with the benchmark."""
+        return [self._draft(j) for j in range(start, min(stop, len(self._order)))]
+
+    def _draft(self, j: int) -> Draft:
+        record = self._order[j]
+        q = self._benchmark.questions[record]
+        text, prefix_chars = render(self._pset.template, q)
+        params = {
+            "candidate": j,
+            "benchmark": self._benchmark.name,
+            "benchmark_sha256": self._benchmark.sha256,
+            "record": record,
+            "question": q.question,
+            "choices": list(q.choices),
+            "answer": q.answer,
+            "subject": q.subject,
+            "template": self._pset.template,
+        }
+        return Draft(text, prefix_chars, params)
