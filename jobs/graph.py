@@ -2,7 +2,7 @@
 
 Stages run in dependency order. Each has a content-addressed folder (``pipeline.stage``): a
 finished one is skipped, a half-written one is cleared and redone. The stages that exist so far:
-``ingest`` → ``dedup``.
+``ingest`` → ``dedup`` → ``plan``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from rich.console import Console
 
 from jobs import dedup as dedup_job
 from jobs import ingest as ingest_job
+from jobs import plan as plan_job
 from pipeline import ingest, io, stage
 from pipeline.dedup import DEDUP_VERSION, DedupParams
+from pipeline.perturb import plan
 from pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec
 from pipeline.stage import StageKey
 
@@ -40,7 +42,12 @@ class Stage:
 
 def build(spec: ExperimentSpec) -> list[Stage]:
     """The stages of ``spec`` in run order. Lists the corpus files (their sizes enter the hash)."""
-    return data_stages(spec.corpus, spec.dedup, spec.work_dir)
+    stages = data_stages(spec.corpus, spec.dedup, spec.work_dir)
+    corpus = stages[-1]
+    plan_key = StageKey("plan", plan.VERSION, plan_job.stage_config(spec), (corpus.key.hash,))
+    plan_folder = plan_key.folder(spec.work_dir)
+    stages.append(Stage(plan_key, plan_folder, lambda: plan_job.run(spec, plan_folder, corpus.folder)))
+    return stages
 
 
 def data_stages(corpus: CorpusSpec, dedup: DedupSpec, work_dir: str) -> list[Stage]:

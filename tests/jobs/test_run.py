@@ -93,4 +93,4 @@ def test_outputs_are_byte_identical_whatever_the_worker_count(debian_corpus, tmp
                        check=True, env=env, capture_output=True)
         digests.append(stage_digests(run_dir / "work"))
     assert digests[0] == digests[1]
-    assert {name.split("-")[0] for name in digests[0]} == {"ingest", "dedup"}
+    assert {name.split("-")[0] for name in digests[0]} == {"ingest", "dedup", "plan"}
