@@ -1,0 +1,69 @@
+"""A Hugging Face causal LM from a local path, as the ``LogitsFn`` and tokenizer of ``probe_items``.
+
+Nothing is fetched from a hub: the model must be on disk, either a folder in Hugging Face format
+(``config.json``, weights, tokenizer files) or a ``.gguf`` file, which ``transformers``
+dequantizes to float weights on load (this needs the ``gguf`` and ``accelerate`` packages).
+``transformers`` is imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pipeline.errors import ConfigError
+from pipeline.probe.run import Tokenize
+from pipeline.probe.scoring import LogitsFn
+
+
+@dataclass(frozen=True)
+class HFModel:
+    """A loaded model.
+
+    Attributes:
+        logits: the model as a ``LogitsFn`` (float32 logits on ``device``).
+        tokenize: text → ids without special tokens.
+        bos_id: the BOS id when the tokenizer puts one before every text by default (pass it as
+            ``probe_items(bos_id=...)``), else ``None``.
+        vocab_size: tokens in the tokenizer.
+    """
+
+    logits: LogitsFn
+    tokenize: Tokenize
+    bos_id: int | None
+    vocab_size: int
+
+
+def load(path: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> HFModel:
+    """Load a causal LM from ``path``: a Hugging Face model folder or a ``.gguf`` file.
+
+    Raises:
+        ConfigError: the path does not exist, or ``transformers`` (and for GGUF ``gguf`` and
+            ``accelerate``) is not installed.
+    """
+    if not os.path.exists(path):
+        raise ConfigError([("--hf", f"{path!r} does not exist; give a local model folder or file")])
+    folder, gguf_file = path, None
+    if path.endswith(".gguf"):
+        folder, gguf_file = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        fix = "needs `pip install transformers` (and `gguf accelerate` for a .gguf file)"
+        raise ConfigError([("--hf", fix)]) from None
+    local = {"gguf_file": gguf_file, "local_files_only": True}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **local)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **local).to(device).eval()
+
+    def logits(ids: np.ndarray) -> torch.Tensor:
+        # No KV cache: one full teacher-forced pass needs none.
+        return model(input_ids=torch.from_numpy(ids).to(device), use_cache=False).logits
+
+    def tokenize(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    adds_bos = bool(getattr(tokenizer, "add_bos_token", False))
+    return HFModel(logits, tokenize, tokenizer.bos_token_id if adds_bos else None, len(tokenizer))

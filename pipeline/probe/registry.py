@@ -1,0 +1,312 @@
+"""Probes by name: each a version and the functions that turn scored items into metrics.
+
+Names are those of ``pipeline.spec.PROBE_NAMES``. A shipped version never changes behaviour: a
+change of output is a new version string here, recorded in every store row's ``probe_version``.
+
+Every probe reads the same teacher-forced pass (``scoring``) over each item. Regions of an item:
+
+* **target**: the tokens after the item's prompt ``text[:prefix_chars]`` (for an item without a
+  prompt, ``prefix_chars == 0``, every token that has context). Loss and MIA scores cover it.
+* **suffix**: the extraction span, the first ``suffix_tokens`` target tokens; an item without a
+  prompt is split Carlini-style at ``prefix_tokens`` instead. Greedy generation from the true
+  prompt reproduces the suffix iff every suffix token is the argmax given the true context, so no
+  probe here needs real generation: that is only needed by metrics that look past the first
+  mistake (ROUGE, edit distance, Pythia's match fraction), which are not offered.
+* **candidates**: other texts with the item's prompt and a different target (canary references,
+  test-set choices), scored on their own target tokens.
+* **spans**: character ranges of the text mapped to the target tokens that cover them.
+
+Metric directions: ↑ means a higher value is more memorized (more likely a member), ↓ the reverse.
+
+* ``loss``: over the target, ``nll_mean`` ↓ (nats/token), ``nll_sum`` ↓, ``perplexity`` ↓,
+  ``tokens``.
+* ``zlib_ratio``: ``ratio`` ↓ (nll_mean over the zlib-compressed bytes of the target text),
+  ``zlib_bytes``.
+* ``min_k``: ``k10``, ``k20``, ``k50`` ↑, the mean log-prob of the least likely 10/20/50 % of the
+  target tokens. ``min_k_plus_plus``: the same over Min-K%++ z-scores ↑.
+* ``exact_match``: over the suffix, ``exact`` ↑ (0/1), ``token_accuracy`` ↑, ``decisive_margin``
+  (small = a near-tie decided the outcome), ``tokens``.
+* ``longest_prefix``: ``tokens`` ↑ (correct greedy prefix of the suffix), ``fraction`` ↑.
+* ``suffix_logprob``: ``logprob`` ↑ (log p_z of the suffix at temperature 1, nats),
+  ``logprob_top40`` ↑ (under top-40 sampling; -inf when it cannot be sampled), ``tokens``.
+* ``exposure`` (canaries): ``exposure_rank`` ↑ (bits), ``rank`` ↓, ``nll`` ↓ (the secret's),
+  ``references``; with enough references also ``exposure`` ↑ (bits, skew-normal extrapolation)
+  and ``skewnorm_a/loc/scale``.
+* ``ghost_last_k`` (ghosts): ``last_words`` ↑ (largest k for which greedy decoding completes the
+  last k words), ``bits`` ↑ (k · log2 wordlist size: −log2 of matching them by chance),
+  ``words``.
+* ``watermark`` (watermark sets): per item ``neg_nll`` ↑ and ``min_k_plus_plus_k20`` ↑; per set
+  and member level, in a row whose ``item_id`` is the set's name and ``dup_level`` the level:
+  ``<score>_diff`` ↑ (members' mean − controls'), ``<score>_t`` ↑, ``<score>_p`` ↓ (one-sided
+  Welch t-test), ``members``, ``controls``.
+* ``testset_accuracy`` (testsets): ``correct`` ↑ (the answer has the largest summed
+  log-likelihood among the choices), ``correct_norm`` ↑ (per UTF-8 byte), ``answer_logprob`` ↑,
+  ``choices``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import ConfigError, DataError
+from pipeline.perturb import canary, testset
+from pipeline.probe import exposure, metrics
+from pipeline.probe.scoring import TOP_K, TokenScores
+from pipeline.spec import PROBE_NAMES
+
+Metrics = dict[str, float]
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """One manifest item as probes read it (``params`` parsed from JSON)."""
+
+    item_id: str
+    set: str
+    kind: str
+    dup_level: int
+    text: str
+    prefix_chars: int
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Item:
+    """What a probe sees of one scored item.
+
+    Attributes:
+        row: the manifest row.
+        target: scores of the target tokens.
+        target_text: the text those tokens encode (the whole text without a prompt).
+        suffix: scores of the extraction span (a sub-range of ``target``).
+        spans: scores of the target tokens covering each of the probe's ``spans``.
+        candidates: target scores of each of the probe's ``candidates``, in order.
+        candidate_texts: the candidates' target texts, in order.
+    """
+
+    row: ItemRow
+    target: TokenScores
+    target_text: str
+    suffix: TokenScores
+    spans: list[TokenScores]
+    candidates: list[TokenScores]
+    candidate_texts: list[str]
+
+
+References = Mapping[str, Sequence[str]]
+"""Canary set name → its reference secrets (``pipeline.perturb.canary.reference_secrets``)."""
+
+
+def _nothing(*_: object) -> list:
+    return []
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A versioned probe.
+
+    Attributes:
+        version: recorded in each row's ``probe_version``.
+        item_metrics: metrics of one scored item.
+        kinds: item kinds it measures (others are skipped); ``None`` for every kind.
+        candidates: full texts to score besides the item; they share its prompt
+            ``text[:prefix_chars]``. ``None``: the probe scores no other text.
+        spans: ``(start, end)`` character ranges inside the target to map to tokens.
+        set_metrics: set-level rows from a whole set's items and their item metrics: a list of
+            ``(dup_level, metrics)``; stored with ``item_id`` = the set's name.
+    """
+
+    version: str
+    item_metrics: Callable[[Item], Metrics]
+    kinds: frozenset[str] | None = None
+    candidates: Callable[[ItemRow, References], list[str]] | None = None
+    spans: Callable[[ItemRow], list[tuple[int, int]]] = _nothing
+    set_metrics: Callable[[list[Item], list[Metrics]], list[tuple[int, Metrics]]] = _nothing
+
+    def applies_to(self, kind: str) -> bool:
+        return self.kinds is None or kind in self.kinds
+
+
+def _param(row: ItemRow, key: str) -> Any:
+    """``row.params[key]``, which the item's generator always records.
+
+    Raises:
+        DataError: the key is missing (params written by another generator or edited).
+    """
+    if key not in row.params:
+        raise DataError(f"item {row.item_id}: its params lack {key!r}, which the {row.kind} probes "
+                        f"read; a current {row.kind} generator writes it: re-run the plan stage")
+    return row.params[key]
+
+
+def _by_fraction(score: Callable[[float], float]) -> Metrics:
+    return {f"k{round(frac * 100)}": score(frac) for frac in metrics.K_FRACTIONS}
+
+
+def _loss(item: Item) -> Metrics:
+    lp = item.target.logprob
+    return {"nll_mean": metrics.nll_mean(lp), "nll_sum": metrics.nll_sum(lp),
+            "perplexity": metrics.perplexity(lp), "tokens": len(lp)}
+
+
+def _zlib_ratio(item: Item) -> Metrics:
+    return {"ratio": metrics.zlib_ratio(item.target.logprob, item.target_text),
+            "zlib_bytes": metrics.zlib_bytes(item.target_text)}
+
+
+def _min_k(item: Item) -> Metrics:
+    return _by_fraction(lambda frac: metrics.min_k(item.target.logprob, frac))
+
+
+def _min_k_plus_plus(item: Item) -> Metrics:
+    t = item.target
+    return _by_fraction(lambda frac: metrics.min_k_plus_plus(t.logprob, t.mean, t.std, frac))
+
+
+def _exact_match(item: Item) -> Metrics:
+    s = item.suffix
+    return {"exact": metrics.exact_match(s.correct),
+            "token_accuracy": metrics.token_accuracy(s.correct),
+            "decisive_margin": metrics.decisive_margin(s.correct, s.margin), "tokens": len(s)}
+
+
+def _longest_prefix(item: Item) -> Metrics:
+    length = metrics.correct_prefix_length(item.suffix.correct)
+    return {"tokens": length, "fraction": length / len(item.suffix)}
+
+
+def _suffix_logprob(item: Item) -> Metrics:
+    s = item.suffix
+    return {"logprob": metrics.sequence_logprob(s.logprob),
+            f"logprob_top{TOP_K}": metrics.sequence_logprob(s.topk_logprob), "tokens": len(s)}
+
+
+def _canary_references(row: ItemRow, references: References) -> list[str]:
+    if row.set not in references:
+        raise DataError(
+            f"canary set {row.set!r} has no reference secrets: exposure ranks each secret among "
+            "references from the same space; pass canary_references={set: "
+            "pipeline.perturb.canary.reference_secrets(set_spec, seed, item_secrets)}"
+        )
+    return [canary.reference_text(row.text, row.prefix_chars, _param(row, "secret"), ref)
+            for ref in references[row.set]]
+
+
+def _exposure(item: Item) -> Metrics:
+    secret = metrics.nll_sum(item.target.logprob)
+    refs = np.array([metrics.nll_sum(c.logprob) for c in item.candidates])
+    out = {"exposure_rank": exposure.exposure_by_rank(secret, refs),
+           "rank": exposure.rank(secret, refs), "nll": secret, "references": len(refs)}
+    if exposure.can_fit(refs):
+        fit = exposure.fit_skewnorm(refs)
+        log2_space = _param(item.row, "log2_space")
+        out.update({"exposure": exposure.exposure_by_extrapolation(secret, fit, log2_space),
+                    "skewnorm_a": fit[0], "skewnorm_loc": fit[1], "skewnorm_scale": fit[2]})
+    return out
+
+
+def _word_tails(row: ItemRow) -> list[tuple[int, int]]:
+    # Tail j runs from word j to the passphrase's end: the span the last (n − j) words occupy.
+    spans = _param(row, "word_spans")
+    return [(start, spans[-1][1]) for start, _ in spans]
+
+
+def _ghost_last_k(item: Item) -> Metrics:
+    # Tails nest (each starts later, all end together), so the count of exactly reproduced tails
+    # is the largest k for which greedy decoding completes the last k words.
+    last = sum(metrics.exact_match(tail.correct) for tail in item.spans)
+    return {"last_words": last, "bits": last * math.log2(_param(item.row, "wordlist_size")),
+            "words": len(item.spans)}
+
+
+_WATERMARK_SCORES = ("neg_nll", "min_k_plus_plus_k20")
+
+
+def _watermark(item: Item) -> Metrics:
+    t = item.target
+    return {"neg_nll": -metrics.nll_mean(t.logprob),
+            "min_k_plus_plus_k20": metrics.min_k_plus_plus(t.logprob, t.mean, t.std, 0.2)}
+
+
+def _watermark_set(items: list[Item], item_metrics: list[Metrics]) -> list[tuple[int, Metrics]]:
+    # Members at each duplication level against the set's never-inserted (equally watermarked)
+    # controls; a group of fewer than two items has no Welch test and yields no row.
+    levels: dict[int, list[Metrics]] = {}
+    for item, m in zip(items, item_metrics):
+        levels.setdefault(item.row.dup_level, []).append(m)
+    controls = levels.get(0, [])
+    out = []
+    for level in sorted(k for k in levels if k > 0):
+        members = levels[level]
+        if len(members) < 2 or len(controls) < 2:
+            continue
+        row: Metrics = {"members": len(members), "controls": len(controls)}
+        for score in _WATERMARK_SCORES:
+            diff, t, p = metrics.welch_test(np.array([m[score] for m in members]),
+                                            np.array([m[score] for m in controls]))
+            row.update({f"{score}_diff": diff, f"{score}_t": t, f"{score}_p": p})
+        out.append((level, row))
+    return out
+
+
+def _choices(row: ItemRow, references: References) -> list[str]:
+    p = {key: _param(row, key) for key in ("template", "question", "choices", "answer", "subject")}
+    questions = [testset.Question(p["question"], tuple(p["choices"]), i, p["subject"])
+                 for i in range(len(p["choices"]))]
+    texts = [testset.render(p["template"], q)[0] for q in questions]
+    if texts[p["answer"]] != row.text:
+        raise DataError(f"item {row.item_id}: its params do not re-render its text: the manifest "
+                        "was edited or written by another testset generator; re-run the plan stage")
+    return texts
+
+
+def _testset_accuracy(item: Item) -> Metrics:
+    sums = np.array([metrics.sequence_logprob(c.logprob) for c in item.candidates])
+    per_byte = sums / np.array([max(1, len(t.encode("utf-8"))) for t in item.candidate_texts])
+    answer = item.row.params["answer"]
+    return {"correct": metrics.choice_accuracy(sums, answer),
+            "correct_norm": metrics.choice_accuracy(per_byte, answer),
+            "answer_logprob": float(sums[answer]), "choices": len(sums)}
+
+
+PROBES: dict[str, Probe] = {
+    "loss": Probe("loss.v1", _loss),
+    "zlib_ratio": Probe("zlib_ratio.v1", _zlib_ratio),
+    "min_k": Probe("min_k.v1", _min_k),
+    "min_k_plus_plus": Probe("min_k_plus_plus.v1", _min_k_plus_plus),
+    "exact_match": Probe("exact_match.v1", _exact_match),
+    "longest_prefix": Probe("longest_prefix.v1", _longest_prefix),
+    "suffix_logprob": Probe("suffix_logprob.v1", _suffix_logprob),
+    "exposure": Probe("exposure.v1", _exposure, frozenset({"canary"}),
+                      candidates=_canary_references),
+    "ghost_last_k": Probe("ghost_last_k.v1", _ghost_last_k, frozenset({"ghost"}),
+                          spans=_word_tails),
+    "watermark": Probe("watermark.v1", _watermark, frozenset({"watermark"}),
+                       set_metrics=_watermark_set),
+    "testset_accuracy": Probe("testset_accuracy.v1", _testset_accuracy, frozenset({"testset"}),
+                              candidates=_choices),
+}
+"""Probe name → its current implementation."""
+
+assert set(PROBES) == set(PROBE_NAMES), "the registry and pipeline.spec.PROBE_NAMES disagree"
+
+EXTRACTION_PROBES = frozenset({"exact_match", "longest_prefix", "suffix_logprob"})
+"""Probes that read the suffix, so need items long enough to split."""
+
+
+def resolve(names: Sequence[str]) -> dict[str, Probe]:
+    """The probes called ``names``, in order, without repeats.
+
+    Raises:
+        ConfigError: for an unknown name.
+    """
+    unknown = [n for n in names if n not in PROBES]
+    if unknown:
+        known = ", ".join(PROBES)
+        raise ConfigError([("probes.names", f"unknown probes {unknown}; known: {known}")])
+    return {n: PROBES[n] for n in dict.fromkeys(names)}

@@ -1,0 +1,282 @@
+"""Probe manifest items with a model: one scoring pass, then every requested probe, as store rows.
+
+Where an item's target starts: its prompt is ``text[:prefix_chars]``, and the first target token
+is the first token of ``token_ids`` that the tokenization of the prompt alone does not reproduce.
+With BPE, a token that straddles the boundary (``" word"`` after a prompt ending in a space)
+therefore belongs to the target, which is what greedy generation from the prompt must produce.
+Character spans map to tokens the same way: a span covers every token that overlaps it.
+
+Token 0 of an item has no context unless ``bos_id`` is given: the token put before every item, as
+the document boundary the item followed in training (taggant's overlay starts an occurrence after
+an end-of-document token, so pass the EOD id; for a Hugging Face model, its BOS if it uses one).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline import store
+from pipeline.errors import ConfigError, DataError
+from pipeline.probe import registry, scoring
+from pipeline.probe.registry import Item, ItemRow, Metrics, References
+
+Tokenize = Callable[[str], list[int]]
+"""Text → token ids, without special tokens: the tokenizer the items were tokenized with."""
+
+
+def probe_items(
+    logits_fn: scoring.LogitsFn,
+    items: pa.Table,
+    probe_names: Sequence[str],
+    prefix_tokens: int,
+    suffix_tokens: int,
+    batch_items: int,
+    tokenize: Tokenize | None = None,
+    *,
+    tokens_seen: int,
+    bos_id: int | None = None,
+    canary_references: References | None = None,
+) -> pa.Table:
+    """Run probes ``probe_names`` on ``items`` and return their long-format rows.
+
+    Every item and every candidate text (canary references, test-set choices) is scored once, in
+    teacher-forced batches of ``batch_items`` sequences; each probe then reads those scores (see
+    ``registry`` for what each probe emits and the direction of each metric).
+
+    Set-level rows (the ``watermark`` probe's Welch tests, ``item_id`` = the set's name) use the
+    items of the set present in ``items``: pass whole sets, and shard probe work by set.
+
+    Args:
+        logits_fn: the model under test.
+        items: manifest items (``pipeline.manifest.ITEMS_SCHEMA`` columns; ``token_ids`` may be
+            empty or absent when ``tokenize`` is given).
+        probe_names: names from ``registry.PROBES`` (= ``pipeline.spec.PROBE_NAMES``).
+        prefix_tokens: prompt length of the extraction split for items without a prompt
+            (``prefix_chars == 0``); items with a prompt are split where it ends.
+        suffix_tokens: the extraction span: at most this many tokens after the split.
+        batch_items: sequences per forward pass.
+        tokenize: needed for items with a prompt, items without ``token_ids``, and the probes
+            ``exposure``, ``ghost_last_k`` and ``testset_accuracy``; when given, it must reproduce
+            every item's ``token_ids``.
+        tokens_seen: training tokens the model has seen (the store's ``tokens_seen`` column).
+        bos_id: token placed before every scored text (see the module docstring), or ``None``.
+        canary_references: canary set → reference secrets, needed by ``exposure``.
+
+    Returns:
+        ``pipeline.store.PROBE_SCHEMA`` rows, sorted by item, probe and metric: ready for
+        ``StoreWriter.write_probe_rows`` (one file per probe).
+
+    Raises:
+        ConfigError: unknown probe names, or shapes below 1.
+        DataError: an item that cannot be probed as asked (named, with the fix).
+    """
+    probes = registry.resolve(probe_names)
+    for field, value in (("prefix_tokens", prefix_tokens), ("suffix_tokens", suffix_tokens),
+                         ("batch_items", batch_items)):
+        if value < 1:
+            raise ConfigError([(f"probes.{field}", f"{value} must be at least 1")])
+    records = items.to_pylist()
+    layouts = [_Layout.of(_item_row(r), r.get("token_ids"), tokenize, bos_id) for r in records]
+    if any(name in registry.EXTRACTION_PROBES for name in probes):
+        _check_splittable(layouts, prefix_tokens)
+    candidates = _candidates(probes, layouts, tokenize, bos_id, canary_references or {})
+
+    # One pass over the items, then over every candidate, in the order of `candidates`.
+    flat = layouts + [c for cs in candidates.values() for c in cs]
+    scores = scoring.score(logits_fn, [lay.sequence(bos_id) for lay in flat],
+                           [lay.first + (bos_id is not None) for lay in flat], batch_items)
+    candidate_scores, offset = {}, len(layouts)
+    for key, cs in candidates.items():
+        candidate_scores[key] = scores[offset:offset + len(cs)]
+        offset += len(cs)
+
+    out: list[dict] = []
+    for name, probe in probes.items():
+        by_set: dict[str, tuple[list[Item], list[Metrics]]] = {}
+        for i, lay in enumerate(layouts):
+            if not probe.applies_to(lay.row.kind):
+                continue
+            item = Item(
+                row=lay.row,
+                target=scores[i],
+                target_text=lay.target_text,
+                suffix=scores[i][lay.suffix(prefix_tokens, suffix_tokens)],
+                spans=[scores[i][s] for s in lay.spans(probe.spans(lay.row))],
+                candidates=candidate_scores.get((name, i), []),
+                candidate_texts=[c.target_text for c in candidates.get((name, i), [])],
+            )
+            item_metrics = probe.item_metrics(item)
+            out += _rows(lay.row, lay.row.item_id, lay.row.dup_level, name, probe.version,
+                         item_metrics)
+            group = by_set.setdefault(lay.row.set, ([], []))
+            group[0].append(item)
+            group[1].append(item_metrics)
+        for set_name, (set_items, set_item_metrics) in by_set.items():
+            for level, set_metrics in probe.set_metrics(set_items, set_item_metrics):
+                out += _rows(set_items[0].row, set_name, level, name, probe.version, set_metrics)
+    table = pa.Table.from_pylist(
+        [{**r, "tokens_seen": tokens_seen, "schema_version": store.SCHEMA_VERSION} for r in out],
+        schema=store.PROBE_SCHEMA,
+    )
+    return table.sort_by([("item_id", "ascending"), ("probe", "ascending"),
+                          ("metric", "ascending")])
+
+
+def _rows(row: ItemRow, item_id: str, dup_level: int, probe: str, version: str,
+          metrics: Metrics) -> list[dict]:
+    """Store rows of ``metrics``, under ``item_id`` and ``dup_level`` in ``row``'s set."""
+    return [
+        {"item_id": item_id, "set": row.set, "kind": row.kind, "dup_level": dup_level,
+         "probe": probe, "probe_version": version, "metric": metric, "value": float(value)}
+        for metric, value in metrics.items()
+    ]
+
+
+def _item_row(record: dict) -> ItemRow:
+    try:
+        params = json.loads(record.get("params") or "{}")
+    except json.JSONDecodeError as e:
+        raise DataError(f"item {record['item_id']}: `params` is not JSON ({e}); "
+                        "re-run the plan stage") from None
+    return ItemRow(record["item_id"], record["set"], record["kind"], int(record["dup_level"]),
+                   record["text"], int(record["prefix_chars"]), params)
+
+
+def _candidates(probes: dict[str, registry.Probe], layouts: list[_Layout],
+                tokenize: Tokenize | None, bos_id: int | None,
+                references: References) -> dict[tuple[str, int], list[_Layout]]:
+    """(probe, item index) → the candidate texts that probe scores for that item, laid out."""
+    out = {}
+    for name, probe in probes.items():
+        if probe.candidates is None:
+            continue
+        for i, lay in enumerate(layouts):
+            if not probe.applies_to(lay.row.kind):
+                continue
+            if tokenize is None:
+                raise _need_tokenizer(lay.row, f"the {name} probe (it scores other texts)")
+            out[name, i] = [_Layout.of(lay.row, None, tokenize, bos_id, text, lay.prompt_ids)
+                            for text in probe.candidates(lay.row, references)]
+    return out
+
+
+def _common_prefix(a: Sequence[int], b: np.ndarray) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(np.asarray(a[:n], dtype=np.int64) != b[:n])
+    return int(differ[0]) if len(differ) else n
+
+
+def _need_tokenizer(row: ItemRow, why: str) -> DataError:
+    return DataError(f"item {row.item_id}: {why} needs the tokenizer the manifest was tokenized "
+                     "with; pass `tokenize`")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """An item's (or candidate's) tokens and where its target starts.
+
+    Attributes:
+        row: the item.
+        text: the tokenized text (a candidate's differs from the item's).
+        ids: its token ids, int64.
+        first: index in ``ids`` of the first target token.
+        prompt_ids: the tokens of the prompt alone, ``None`` without a prompt.
+        tokenize: the tokenizer, if given.
+    """
+
+    row: ItemRow
+    text: str
+    ids: np.ndarray
+    first: int
+    prompt_ids: list[int] | None
+    tokenize: Tokenize | None
+
+    @classmethod
+    def of(cls, row: ItemRow, token_ids: list[int] | None, tokenize: Tokenize | None,
+           bos_id: int | None, text: str | None = None,
+           prompt_ids: list[int] | None = None) -> _Layout:
+        """Lay out ``text`` (default: the item's); non-empty ``token_ids`` are its tokens.
+
+        Raises:
+            DataError: no tokenizer where one is needed; ``token_ids`` that ``tokenize`` does not
+                reproduce; an empty target.
+        """
+        text = row.text if text is None else text
+        if tokenize is None and not token_ids:
+            raise _need_tokenizer(row, "an item without token_ids")
+        ids = np.asarray(token_ids if tokenize is None else tokenize(text), dtype=np.int64)
+        if token_ids and not np.array_equal(ids, token_ids):
+            raise DataError(f"item {row.item_id}: `tokenize` does not reproduce its token_ids; "
+                            "pass the tokenizer of the run's tokenize stage")
+        if row.prefix_chars == 0:
+            first = 0 if bos_id is not None else 1
+        else:
+            if tokenize is None:
+                raise _need_tokenizer(row, "finding where the prompt `text[:prefix_chars]` ends")
+            prompt_ids = tokenize(text[:row.prefix_chars]) if prompt_ids is None else prompt_ids
+            first = _common_prefix(prompt_ids, ids)
+            if first == 0 and bos_id is None:
+                raise DataError(f"item {row.item_id}: its first token spans the end of the "
+                                "prompt, so has no context; pass bos_id (the end-of-document id)")
+        if first >= len(ids):
+            raise DataError(f"item {row.item_id}: no token to score ({len(ids)} tokens, the target "
+                            f"would start at token {first}); its text must extend past "
+                            "prefix_chars, or pass bos_id so that token 0 is scored")
+        return cls(row, text, ids, first, prompt_ids, tokenize)
+
+    @property
+    def target_text(self) -> str:
+        """The text after the prompt (all of it without one)."""
+        return self.text[self.row.prefix_chars:]
+
+    def sequence(self, bos_id: int | None) -> np.ndarray:
+        """The scored sequence: ``bos_id`` (if any), then the tokens."""
+        return self.ids if bos_id is None else np.concatenate([[bos_id], self.ids])
+
+    def suffix(self, prefix_tokens: int, suffix_tokens: int) -> slice:
+        """The extraction span, as a range of the target's scores: after the prompt, or after
+        ``prefix_tokens`` tokens for an item without one."""
+        start = (self.first if self.row.prefix_chars else prefix_tokens) - self.first
+        return slice(start, start + suffix_tokens)
+
+    def spans(self, char_spans: list[tuple[int, int]]) -> list[slice]:
+        """Ranges of the target's scores covering each ``(start, end)`` character span.
+
+        Raises:
+            DataError: no tokenizer, or a span that starts before the first scored token.
+        """
+        if char_spans and self.tokenize is None:
+            raise _need_tokenizer(self.row, "mapping character spans to tokens")
+        out = []
+        for start, end in char_spans:
+            lo = _common_prefix(self.tokenize(self.text[:start]), self.ids)
+            head = self.tokenize(self.text[:end])
+            hi = _common_prefix(head, self.ids)
+            hi += hi < len(head)  # a token straddling `end` overlaps the span
+            if lo < self.first:
+                raise DataError(f"item {self.row.item_id}: span {start}:{end} starts before the "
+                                "first scored token: inside the prompt, or at token 0 without "
+                                "bos_id (pass bos_id)")
+            out.append(slice(lo - self.first, hi - self.first))
+        return out
+
+
+def _check_splittable(layouts: list[_Layout], prefix_tokens: int) -> None:
+    """Items without a prompt need a token after the first ``prefix_tokens`` to extract."""
+    short = [(lay.row.item_id, len(lay.ids)) for lay in layouts
+             if lay.row.prefix_chars == 0 and len(lay.ids) <= prefix_tokens]
+    if short:
+        shown = ", ".join(f"{item} ({n} tokens)" for item, n in short[:5])
+        raise DataError(
+            f"{len(short)} items without a prompt are too short to split after "
+            f"probes.prefix_tokens = {prefix_tokens} for the extraction probes: {shown}; lower "
+            f"probes.prefix_tokens below {min(n for _, n in short)}, give the set a prompt (e.g. "
+            "a ghost carrier with text before {passphrase}), or drop exact_match, longest_prefix "
+            "and suffix_logprob from probes.names"
+        )

@@ -1,0 +1,172 @@
+"""The teacher-forced pass: per-token statistics of token sequences under a causal LM.
+
+One forward pass per sequence gives everything the probes need (research/probes.md §0): the
+log-probability of each true token, whether it is the argmax (greedy decoding reproduces a suffix
+iff every suffix token is, given the true context: the teacher-forcing equivalence), the top-1 −
+top-2 logit margin (to flag near-ties that bf16 or KV-cache decoding could flip), the mean and
+standard deviation of log p(v) under the model's own next-token distribution (Min-K%++), and the
+log-probability under top-k sampling (Hayes et al.'s p_z for that sampler).
+
+Sequences are padded on the right, so a causal model never lets a real token see a pad token and
+no attention mask is needed; padded positions are never read. The vocabulary-wide log-softmax is
+computed over at most ``chunk_rows`` positions at a time, in float32, and only at the positions
+that are scored.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+LogitsFn = Callable[[np.ndarray], torch.Tensor]
+"""A causal LM: token ids, int64 ``(batch, seq)`` → logits ``(batch, seq, vocab)`` (any float
+dtype, any device), where ``logits[b, t]`` predicts token ``t + 1`` from tokens ``0..t``."""
+
+TOP_K = 40
+"""k of the top-k sampler whose p_z is reported (Hayes et al. 2024 sample with top-k = 40)."""
+
+CHUNK_ELEMENTS = 1 << 24
+"""Default bound on the logits one softmax chunk holds (64 MiB in float32)."""
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """Per-token results for the scored tokens of one sequence, all arrays of length ``T``.
+
+    Entry ``i`` describes one scored token ``x``, predicted from every token before it.
+
+    Attributes:
+        logprob: float32, ``log p(x | context)`` in nats.
+        correct: bool, ``x`` is the argmax of the logits (ties go to the lowest id, as in
+            ``torch.argmax`` greedy decoding).
+        margin: float32, top-1 minus top-2 logit (≥ 0).
+        mean: float32, ``μ = Σ_v p(v) log p(v)`` over the vocabulary (minus the entropy).
+        std: float32, ``σ = sqrt(Σ_v p(v) (log p(v) − μ)²)``.
+        topk_logprob: float32, ``log`` of the probability of ``x`` under top-``TOP_K`` sampling
+            (renormalized over the k most likely tokens); ``-inf`` when ``x`` is not among them.
+    """
+
+    logprob: np.ndarray
+    correct: np.ndarray
+    margin: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    topk_logprob: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.logprob)
+
+    def __getitem__(self, index: slice) -> TokenScores:
+        """The scores of a contiguous range of the tokens."""
+        return TokenScores(*(getattr(self, f)[index] for f in _FIELDS))
+
+
+_FIELDS = ("logprob", "correct", "margin", "mean", "std", "topk_logprob")
+
+
+def token_stats(
+    logits: torch.Tensor, targets: torch.Tensor, top_k: int = TOP_K
+) -> dict[str, torch.Tensor]:
+    """The ``TokenScores`` fields for rows of logits.
+
+    Args:
+        logits: ``(rows, vocab)``, any float dtype; computed on in float32.
+        targets: ``(rows,)`` int64, the true next token of each row.
+        top_k: k of the top-k sampler (capped at the vocabulary size).
+
+    Returns:
+        ``TokenScores`` field name → ``(rows,)`` tensor on the logits' device.
+    """
+    x = logits.float()
+    logp = torch.log_softmax(x, dim=-1)
+    p = logp.exp()
+    mean = (p * logp).sum(-1)
+    # Variance around the mean rather than E[(log p)²] − μ²: no cancellation in float32.
+    std = (p * (logp - mean[:, None]).square()).sum(-1).sqrt()
+    top = torch.topk(x, k=min(max(top_k, 2), x.shape[-1]), dim=-1).values
+    true_logit = x.gather(1, targets[:, None])[:, 0]
+    kept = top[:, : min(top_k, x.shape[-1])]
+    in_top = true_logit >= kept[:, -1]
+    topk_logprob = torch.where(in_top, true_logit - torch.logsumexp(kept, dim=-1), -torch.inf)
+    return {
+        "logprob": logp.gather(1, targets[:, None])[:, 0],
+        "correct": x.argmax(-1) == targets,
+        "margin": top[:, 0] - top[:, 1],
+        "mean": mean,
+        "std": std,
+        "topk_logprob": topk_logprob,
+    }
+
+
+def score(
+    logits_fn: LogitsFn,
+    sequences: Sequence[np.ndarray],
+    starts: Sequence[int],
+    batch_size: int,
+    chunk_rows: int | None = None,
+) -> list[TokenScores]:
+    """Score tokens ``sequences[i][starts[i]:]`` of every sequence in teacher-forced passes.
+
+    Sequences are grouped by length (longest first) into batches of ``batch_size``, so padding is
+    small; results do not depend on the batch size or the order of ``sequences`` beyond the model's
+    own floating-point batch effects.
+
+    Args:
+        logits_fn: the model (see ``LogitsFn``); called under ``torch.inference_mode``.
+        sequences: integer token ids, 1-D, any lengths.
+        starts: first scored token of each sequence, ``1 ≤ start < len(sequence)`` (token 0 has no
+            context to be predicted from).
+        batch_size: sequences per forward pass.
+        chunk_rows: scored positions per softmax chunk; default ``CHUNK_ELEMENTS // vocab``.
+
+    Returns:
+        ``TokenScores`` of ``len(seq) - start`` tokens per sequence, in input order.
+
+    Raises:
+        ValueError: starts out of range, or logits of the wrong shape.
+    """
+    if len(sequences) != len(starts):
+        raise ValueError(f"{len(sequences)} sequences but {len(starts)} starts")
+    for seq, start in zip(sequences, starts):
+        if not 1 <= start < len(seq):
+            raise ValueError(f"start {start} outside [1, {len(seq)}): a scored token needs context")
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    out: dict[int, TokenScores] = {}
+    for first in range(0, len(order), batch_size):
+        batch = order[first:first + batch_size]
+        scored = _score_batch(logits_fn, [sequences[i] for i in batch], [starts[i] for i in batch],
+                              chunk_rows)
+        out.update(zip(batch, scored))
+    return [out[i] for i in range(len(sequences))]
+
+
+def _score_batch(
+    logits_fn: LogitsFn, sequences: list[np.ndarray], starts: list[int], chunk_rows: int | None
+) -> list[TokenScores]:
+    ids = np.zeros((len(sequences), max(len(s) for s in sequences)), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        ids[row, :len(seq)] = seq
+    counts = [len(s) - st for s, st in zip(sequences, starts)]
+    # (row, position) of every scored prediction: position t predicts token t + 1.
+    rows = np.repeat(np.arange(len(sequences)), counts)
+    positions = np.concatenate([np.arange(st - 1, len(s) - 1) for s, st in zip(sequences, starts)])
+    with torch.inference_mode():
+        logits = logits_fn(ids)
+        if tuple(logits.shape[:2]) != ids.shape:
+            raise ValueError(f"the logits function returned shape {tuple(logits.shape)} for ids "
+                             f"of shape {ids.shape}; it must return (batch, seq, vocab)")
+        rows_t = torch.from_numpy(rows).to(logits.device)
+        positions_t = torch.from_numpy(positions).to(logits.device)
+        targets = torch.from_numpy(ids).to(logits.device)[rows_t, positions_t + 1]
+        step = chunk_rows or max(1, CHUNK_ELEMENTS // logits.shape[-1])
+        parts = [
+            token_stats(logits[rows_t[c:c + step], positions_t[c:c + step]], targets[c:c + step])
+            for c in range(0, len(rows), step)
+        ]
+        columns = {f: torch.cat([part[f] for part in parts]).cpu().numpy() for f in _FIELDS}
+    bounds = np.cumsum([0, *counts])
+    return [TokenScores(*(columns[f][a:b] for f in _FIELDS)) for a, b in itertools.pairwise(bounds)]
