@@ -461,9 +461,10 @@ class ProbesSpec(_Spec):
     names: list[Literal[PROBE_NAMES]] = Field(default=["loss", "exact_match", "exposure"], min_length=1)
     """Probes to run (versioned implementations are recorded in every store row)."""
     prefix_tokens: int = Field(default=32, ge=1)
-    """Prompt tokens for extraction probes (k-extractability, Carlini et al.)."""
+    """Prompt tokens for items that have no prompt of their own (watermarked documents, bare
+    passphrases): the first ``prefix_tokens`` tokens are the prompt, Carlini-style."""
     suffix_tokens: int = Field(default=32, ge=1)
-    """Tokens that must be generated for an extraction to count."""
+    """Most target tokens an extraction probe must reproduce (the target after the prompt)."""
     batch_items: int = Field(default=64, ge=1)
     """Items per forward pass."""
     num_workers: int = Field(default=1, ge=1)
