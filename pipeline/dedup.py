@@ -9,6 +9,7 @@ The sketch of a document is its exact hash (xxh3-128 of its normalized words, as
 halves), its MinHash signature (``minhash.v1``, seed 0, kept for reuse by decontamination) and its
 LSH band keys. Exact duplicates are found by grouping the full 128-bit hash; near duplicates by
 grouping band keys; both give star edges (each document to the lowest index in its bucket).
+Edges whose documents' full exact hashes differ are near-duplicate candidates like any other.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from sketches import components, hashing, lsh, minhash, ngrams
 
 DEDUP_VERSION = "dedup.v1"
 MINHASH_SEED = 0
-EXACT_KEY = "exact_key"
+EXACT_KEY = "exact_hi"
+"""The column exact duplicates are grouped by: xxh3's high half is already uniform; both halves
+confirm a group's edges, and a 64-bit collision only sends a pair on to the near-duplicate check."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,7 @@ def band_column(band: int) -> str:
 
 
 def sketch_shard(texts: list[str], first_index: int, params: DedupParams) -> pa.Table:
-    """The sketch table of one shard: ``doc_index``, ``exact_hi``, ``exact_lo``, ``exact_key``,
-    one ``band_NNN`` column per band, and ``signature`` (uint32 × num_perm)."""
+    """The sketch table of one shard: ``doc_index``, ``exact_hi``, ``exact_lo``, one ``band_NNN`` column per band, and ``signature`` (uint32 × num_perm)."""
     n = len(texts)
     exact = hashing.exact_hashes(texts)
     signatures = minhash.signatures(texts, params.num_perm, params.ngram_words, MINHASH_SEED)
@@ -63,8 +65,6 @@ def sketch_shard(texts: list[str], first_index: int, params: DedupParams) -> pa.
         "doc_index": pa.array(np.arange(first_index, first_index + n, dtype=np.int64)),
         "exact_hi": pa.array(exact[:, 0]),
         "exact_lo": pa.array(exact[:, 1]),
-        # One 64-bit grouping key per exact hash; groups are confirmed on both halves later.
-        EXACT_KEY: pa.array(ngrams.fmix64(exact[:, 0] ^ ngrams.fmix64(exact[:, 1]))),
     }
     for band in range(params.bands):
         columns[band_column(band)] = pa.array(keys[:, band])
