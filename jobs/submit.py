@@ -1,0 +1,311 @@
+"""Running an experiment on a Ray cluster through the Job Submission API, and reading its progress.
+
+``submit`` checks the spec here, so spec errors never reach the cluster. It then ships the code
+(the ``sketches``, ``pipeline`` and ``jobs`` packages as ``py_modules``) and the spec file (alone
+in the job's ``working_dir``). On the cluster, the cluster's own ``python`` runs
+``python -m jobs run <spec> --address auto`` with the ``--set`` overrides. The shipped packages come
+first on the job's ``PYTHONPATH``, so the code that runs is the code that was submitted, even when
+the cluster's image has another taggant installed.
+
+``status`` reads the stage folders under the spec's ``work_dir`` (a local path, a shared volume,
+``s3://`` or ``gs://``). It works while a job runs and after it ends, from any machine that can
+read ``work_dir``.
+
+Token auth (on by default for local clusters since Ray 2.59, and turned on by KubeRay's
+``authOptions``): the client sends ``Authorization: Bearer <token>``. It looks for the token where
+Ray does, in this order: ``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH``, then
+``~/.ray/auth_token`` (skipped when ``RAY_AUTH_MODE=disabled``). This module builds the header
+itself because Ray's client only sends a token when the ``RAY_AUTH_MODE`` it read once, when the
+process started, was ``token``. So an exported ``RAY_AUTH_TOKEN`` is enough. The token never goes
+into the job's runtime_env, because anyone who can see the dashboard can read that. The cluster's
+own processes already hold the token, and the job's driver gets it from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from ray.exceptions import AuthenticationError
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+from jobs import graph
+from pipeline import io
+from pipeline.errors import ConfigError, TaggantError
+from pipeline.spec import ExperimentSpec, apply_override, load_spec, parse_spec, resolve_paths
+
+PACKAGES = ("sketches", "pipeline", "jobs")
+"""The top-level packages a job needs; each is shipped whole (package data included)."""
+EXCLUDES = ["__pycache__/", "*.pyc", ".ipynb_checkpoints/"]
+"""Left out of the upload: byte code and numba caches are per-machine and rebuilt there."""
+FINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+STATUS_LAG_S = 30.0
+"""How long after a job's log stream closes its status may take to turn final."""
+TOKEN_FIX = "set RAY_AUTH_TOKEN or RAY_AUTH_MODE=token with the cluster's token"
+
+
+class SubmitError(TaggantError):
+    """The cluster cannot be reached, refused the submission, or a followed job did not succeed.
+
+    The message is one line that names the fix.
+    """
+
+
+@dataclass(frozen=True)
+class Token:
+    """An auth token and where it was found (named in errors; the value never is)."""
+
+    value: str = field(repr=False)
+    source: str
+
+
+def find_token() -> Token | None:
+    """The token this client sends, or ``None`` when none is configured.
+
+    Looks in the order Ray uses: ``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH``,
+    then ``~/.ray/auth_token``. The last is skipped when ``RAY_AUTH_MODE=disabled``. A token given
+    explicitly is always sent; it does no harm on a cluster where auth is off.
+
+    Raises:
+        SubmitError: ``RAY_AUTH_TOKEN_PATH`` cannot be read or is empty (Ray aborts there as well,
+            rather than quietly falling back), or ``RAY_AUTH_MODE=token`` and no token is found.
+    """
+    if value := os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return Token(value, "RAY_AUTH_TOKEN")
+    if path := os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        try:
+            value = Path(path).expanduser().read_text().strip()
+        except OSError:
+            value = ""
+        if not value:
+            raise SubmitError(f"RAY_AUTH_TOKEN_PATH={path} cannot be read or is empty: "
+                              "point it at the file holding the cluster's token")
+        return Token(value, f"RAY_AUTH_TOKEN_PATH ({path})")
+    mode = os.environ.get("RAY_AUTH_MODE", "").lower()
+    default = Path.home() / ".ray" / "auth_token"
+    if mode != "disabled" and default.is_file() and (value := default.read_text().strip()):
+        return Token(value, str(default))
+    if mode == "token":
+        raise SubmitError("RAY_AUTH_MODE=token but no token was found: set RAY_AUTH_TOKEN "
+                          "(or RAY_AUTH_TOKEN_PATH, or write ~/.ray/auth_token) with the "
+                          "cluster's token")
+    return None
+
+
+def submit(spec_path: str | Path, address: str, overrides: Sequence[str] = (),
+           follow: bool = False, until: str | None = None) -> str:
+    """Submit ``taggant run`` of a spec to the Ray cluster whose dashboard is at ``address``.
+
+    Args:
+        spec_path: the experiment spec (YAML). Its local paths (``work_dir``, ``store.url``,
+            ``corpus.paths``, ...) must be absolute paths that every node sees, or URLs. Relative
+            paths would resolve inside the job's temporary working dir on the cluster.
+        address: the dashboard's URL, ``http://HOST:8265``; ``http://`` is assumed when no
+            scheme is given.
+        overrides: ``a.b=v`` spec overrides; they are checked here and forwarded as ``--set``.
+        follow: stream the job's logs to stdout until the job ends.
+        until: the last stage to run (``taggant run --until``); all stages when ``None``.
+
+    Returns:
+        The job's submission id (use it with ``ray job status|logs|stop``).
+
+    Raises:
+        ConfigError: the spec (with its overrides) is invalid or has relative local paths.
+        SubmitError: the cluster cannot be reached or refuses the token, or a followed job ended
+            FAILED or STOPPED.
+    """
+    spec_path = Path(spec_path)
+    spec = check_shippable(spec_path, overrides)
+    address = _http(address)
+    client = _client(address)
+    with tempfile.TemporaryDirectory(prefix="taggant-submit-") as staging:
+        shutil.copyfile(spec_path, Path(staging) / spec_path.name)
+        set_args = [arg for override in overrides for arg in ("--set", override)]
+        command = ["python", "-m", "jobs", "run", spec_path.name, "--address", "auto", *set_args,
+                   *(["--until", until] if until else [])]
+        job_id = client.submit_job(
+            entrypoint=shlex.join(command),
+            runtime_env={
+                "working_dir": staging,
+                "py_modules": [_package_dir(name) for name in PACKAGES],
+                "excludes": EXCLUDES,
+            },
+            metadata={"experiment": spec.name, "spec": spec_path.name},
+        )
+    if follow:
+        final = follow_job(address, job_id)
+        if final != JobStatus.SUCCEEDED.value:
+            raise SubmitError(f"job {job_id} ended {final}: its log is above "
+                              f"(again with `ray job logs {job_id} --address {address}`)")
+    return job_id
+
+
+def follow_job(address: str, job_id: str, out: TextIO | None = None) -> str:
+    """Stream a job's logs to ``out`` (stdout by default) until the job ends.
+
+    Returns:
+        The job's final status: ``SUCCEEDED``, ``FAILED`` or ``STOPPED``.
+
+    Raises:
+        SubmitError: the log stream broke (the job may still be running), or the job's status did
+            not turn final within ``STATUS_LAG_S`` of its log stream closing.
+    """
+    out = out or sys.stdout
+    address = _http(address)
+    client = _client(address)
+
+    async def tail() -> None:
+        async for chunk in client.tail_job_logs(job_id):
+            out.write(chunk)
+            out.flush()
+
+    try:
+        asyncio.run(tail())
+    except RuntimeError as e:
+        raise SubmitError(f"lost the log stream of job {job_id} ({e}); it may still be running: "
+                          f"`ray job status {job_id} --address {address}`") from None
+    deadline = time.monotonic() + STATUS_LAG_S
+    while (state := client.get_job_status(job_id)) not in FINAL:
+        if time.monotonic() > deadline:
+            raise SubmitError(f"job {job_id}'s log stream closed but it is still {state.value}: "
+                              f"check `ray job status {job_id} --address {address}`")
+        time.sleep(0.5)
+    return state.value
+
+
+def status(spec: ExperimentSpec) -> list[dict[str, str]]:
+    """One row per stage of ``spec``, in run order.
+
+    Returns:
+        Rows with ``stage``, ``hash`` (8 hex digits, as in the folder name), ``status`` (``done``,
+        ``partial`` or ``pending``), ``folder``, and ``summary``: one line from the stage's
+        ``stats.json`` when it is done, else empty.
+    """
+    rows = []
+    for s in graph.build(spec):
+        done = s.status == "done"
+        rows.append({
+            "stage": s.key.name,
+            "hash": s.key.hash[:8],
+            "status": s.status,
+            "folder": s.folder,
+            "summary": summarize(io.read_json(io.join(s.folder, "stats.json"))) if done else "",
+        })
+    return rows
+
+
+def summarize(stats: dict[str, Any]) -> str:
+    """One line from a stage's stats.
+
+    Stages that keep record accounting (``counts``) show ``input``, ``kept``, and removals and
+    quarantine by reason. Other stages show their top-level numbers, and the size of each
+    top-level table or list.
+    """
+    counts = stats.get("counts")
+    if counts:
+        parts = [f"{counts['input']} in, {counts['kept']} kept"]
+        for label in ("removed", "quarantined"):
+            if counts[label]:
+                reasons = ", ".join(f"{reason} {n}" for reason, n in counts[label].items())
+                parts.append(f"{label}: {reasons}")
+        return "; ".join(parts)
+    return ", ".join(
+        f"{key} {value}" if isinstance(value, int | float) else f"{key}: {len(value)}"
+        for key, value in stats.items()
+        if isinstance(value, int | float | dict | list) and not isinstance(value, bool)
+    )
+
+
+def check_shippable(spec_path: str | Path, overrides: Sequence[str] = ()) -> ExperimentSpec:
+    """Check that a spec with its overrides can run on a cluster: it is valid and every local
+    path in it is absolute (a cluster job's working dir is temporary and differs per node).
+
+    Returns:
+        The spec as written, before ``load_spec`` makes its paths absolute.
+
+    Raises:
+        ConfigError: every spec problem, or the relative local paths, each with its fix.
+    """
+    load_spec(spec_path, overrides)  # every spec error surfaces here, before any cluster call
+    raw = yaml.safe_load(Path(spec_path).read_text())
+    for override in overrides:
+        apply_override(raw, override)
+    spec = parse_spec(raw)
+    # The fields resolve_paths would change are the relative ones: this stays in step with it.
+    written = _leaves(spec.model_dump(mode="json"))
+    resolved = _leaves(resolve_paths(spec, Path("/")).model_dump(mode="json"))
+    relative = [(where, value) for where, value in written.items() if resolved[where] != value]
+    if relative:
+        raise ConfigError([
+            (where, f"relative path {value!r} would resolve inside the job's temporary working dir "
+                    "on the cluster; give an absolute path on storage every node shares, or an "
+                    f"s3:// / gs:// URL (e.g. --set {_override_key(where)}=/shared/...)")
+            for where, value in relative
+        ])
+    return spec
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b[0].c": leaf}`` for every leaf of a JSON-like tree (the ConfigError path style)."""
+    if isinstance(tree, dict):
+        paths = {key: f"{prefix}.{key}" if prefix else key for key in tree}
+        return {k: v for key, sub in tree.items() for k, v in _leaves(sub, paths[key]).items()}
+    if isinstance(tree, list):
+        return {k: v for i, sub in enumerate(tree)
+                for k, v in _leaves(sub, f"{prefix}[{i}]").items()}
+    return {prefix: tree}
+
+
+def _override_key(path: str) -> str:
+    """``corpus.paths[0]`` (a ConfigError path) as ``--set`` spells it: ``corpus.paths.0``."""
+    return re.sub(r"\[(\d+)\]", r".\1", path)
+
+
+def _package_dir(name: str) -> str:
+    """The folder of the package that runs here (a checkout or site-packages).
+
+    Uses ``__path__``, not ``__file__``: setuptools' editable finder can load a package as a
+    namespace package, which has no ``__file__``.
+    """
+    return next(p for p in importlib.import_module(name).__path__ if Path(p).is_dir())
+
+
+def _http(address: str) -> str:
+    """The dashboard URL with its scheme (``http://`` by default, as Ray assumes), as messages
+    and the ``ray job`` hints print it."""
+    return address if "://" in address else f"http://{address}"
+
+
+def _client(address: str) -> JobSubmissionClient:
+    """A Job Submission client that sends the token; its constructor already talks to the cluster.
+
+    Raises:
+        SubmitError: nothing answers at ``address``, or the cluster refuses the token (or its
+            absence).
+    """
+    token = find_token()
+    headers = {"Authorization": f"Bearer {token.value}"} if token else {}
+    try:
+        return JobSubmissionClient(address, headers=headers)
+    except AuthenticationError:
+        if token is None:
+            raise SubmitError(f"the Ray cluster at {address} refused the submission (token "
+                              f"authentication is on and no token was sent): {TOKEN_FIX}") from None
+        raise SubmitError(f"the Ray cluster at {address} rejected the token from {token.source}: "
+                          f"{TOKEN_FIX}") from None
+    except ConnectionError:
+        raise SubmitError(f"no Ray dashboard answers at {address}: give the head's dashboard URL "
+                          "(http://HOST:8265, through `kubectl port-forward` or an SSH tunnel; see "
+                          "cluster/README.md)") from None
