@@ -12,15 +12,17 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
 from pipeline import io
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, TaggantError
 from pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec, load_spec, parse_section
 
 EXPERIMENTS = Path(__file__).parent / "experiments"
 log = logging.getLogger("taggant")
+log.addHandler(logging.NullHandler())  # until _log_to adds a file, failures are printed, not logged twice
 _log_path: str | None = None
 
 
@@ -48,7 +50,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec = _load(args)
-    return _run(spec, args.address, args.num_cpus)
+    return _run(spec, args.address, args.num_cpus, args.until)
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
@@ -67,6 +69,97 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     with ray_session(args.address, args.num_cpus):
         graph.run(resolved, stages, Console(stderr=True))
     print(stages[-1].folder)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from jobs.submit import submit
+
+    job_id = submit(args.spec, args.address, args.set or [], follow=args.follow, until=args.until)
+    if args.follow:
+        print(f"job {job_id} SUCCEEDED")
+    else:
+        print(job_id)
+        print(f"logs: ray job logs --follow {job_id} --address {args.address}; "
+              f"progress: taggant status {args.spec}", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from jobs.submit import status
+
+    table = Table("stage", "hash", "status", "folder", "summary")
+    for row in status(_load(args)):
+        table.add_row(row["stage"], row["hash"], row["status"], row["folder"], row["summary"])
+    Console().print(table)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.audit import audit
+
+    report = audit(str(Path(args.run_dir).resolve()))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else "\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from pipeline.data import materialize
+
+    summary = materialize(str(Path(args.run_dir).resolve()), str(Path(args.out).resolve()))
+    print(summary)
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    import pyarrow.compute as pc
+
+    from pipeline import manifest
+    from pipeline.probe.run import probe_items
+    from pipeline.spec import ProbesSpec
+
+    probes = parse_section(ProbesSpec, {k: v for k, v in {
+        "names": args.probes.split(","), "prefix_tokens": args.prefix_tokens,
+        "suffix_tokens": args.suffix_tokens, "batch_items": args.batch_items}.items() if v is not None}, "probes")
+    if args.checkpoint:
+        from pipeline.data import RunInfo
+        from pipeline.tokenize import tokenizer_from_str
+        from pipeline.train.checkpoint import committed_steps, load_logits_fn, read_commit
+
+        run_dir = str(Path(args.checkpoint).resolve())
+        info = RunInfo.read(run_dir)
+        steps = committed_steps(run_dir)
+        if not steps:
+            raise ConfigError([("--checkpoint", f"{run_dir} has no committed checkpoint")])
+        step = args.step if args.step is not None else steps[-1]
+        logits_fn, tokens_seen = load_logits_fn(run_dir, step), read_commit(run_dir, step)["tokens_seen"]
+        tokenizer = tokenizer_from_str(Path(info.tokenizer_json).read_text())
+        tokenize, bos_id, manifest_dir = (lambda t: tokenizer.encode(t, add_special_tokens=False).ids,
+                                          info.tokenizer["eod_id"], args.manifest or info.manifest)
+    else:
+        from pipeline.probe import hf
+
+        if not args.manifest:
+            raise ConfigError([("--manifest", "required with --hf: the folder of the items to probe")])
+        model = hf.load(args.hf)
+        logits_fn, tokenize, bos_id, tokens_seen, manifest_dir = model.logits, model.tokenize, model.bos_id, 0, args.manifest
+    items, _, _ = manifest.read(manifest_dir)
+    if args.hf:  # another tokenizer: the manifest's token ids do not apply
+        items = items.set_column(items.schema.get_field_index("token_ids"), "token_ids",
+                                 pa.array([[] for _ in range(items.num_rows)], pa.list_(pa.int32())))
+    rows = probe_items(logits_fn, items, probes.names, probes.prefix_tokens, probes.suffix_tokens,
+                       probes.batch_items, tokenize, tokens_seen=tokens_seen, bos_id=bos_id)
+    if args.out:
+        io.write_table(str(Path(args.out).resolve()), rows)
+    summary = rows.filter(pc.not_equal(rows["item_id"], rows["set"])).group_by(
+        ["set", "dup_level", "probe", "metric"]).aggregate([("value", "mean"), ("value", "count")])
+    table = Table("set", "dup level", "probe", "metric", "mean", "items")
+    for r in summary.sort_by([("set", "ascending"), ("probe", "ascending"), ("metric", "ascending"),
+                              ("dup_level", "ascending")]).to_pylist():
+        table.add_row(r["set"], str(r["dup_level"]), r["probe"], r["metric"], f"{r['value_mean']:.4g}", str(r["value_count"]))
+    Console().print(table)
     return 0
 
 
@@ -99,13 +192,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run(spec, address=None, num_cpus=args.num_cpus)
 
 
-def _run(spec: ExperimentSpec, address: str | None, num_cpus: int | None) -> int:
+def _run(spec: ExperimentSpec, address: str | None, num_cpus: int | None, until: str | None = None) -> int:
     from jobs import graph
     from jobs.runtime import ray_session
 
     _log_to(io.join(spec.work_dir, "logs", f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"))
     console = Console(stderr=True)
-    stages = graph.build(spec)
+    stages = graph.until(graph.build(spec), until)
     with ray_session(address, num_cpus):
         graph.run(spec.model_dump(mode="json"), stages, console)
     return 0
@@ -135,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_spec("plan", "show the stage graph, hashes and status").set_defaults(func=cmd_plan)
     run = with_spec("run", "run the experiment on an embedded local Ray or a cluster")
     _ray_options(run)
+    run.add_argument("--until", metavar="STAGE", help="stop after this stage (e.g. dedup)")
     run.set_defaults(func=cmd_run)
     dedup = sub.add_parser("dedup", help="ingest and deduplicate corpus files (exact + MinHash-LSH)")
     dedup.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL(.zst/.gz) or Parquet files, folders, globs")
@@ -146,9 +240,39 @@ def build_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--rows", type=int, help="rows per band (set with --bands)")
     _ray_options(dedup)
     dedup.set_defaults(func=cmd_dedup)
+    submit = with_spec("submit", "submit the experiment to a Ray cluster (Ray Jobs API)")
+    submit.add_argument("--address", required=True,
+                        help="the cluster's dashboard URL, e.g. http://127.0.0.1:8265 "
+                             "(through kubectl port-forward or an SSH tunnel)")
+    submit.add_argument("--follow", action="store_true",
+                        help="stream the job's logs until it ends; exit 1 unless it succeeded")
+    submit.add_argument("--until", metavar="STAGE", help="stop after this stage")
+    submit.set_defaults(func=cmd_submit)
+    with_spec("status", "each stage's status and stats, read from the spec's work_dir").set_defaults(func=cmd_status)
+    audit = sub.add_parser("audit", help="check a run's sample stream against its manifest")
+    audit.add_argument("run_dir", help="a run folder of the train stage (<work_dir>/train-*/<run>)")
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.set_defaults(func=cmd_audit)
+    materialize = sub.add_parser("materialize", help="write a run's perturbed stream as a stock Megatron dataset")
+    materialize.add_argument("run_dir", help="a perturbed run folder of the train stage")
+    materialize.add_argument("out", help="output folder for the .bin/.idx and document order")
+    materialize.set_defaults(func=cmd_materialize)
+    probe = sub.add_parser("probe", help="probe a checkpoint or a Hugging Face model on a manifest's items")
+    target = probe.add_mutually_exclusive_group(required=True)
+    target.add_argument("--checkpoint", metavar="RUN_DIR", help="a run folder of the train stage")
+    target.add_argument("--hf", metavar="MODEL", help="a local Hugging Face model folder or .gguf file")
+    probe.add_argument("--step", type=int, help="checkpoint step (default: the newest committed)")
+    probe.add_argument("--manifest", help="manifest folder of the items (default for --checkpoint: the run's)")
+    probe.add_argument("--probes", default="loss,exact_match",
+                       help="comma-separated probe names (default: loss,exact_match)")
+    probe.add_argument("--prefix-tokens", type=int, help="prompt tokens for items without a prompt")
+    probe.add_argument("--suffix-tokens", type=int, help="most target tokens an extraction must reproduce")
+    probe.add_argument("--batch-items", type=int, help="sequences per forward pass")
+    probe.add_argument("--out", help="write the long-format rows to this Parquet file")
+    probe.set_defaults(func=cmd_probe)
     fit = sub.add_parser("fit", help="scaling-law fits from a results store")
     fit.add_argument("--store", required=True, help="store URL (any fsspec URL)")
-    fit.add_argument("--metric", default="suffix_loss", help="probe metric to fit (default suffix_loss)")
+    fit.add_argument("--metric", default="loss.nll_mean", help="<probe>.<metric> to fit (default loss.nll_mean)")
     fit.add_argument("--experiment", help="only this experiment")
     fit.add_argument("--json", action="store_true", help="print a JSON list of fits")
     fit.set_defaults(func=cmd_fit)
@@ -172,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
         for path, message in e.problems:
             print(f"{path}: {message}", file=sys.stderr)
         return 2
+    except TaggantError as e:  # a user-facing failure: its message already says the fix
+        log.error("taggant %s failed: %s", args.command, e)
+        where = f" (log: {_log_path})" if _log_path else ""
+        print(f"error: {e}{where}", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001 — the CLI's one boundary: log it whole, say it in a line
         log.exception("taggant %s failed", args.command)
         where = f" (log: {_log_path})" if _log_path else ""

@@ -2,7 +2,8 @@
 
 Stages run in dependency order. Each has a content-addressed folder (``pipeline.stage``): a
 finished one is skipped, a half-written one is cleared and redone. The stages that exist so far:
-``ingest`` → ``dedup`` → ``plan``.
+``ingest`` → ``dedup`` → ``plan`` → ``tokenize`` → ``train`` (with streaming probes) → ``probe``
+(probes any committed checkpoint not yet in the store) → ``fit``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ from typing import Any
 from rich.console import Console
 
 from jobs import dedup as dedup_job
+from jobs import fit as fit_job
 from jobs import ingest as ingest_job
 from jobs import plan as plan_job
-from pipeline import ingest, io, stage
+from jobs import probe as probe_job
+from jobs import tokenize as tokenize_job
+from jobs import train as train_job
+from pipeline import fit, ingest, io, stage, tokenize
 from pipeline.dedup import DEDUP_VERSION, DedupParams
+from pipeline.errors import ConfigError
 from pipeline.perturb import plan
 from pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec
+from pipeline.train.schedule import run_checkpoint_steps
 from pipeline.stage import StageKey
 
 
@@ -31,6 +38,8 @@ class Stage:
     key: StageKey
     folder: str
     execute: Callable[[], dict[str, Any]]
+    resumable: bool = False
+    """A half-written folder is resumed (training from its last checkpoint), not cleared."""
 
     @property
     def status(self) -> str:
@@ -47,6 +56,26 @@ def build(spec: ExperimentSpec) -> list[Stage]:
     plan_key = StageKey("plan", plan.VERSION, plan_job.stage_config(spec), (corpus.key.hash,))
     plan_folder = plan_key.folder(spec.work_dir)
     stages.append(Stage(plan_key, plan_folder, lambda: plan_job.run(spec, plan_folder, corpus.folder)))
+    tokenize_key = StageKey("tokenize", tokenize.TOKENIZE_VERSION, tokenize_job.stage_config(spec), (plan_key.hash,))
+    tokenize_folder = tokenize_key.folder(spec.work_dir)
+    stages.append(Stage(tokenize_key, tokenize_folder, lambda: tokenize_job.run(
+        spec, tokenize_folder, plan_folder, io.join(plan_folder, "manifests"))))
+    train_key = StageKey("train", train_job.TRAIN_VERSION, train_job.stage_config(spec), (tokenize_key.hash,))
+    train_folder = train_key.folder(spec.work_dir)
+    targets = probe_job.targets(spec, train_folder, tokenize_folder, plan_folder)
+    final_steps = {run.name: max(run_checkpoint_steps(spec, run.train_tokens)) for run in spec.runs.grid()}
+
+    def train_and_probe() -> dict[str, Any]:
+        return probe_job.run(spec, targets, final_steps, lambda: train_job.run(spec, train_folder, tokenize_folder))
+
+    stages.append(Stage(train_key, train_folder, train_and_probe, resumable=True))
+    probe_key = StageKey("probe", probe_job.PROBE_VERSION,
+                         {"probes": spec.probes.model_dump(mode="json"), "store": spec.store.url}, (train_key.hash,))
+    stages.append(Stage(probe_key, probe_key.folder(spec.work_dir),
+                        lambda: probe_job.run(spec, targets, final_steps, lambda: None)))
+    fit_key = StageKey("fit", fit.FIT_VERSION, {"store": spec.store.url}, (probe_key.hash,))
+    fit_folder = fit_key.folder(spec.work_dir)
+    stages.append(Stage(fit_key, fit_folder, lambda: fit_job.run(spec, fit_folder)))
     return stages
 
 
@@ -69,6 +98,16 @@ def data_stages(corpus: CorpusSpec, dedup: DedupSpec, work_dir: str) -> list[Sta
     return stages
 
 
+def until(stages: list[Stage], last: str | None) -> list[Stage]:
+    """The stages up to and including the one named ``last`` (all when ``None``)."""
+    if last is None:
+        return stages
+    names = [s.key.name for s in stages]
+    if last not in names:
+        raise ConfigError([("--until", f"no stage {last!r}; stages: {', '.join(names)}")])
+    return stages[: names.index(last) + 1]
+
+
 def run(resolved_spec: dict[str, Any], stages: list[Stage], console: Console) -> list[dict[str, Any]]:
     """Run every unfinished stage in order; returns one summary per stage. ``resolved_spec`` is
     written beside each stage's data."""
@@ -79,7 +118,8 @@ def run(resolved_spec: dict[str, Any], stages: list[Stage], console: Console) ->
             console.print(f"[green]✓[/] {name} already done, skipped")
             summaries.append({"stage": s.key.name, "folder": s.folder, "skipped": True})
             continue
-        stage.begin(s.folder)
+        if not s.resumable:
+            stage.begin(s.folder)
         start = time.perf_counter()
         with console.status(f"running {name}"):
             stats = s.execute()

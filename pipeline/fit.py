@@ -1,10 +1,10 @@
 """Scaling-law fits from the store, with confidence intervals from a bootstrap over items.
 
-The response is a per-item memorization score. For loss-like metrics (lower = more memorized) it
-is the **gap to controls**: the item's value minus the mean over the never-inserted controls of
-the same set, run and step — negative means memorized, and the comparison is causal because
-members and controls differ only in whether they were trained on. For rate-like metrics (exact
-match, token accuracy) it is the value itself.
+A metric is named ``<probe>.<metric>`` (``loss.nll_mean``, ``exact_match.exact``). The response
+is its per-item **gap to controls**: the item's value minus the mean over the never-inserted
+controls of the same set, run and step. The comparison is causal because members and controls
+differ only in whether they were trained on; for a loss a negative gap means memorized, for a rate
+(exact match) a positive one.
 
 Every fit is log-linear, ``y = a + b*log10(x)``, by ordinary least squares; its slope CI is the
 2.5–97.5 percentile of slopes refitted on bootstrap resamples of items (clusters: all of an item's
@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline import store
+from pipeline.errors import ConfigError
 
 FIT_VERSION = "fit.v1"
 NUM_BOOTSTRAP = 1000
-LOSS_LIKE = ("loss", "suffix_loss", "suffix_nll", "mean_loss")
+DEFAULT_METRIC = "loss.nll_mean"
 
 
 @dataclass(frozen=True)
@@ -84,17 +85,21 @@ def loglinear(x: np.ndarray, y: np.ndarray, clusters: np.ndarray, seed: int = 0,
 
 
 def scores(probes: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per (experiment, run, step, set, item) score ``y`` for ``metric`` (gap to controls for
-    loss-like metrics), with the item's ``dup_level`` and ``tokens_seen``."""
-    rows = probes[probes["metric"] == metric]
+    """Per (experiment, run, step, set, item) gap ``y`` of ``metric`` (``<probe>.<metric>``) to
+    the mean of the set's controls at the same run and step, with ``dup_level`` and ``tokens_seen``.
+
+    Raises:
+        ConfigError: when ``metric`` is not of the form ``<probe>.<metric>``.
+    """
+    probe, dot, name = metric.partition(".")
+    if not dot:
+        raise ConfigError([("--metric", f"{metric!r} is not <probe>.<metric>, e.g. {DEFAULT_METRIC}")])
     keys = ["experiment", "run", "step", "set"]
+    rows = probes[(probes["probe"] == probe) & (probes["metric"] == name) & (probes["item_id"] != probes["set"])]
     rows = rows[keys + ["tokens_seen", "item_id", "dup_level", "value"]].copy()
-    if metric in LOSS_LIKE:
-        baseline = rows[rows["dup_level"] == 0].groupby(keys)["value"].mean().rename("baseline")
-        rows = rows.join(baseline, on=keys)
-        rows["y"] = rows["value"] - rows["baseline"]
-    else:
-        rows["y"] = rows["value"]
+    baseline = rows[rows["dup_level"] == 0].groupby(keys)["value"].mean().rename("baseline")
+    rows = rows.join(baseline, on=keys)
+    rows["y"] = rows["value"] - rows["baseline"]
     return rows
 
 
@@ -167,7 +172,7 @@ def fit_store(url: str, metric: str, experiment: str | None = None) -> list[Fit]
     if probes.empty or runs.empty:
         return []
     table = scores(probes, metric)
-    y_name = f"{metric} - controls" if metric in LOSS_LIKE else metric
+    y_name = f"{metric} - controls"
     return [
         *fit_duplicates(table, runs, y_name),
         *fit_dilution(table, runs, y_name),
@@ -178,7 +183,7 @@ def fit_store(url: str, metric: str, experiment: str | None = None) -> list[Fit]
 
 def level_summary(url: str, metric: str, experiment: str | None = None, seed: int = 0) -> pd.DataFrame:
     """Mean score per (run, set, dup level) at each run's last checkpoint, with a 95% bootstrap CI
-    over items: the table a reader checks first (controls sit at 0 for loss-like metrics)."""
+    over items: the table a reader checks first (controls sit at 0 by construction)."""
     probes = store.read_probes(url).to_pandas()
     if experiment:
         probes = probes[probes["experiment"] == experiment]

@@ -38,7 +38,7 @@ def ingest_folder(work: Path) -> Path:
 
 def test_run_ingests_everything_and_loses_nothing(debian_corpus, tmp_path, local_ray, capsys):
     spec = write_spec(tmp_path, debian_corpus)
-    assert main(["run", str(spec)]) == 0
+    assert main(["run", str(spec), "--until", "dedup"]) == 0
     folder = ingest_folder(tmp_path / "work")
     assert (folder / "_SUCCESS").exists() and (folder / "spec.yaml").exists()
 
@@ -59,18 +59,18 @@ def test_run_ingests_everything_and_loses_nothing(debian_corpus, tmp_path, local
     assert quarantine.column("record").to_pylist() == [raw for raw, _ in BROKEN_RECORDS]
 
     capsys.readouterr()
-    assert main(["run", str(spec)]) == 0
+    assert main(["run", str(spec), "--until", "dedup"]) == 0
     assert "already done, skipped" in capsys.readouterr().err
 
 
 def test_a_half_written_stage_is_cleared_and_redone(debian_corpus, tmp_path, local_ray):
     spec = write_spec(tmp_path, debian_corpus)
-    assert main(["run", str(spec)]) == 0
+    assert main(["run", str(spec), "--until", "dedup"]) == 0
     folder = ingest_folder(tmp_path / "work")
     (folder / "_SUCCESS").unlink()
     (folder / "shard-00001-0000.parquet").write_bytes(b"torn write")
     (folder / "stray.tmp").write_bytes(b"left by a killed worker")
-    assert main(["run", str(spec)]) == 0
+    assert main(["run", str(spec), "--until", "dedup"]) == 0
     assert (folder / "_SUCCESS").exists() and not (folder / "stray.tmp").exists()
     assert io.read_table(str(folder / "shard-00001-0000.parquet")).num_rows == 200
 
@@ -89,8 +89,14 @@ def test_outputs_are_byte_identical_whatever_the_worker_count(debian_corpus, tmp
         run_dir.mkdir()
         spec = write_spec(run_dir, debian_corpus)
         env = dict(os.environ, RAY_AUTH_MODE="disabled")
-        subprocess.run([sys.executable, "-m", "jobs", "run", str(spec), "--num-cpus", str(num_cpus)],
+        subprocess.run([sys.executable, "-m", "jobs", "run", str(spec), "--num-cpus", str(num_cpus),
+                        "--until", "tokenize"],
                        check=True, env=env, capture_output=True)
         digests.append(stage_digests(run_dir / "work"))
     assert digests[0] == digests[1]
-    assert {name.split("-")[0] for name in digests[0]} == {"ingest", "dedup", "plan"}
+    assert {name.split("-")[0] for name in digests[0]} == {"ingest", "dedup", "plan", "tokenize"}
+
+
+def test_until_names_an_existing_stage(debian_corpus, tmp_path, capsys):
+    assert main(["run", str(write_spec(tmp_path, debian_corpus)), "--until", "dedupe"]) == 2
+    assert "--until: no stage 'dedupe'; stages: ingest, dedup, plan, tokenize, train" in capsys.readouterr().err

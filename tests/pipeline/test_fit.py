@@ -31,7 +31,7 @@ def write_run(writer, run, *, slope, tokens, params, steps, last_step=None, nois
                 gap *= max(0.0, 1 - forget * np.log10(step - last_step))
             rows.append({"tokens_seen": step * 1000, "item_id": it["item_id"], "set": "s", "kind": "canary",
                          "dup_level": it["dup_level"], "probe": "loss", "probe_version": "loss.v1",
-                         "metric": "suffix_loss", "value": 8 + gap + base[it["item_id"]], "schema_version": 1})
+                         "metric": "nll_mean", "value": 8 + gap + base[it["item_id"]], "schema_version": 1})
         writer.begin_checkpoint(run, step)
         writer.write_probe_rows(run, step, "loss", 0, pa.Table.from_pylist(rows))
         writer.commit_checkpoint(run, step, step * 1000, ["loss"], len(rows))
@@ -55,10 +55,10 @@ def test_loglinear_ci_covers_zero_without_an_effect():
 def test_duplicates_fit_and_level_summary(tmp_path):
     url = str(tmp_path / "store")
     write_run(StoreWriter(url, "e"), "r", slope=-2.0, tokens=10**6, params=10**6, steps=[10, 20])
-    [fit] = fit_store(url, "suffix_loss")
+    [fit] = fit_store(url, "loss.nll_mean")
     assert fit.name == "duplicates" and fit.x == "dup_level" and fit.n == 80
     assert fit.ci_low < -2.0 < fit.ci_high
-    summary = level_summary(url, "suffix_loss").set_index("dup_level")
+    summary = level_summary(url, "loss.nll_mean").set_index("dup_level")
     assert abs(summary.loc[0, "mean"]) < 1e-12  # controls are the baseline
     assert summary.loc[64, "ci_high"] < summary.loc[16, "ci_low"]
 
@@ -67,7 +67,7 @@ def test_forgetting_fit_only_for_sets_whose_window_closed(tmp_path):
     url = str(tmp_path / "store")
     write_run(StoreWriter(url, "e"), "r", slope=-3.0, tokens=10**6, params=10**6, steps=[10, 20, 60, 160, 510],
               last_step=10, forget=0.4)
-    fits = {f.name: f for f in fit_store(url, "suffix_loss")}
+    fits = {f.name: f for f in fit_store(url, "loss.nll_mean")}
     forgetting = fits["forgetting"]
     assert forgetting.x == "steps_since_last_exposure" and forgetting.slope > 0 and forgetting.ci_low > 0
 
@@ -80,11 +80,11 @@ def test_cross_run_fits_need_runs_that_differ(tmp_path, name, column):
     write_run(writer, "a", slope=-3.0, tokens=10**6, params=10**6, steps=[10], seed=1)
     other = {"tokens": 4 * 10**6, "params": 10**6} if column == "train_tokens" else {"tokens": 10**6, "params": 10**7}
     write_run(writer, "b", slope=-1.0 if column == "train_tokens" else -5.0, steps=[10], seed=2, **other)
-    fits = [f for f in fit_store(url, "suffix_loss") if f.name == name]
+    fits = [f for f in fit_store(url, "loss.nll_mean") if f.name == name]
     assert fits and all(f.n > 0 for f in fits)
     single = str(tmp_path / "single")
     write_run(StoreWriter(single, "e"), "a", slope=-3.0, tokens=10**6, params=10**6, steps=[10])
-    assert not [f for f in fit_store(single, "suffix_loss") if f.name == name]
+    assert not [f for f in fit_store(single, "loss.nll_mean") if f.name == name]
 
 
 def test_cli_fit_json_lists_fits_with_the_documented_fields(tmp_path, capsys):

@@ -1,0 +1,192 @@
+"""Streaming probes: one watcher actor per run probes every committed checkpoint into the store.
+
+A watcher polls its run's checkpoints while training runs and probes each committed step once, in
+step order — every one, not only the newest — then, if ``checkpoints.keep_last`` is set, deletes
+probed checkpoints beyond the newest ``keep_last`` (never the newest committed one, which resume
+needs). Probing a step means: clear the step in the store, write one file per probe, then the
+step's commit record. The store's commit records are the watcher's memory: a restarted watcher (or
+a re-run) skips the steps committed with the same probe list and redoes a half-written one, so a
+checkpoint ends with exactly one row set whatever was killed when. A checkpoint that cannot be
+loaded or probed (truncated, malformed) is reported in the stats with its reason and skipped;
+training goes on.
+
+The perturbed run and its standard twin are probed on the same items: the twin's ``items`` table
+in the store keeps each item's dup level (what it would have been) with no exposure steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import io, manifest, store
+from pipeline.models import MODEL_PRESETS
+from pipeline.spec import ExperimentSpec, ProbesSpec, RunId
+from pipeline.tokenize import TokenizeFolder, TokenizerInfo
+
+PROBE_VERSION = "probe-stage.v1"
+POLL_S = 2.0
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything a watcher needs about one run (plain data: it travels to the actor)."""
+
+    experiment: str
+    run: RunId
+    run_dir: str
+    tokenize_folder: str
+    items_url: str
+    plan_folder: str
+    store_url: str
+    probes: ProbesSpec
+    keep_last: int
+
+
+def targets(spec: ExperimentSpec, train_folder: str, tokenize_folder: str, plan_folder: str) -> list[Target]:
+    """One target per run of the grid; both runs of a twin pair read the perturbed run's items.
+    Only paths: the stages that fill them may not have run yet."""
+    folder = TokenizeFolder(tokenize_folder)
+    return [
+        Target(
+            experiment=spec.name,
+            run=run,
+            run_dir=io.join(train_folder, run.name),
+            tokenize_folder=tokenize_folder,
+            items_url=folder.manifest(run.model_copy(update={"perturbed": True}).name),
+            plan_folder=plan_folder,
+            store_url=spec.store.url,
+            probes=spec.probes,
+            keep_last=spec.checkpoints.keep_last,
+        )
+        for run in spec.runs.grid()
+    ]
+
+
+def register_run(target: Target, spec: ExperimentSpec) -> None:
+    """Write the run's metadata and items (with their exposure steps) into the store."""
+    items, occurrences, _ = manifest.read(target.items_url)
+    info = TokenizerInfo.read(TokenizeFolder(target.tokenize_folder))
+    run = target.run
+    writer = store.StoreWriter(target.store_url, target.experiment)
+    writer.write_run(run.name, {
+        "run": run.name, "model_size": run.model_size, "train_tokens": run.train_tokens, "seed": run.seed,
+        "perturbed": run.perturbed, "num_params": MODEL_PRESETS[run.model_size].num_params(info.vocab_size),
+        "seq_length_tokens": spec.runs.seq_length_tokens, "global_batch_sequences": spec.runs.global_batch_sequences,
+    })
+    steps = occurrences.filter(pc.equal(occurrences["run"], run.model_copy(update={"perturbed": True}).name))
+    by_item = steps.group_by("item_id").aggregate([("step", "min"), ("step", "max")]) if run.perturbed else None
+    first = dict(zip(by_item["item_id"].to_pylist(), by_item["step_min"].to_pylist())) if by_item else {}
+    last = dict(zip(by_item["item_id"].to_pylist(), by_item["step_max"].to_pylist())) if by_item else {}
+    ids = items["item_id"].to_pylist()
+    writer.write_items(run.name, items.select(["item_id", "set", "kind", "dup_level"]).append_column(
+        "first_step", pa.array([first.get(i, -1) for i in ids], pa.int64())).append_column(
+        "last_step", pa.array([last.get(i, -1) for i in ids], pa.int64())))
+
+
+def references(plan_folder: str) -> dict[str, list[str]]:
+    """Canary set → its reference secrets in draw order (the plan stage's ``references.parquet``)."""
+    table = io.read_table(io.join(plan_folder, "references.parquet"))
+    refs: dict[str, list[str]] = {}
+    for row in table.sort_by([("set", "ascending"), ("reference_index", "ascending")]).to_pylist():
+        refs.setdefault(row["set"], []).append(row["secret"])
+    return refs
+
+
+def probe_step(target: Target, step: int) -> int:
+    """Probe one committed checkpoint into the store; returns the rows written."""
+    from pipeline.probe.run import probe_items
+    from pipeline.train.checkpoint import load_logits_fn, read_commit
+
+    folder = TokenizeFolder(target.tokenize_folder)
+    tokenizer = folder.load_tokenizer()
+    eod = TokenizerInfo.read(folder).eod_id
+    items, _, _ = manifest.read(target.items_url)
+    tokens_seen = read_commit(target.run_dir, step)["tokens_seen"]
+    rows = probe_items(
+        load_logits_fn(target.run_dir, step), items, target.probes.names, target.probes.prefix_tokens,
+        target.probes.suffix_tokens, target.probes.batch_items,
+        lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
+        tokens_seen=tokens_seen, bos_id=eod, canary_references=references(target.plan_folder),
+    )
+    writer = store.StoreWriter(target.store_url, target.experiment)
+    writer.begin_checkpoint(target.run.name, step)
+    for name in sorted(set(target.probes.names)):
+        writer.write_probe_rows(target.run.name, step, name, 0, rows.filter(pc.equal(rows["probe"], name)))
+    writer.commit_checkpoint(target.run.name, step, tokens_seen, list(target.probes.names), rows.num_rows)
+    return rows.num_rows
+
+
+def probed_steps(target: Target) -> set[int]:
+    """Steps of the run whose store commit record lists exactly this target's probes."""
+    done = store.read_checkpoints(target.store_url, target.experiment)
+    wanted = sorted(set(target.probes.names))
+    return {row["step"] for row in done.to_pylist() if row["run"] == target.run.name and row["probes"] == wanted}
+
+
+def retain(target: Target, probed: set[int]) -> None:
+    """Delete probed checkpoints beyond the newest ``keep_last``; the newest committed stays."""
+    from pipeline.train.checkpoint import committed_steps, step_dir
+
+    if not target.keep_last:
+        return
+    committed = committed_steps(target.run_dir)
+    for step in committed[: -target.keep_last]:
+        if step in probed:
+            shutil.rmtree(step_dir(target.run_dir, step), ignore_errors=True)
+
+
+def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, Any]:
+    """Probe committed checkpoints until ``final_step`` is probed (or skipped).
+
+    Returns:
+        ``{"probed": [steps probed now], "skipped": {step: reason}, "rows": n}``.
+    """
+    import torch
+
+    from pipeline.train.checkpoint import committed_steps
+
+    torch.set_num_threads(1)  # the ranks own the cores; a watcher takes what is left
+    done = probed_steps(target)
+    result: dict[str, Any] = {"probed": [], "skipped": {}, "rows": 0}
+    while final_step not in done and final_step not in result["skipped"]:
+        todo = [s for s in committed_steps(target.run_dir) if s not in done and s not in result["skipped"]]
+        for step in todo:
+            try:
+                result["rows"] += probe_step(target, step)
+            except Exception as e:  # noqa: BLE001 — a bad checkpoint is reported and skipped, never fatal
+                log.warning("run %s step %d not probed: %s", target.run.name, step, e)
+                result["skipped"][step] = f"{type(e).__name__}: {e}"
+                continue
+            done.add(step)
+            result["probed"].append(step)
+            retain(target, done)
+        if not todo:
+            time.sleep(poll_s)
+    return result
+
+
+def run(spec: ExperimentSpec, targets_: list[Target], final_steps: dict[str, int], until_done) -> dict[str, Any]:
+    """Start a watcher actor per target, call ``until_done()`` (training, or nothing), then wait
+    for every watcher to reach its run's final step; returns per-run watcher results."""
+    import ray
+
+    for target in targets_:
+        register_run(target, spec)
+    watcher = ray.remote(num_cpus=0, max_retries=3)(watch)
+    refs = {t.run.name: watcher.remote(t, final_steps[t.run.name]) for t in targets_}
+    try:
+        trained = until_done()
+    except BaseException:
+        for ref in refs.values():
+            ray.cancel(ref, force=True)
+        raise
+    results = {name: ray.get(ref) for name, ref in refs.items()}
+    return {"runs": results, "trained": trained}

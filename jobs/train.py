@@ -1,0 +1,281 @@
+"""The train stage on Ray: every run of the spec, each on its own group of rank actors.
+
+A run of world size ``W = data_parallel_size × tensor_parallel_size`` gets a placement group with
+one bundle per rank (one GPU each on GPU clusters), one ``RankWorker`` actor per bundle, and
+``MASTER_ADDR``/``MASTER_PORT`` from a free port on bundle 0's node. The group is ``PACK``ed:
+tensor-parallel neighbours share a node, and a run spreads over more nodes when one is full. Each
+actor builds a ``pipeline.train.loop.Trainer`` over the run's sample stream (``pipeline.data``) and
+the driver sends one idempotent command, "train until the last step".
+
+Fault tolerance: a process group cannot take back one restarted rank, so the unit of recovery is
+the run's whole group. When any rank fails (its process or node died, or a collective broke), the
+driver kills the group, removes its placement group and starts a new one (a new port; Ray places it
+on live nodes). The new trainers resume from the newest committed checkpoint, and the samples a
+step reads depend only on the step, so the resumed run reads the same samples in the same order:
+none twice in the final weights, none skipped. Errors in the user's data or spec are not retried.
+
+Runs go through their own threads, so a cluster with room for several trains them at once; on a
+small one Ray queues their placement groups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Self
+
+from pipeline import data, io
+from pipeline.errors import ConfigError, TaggantError
+from pipeline.models import MODEL_PRESETS
+from pipeline.spec import ExperimentSpec, RunId
+from pipeline.train import checkpoint
+
+TRAIN_VERSION = "train.v1"
+MAX_RESTARTS = 3
+"""Group restarts per run before the stage fails."""
+CPUS_PER_RANK = 1
+"""CPU cores per rank actor; torch uses as many threads. One on CPU: two-thread processes
+collapse when anything else takes a core (research/demo-feasibility.md)."""
+
+log = logging.getLogger(__name__)
+
+
+def stage_config(spec: ExperimentSpec) -> dict[str, Any]:
+    """The spec fields the train output depends on, for its ``StageKey`` (with ``TRAIN_VERSION``;
+    the tokenize stage's hash goes in ``inputs``)."""
+    return {
+        "runs": spec.runs.model_dump(mode="json"),
+        "models": {m: dataclasses.asdict(MODEL_PRESETS[m]) for m in spec.runs.model_sizes},
+        # keep_last is the probes' retention policy, not training's.
+        "checkpoints": spec.checkpoints.model_dump(mode="json", exclude={"keep_last"}),
+        # Phase windows place the dense after-window checkpoints.
+        "windows": [p.phase.model_dump(mode="json") for p in spec.perturbations],
+    }
+
+
+def run(spec: ExperimentSpec, folder: str, tokenize_folder: str, *,
+        cpus_per_rank: int = CPUS_PER_RANK, max_restarts: int = MAX_RESTARTS) -> dict[str, Any]:
+    """Train every run of ``spec.runs.grid()`` into ``<folder>/<run name>/``; returns stage stats.
+
+    Each run folder is prepared with ``pipeline.data.prepare_run_dir`` (sample order and overlay
+    from ``tokenize_folder``) and then holds ``checkpoints/`` and ``train_log.jsonl`` (see
+    ``pipeline.train.checkpoint``). Calling it again after a crash resumes every run from its
+    newest committed checkpoint; a finished run only reports.
+
+    Returns:
+        ``{"runs": {run name: train_run's result without "run"}}``.
+
+    Raises:
+        ConfigError: the cluster has too few CPUs/GPUs for one run's ranks.
+        DataError: a run's data does not fit its spec.
+        RuntimeError: a run still fails after ``max_restarts`` group restarts.
+    """
+    runs = spec.runs.grid()
+    run_dirs = [io.join(folder, r.name) for r in runs]
+    for run_id, run_dir in zip(runs, run_dirs):
+        data.prepare_run_dir(run_dir, spec, run_id, tokenize_folder)
+    with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="train") as pool:
+        futures = [pool.submit(train_run, spec, run_id, run_dir, cpus_per_rank=cpus_per_rank,
+                               max_restarts=max_restarts)
+                   for run_id, run_dir in zip(runs, run_dirs)]
+        results = [f.result() for f in futures]
+    return {"runs": {r.pop("run"): r for r in results}}
+
+
+def train_run(spec: ExperimentSpec, run_id: RunId, run_dir: str, *,
+              cpus_per_rank: int = CPUS_PER_RANK,
+              max_restarts: int = MAX_RESTARTS) -> dict[str, Any]:
+    """Train one run, prepared in ``run_dir``, to its last step; restart its rank group after a
+    failure.
+
+    Returns:
+        ``run``, ``steps``, ``samples_seen``, ``tokens_seen``, ``checkpoints`` (committed steps),
+        ``final_loss``, ``restarts`` and ``weights_digests`` (one per rank, in rank order;
+        data-parallel replicas are checked to be equal).
+
+    Raises:
+        ConfigError, DataError, RuntimeError: as ``run``.
+    """
+    import ray
+
+    resources = ray.cluster_resources()
+    use_gpus = _use_gpus(spec, resources)
+    world = spec.runs.data_parallel_size * spec.runs.tensor_parallel_size
+    bundle = {"CPU": cpus_per_rank, **({"GPU": 1} if use_gpus else {})}
+    _check_capacity(bundle, world, resources)
+    num_steps = spec.runs.num_steps(run_id.train_tokens)
+    for attempt in range(max_restarts + 1):
+        names = [actor_name(spec, run_id, attempt, rank) for rank in range(world)]
+        try:
+            with _RankGroup(bundle, names, (spec, run_id, run_dir, cpus_per_rank)) as group:
+                group.call("setup")
+                status = group.call("train_until", num_steps)[0]
+                digests = group.call("weights_digest")
+            break
+        except ray.exceptions.RayError as e:
+            cause = e.cause if isinstance(e, ray.exceptions.RayTaskError) else None
+            if isinstance(cause, TaggantError):
+                raise cause from None
+            if attempt == max_restarts:
+                raise RuntimeError(f"{run_id.name} failed {attempt + 1} times; last: {e}") from e
+            log.warning("%s: its rank group failed (%s); restarting from step %d", run_id.name,
+                        type(e).__name__, ([0] + checkpoint.committed_steps(run_dir))[-1])
+    _check_replicas(run_id, digests, spec.runs.tensor_parallel_size)
+    return {
+        "run": run_id.name,
+        "steps": status["step"],
+        "samples_seen": status["samples_seen"],
+        "tokens_seen": status["tokens_seen"],
+        "checkpoints": checkpoint.committed_steps(run_dir),
+        "final_loss": checkpoint.read_train_log(run_dir)[status["step"]]["loss"],
+        "restarts": attempt,
+        "weights_digests": digests,
+    }
+
+
+def actor_name(spec: ExperimentSpec, run_id: RunId, attempt: int, rank: int) -> str:
+    """The Ray name of one rank actor (``ray.get_actor`` finds it; tests kill ranks by it)."""
+    return f"taggant:{spec.name}:{run_id.name}:attempt{attempt}:rank{rank}"
+
+
+class RankWorker:
+    """One rank of a run, as a Ray actor."""
+
+    def __init__(self, spec: ExperimentSpec, run_id: RunId, run_dir: str, threads: int):
+        self.spec, self.run_id, self.run_dir, self.threads = spec, run_id, run_dir, threads
+
+    def setup(self) -> None:
+        """Build the ``Trainer`` (joining the process group), resumed from the newest committed
+        checkpoint. Not in ``__init__``, so that a ``DataError`` reaches the driver as itself."""
+        import torch
+
+        from pipeline.train.loop import TrainConfig, Trainer
+
+        # Progress lines from pipeline.train; megatron's INFO output (parameter lists) stays off.
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        logging.getLogger("pipeline").setLevel(logging.INFO)
+        torch.set_num_threads(self.threads)
+        samples = data.open_training_samples(self.run_dir)
+        config = TrainConfig.from_spec(self.spec, self.run_id, samples.vocab_size)
+        self.trainer = Trainer(config, samples, self.run_dir)
+
+    def train_until(self, step: int) -> dict[str, Any]:
+        """``Trainer.train_until`` without the per-step losses (they are in the train log)."""
+        status = self.trainer.train_until(step)
+        status.pop("losses")
+        return status
+
+    def weights_digest(self) -> str:
+        return self.trainer.weights_digest()
+
+
+class _RankGroup:
+    """A placement group with one ``RankWorker`` per bundle, wired into one process group.
+
+    A context manager: leaving it kills the actors and removes the placement group.
+
+    Args:
+        bundle: resources of one rank.
+        names: one actor name per rank.
+        worker_args: ``RankWorker`` arguments, the same for every rank.
+    """
+
+    def __init__(self, bundle: dict[str, float], names: list[str], worker_args: tuple):
+        from ray.util.placement_group import placement_group
+
+        self.actors: list[Any] = []
+        self.pg = placement_group([bundle] * len(names), strategy="PACK")
+        try:
+            self._start(bundle, names, worker_args)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _start(self, bundle: dict[str, float], names: list[str], worker_args: tuple) -> None:
+        import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        ray.get(self.pg.ready())
+        bundles = [PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i)
+                   for i in range(len(names))]
+        address_task = ray.remote(num_cpus=0)(_node_address_and_free_port)
+        address, port = ray.get(address_task.options(scheduling_strategy=bundles[0]).remote())
+        gpu = bool(bundle.get("GPU"))
+        threads = str(int(bundle["CPU"]))
+        actor = ray.remote(max_restarts=0)(RankWorker)
+        for rank, name in enumerate(names):
+            env = {
+                "RANK": str(rank), "WORLD_SIZE": str(len(names)),
+                "LOCAL_RANK": "0",  # Ray shows each rank actor only its own GPU
+                "MASTER_ADDR": address, "MASTER_PORT": str(port),
+                "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                # CPU ranks must not pick up a GPU that happens to be on their node.
+                **({"CUDA_DEVICE_MAX_CONNECTIONS": "1"} if gpu else {"CUDA_VISIBLE_DEVICES": ""}),
+            }
+            self.actors.append(actor.options(
+                num_cpus=bundle["CPU"], num_gpus=bundle.get("GPU", 0), name=name,
+                scheduling_strategy=bundles[rank], runtime_env={"env_vars": env},
+            ).remote(*worker_args))
+
+    def call(self, method: str, *args: Any) -> list[Any]:
+        """Call ``method`` on every rank; the results in rank order. Raises the first failure at
+        once: the other ranks may be stuck in a collective with the failed one."""
+        import ray
+
+        refs = [getattr(a, method).remote(*args) for a in self.actors]
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            ray.get(done)
+        return ray.get(refs)
+
+    def shutdown(self) -> None:
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        for a in self.actors:
+            ray.kill(a)
+        remove_placement_group(self.pg)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def _node_address_and_free_port() -> tuple[str, int]:
+    import ray
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return ray.util.get_node_ip_address(), s.getsockname()[1]
+
+
+def _use_gpus(spec: ExperimentSpec, resources: dict[str, float]) -> bool:
+    device = spec.runs.device
+    if device == "cuda" and not resources.get("GPU"):
+        fix = "`cuda`, but the Ray cluster has no GPU; use `auto` or `cpu`"
+        raise ConfigError([("runs.device", fix)])
+    return device == "cuda" or (device == "auto" and bool(resources.get("GPU")))
+
+
+def _check_capacity(bundle: dict[str, float], world: int, resources: dict[str, float]) -> None:
+    for name, amount in bundle.items():
+        if amount * world > resources.get(name, 0):
+            raise ConfigError([(
+                "runs.data_parallel_size",
+                (f"a run needs {amount * world:g} {name} ({world} ranks × {amount:g}) but the Ray "
+                 f"cluster has {resources.get(name, 0):g}; lower data_parallel_size or "
+                 "tensor_parallel_size, or add nodes"),
+            )])
+
+
+def _check_replicas(run_id: RunId, digests: list[str], tensor_parallel_size: int) -> None:
+    # Ranks r, r + TP, r + 2·TP, ... hold the same shard: megatron puts tensor parallel innermost.
+    for tp_rank in range(tensor_parallel_size):
+        if len(set(digests[tp_rank::tensor_parallel_size])) > 1:
+            raise RuntimeError(f"{run_id.name}: the data-parallel replicas of tensor-parallel rank "
+                               f"{tp_rank} hold different weights; the training loop has a bug")

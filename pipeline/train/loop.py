@@ -1,0 +1,343 @@
+"""The training loop of one rank: megatron-core DDP, its optimizer and LR scheduler, its
+forward-backward schedule, and checkpoints on the run's schedule.
+
+Every rank of a run builds a ``Trainer`` (``jobs.train`` puts one in each Ray actor; torchrun or a
+plain process works too) and calls ``train_until(k)``. The call is idempotent: a trainer resumes
+from the run's newest committed checkpoint when it is built, and ``train_until`` only trains the
+steps still missing, so re-running a call after a restart cannot train a step twice.
+
+Data: the only source of tokens is the run's sample stream (``pipeline.data``), read in training
+order. Optimizer step ``s`` consumes samples ``[s × G, (s + 1) × G)`` (``G`` = global batch); data-
+parallel rank ``r`` of ``D`` takes the ``r``-th of ``D`` equal slices of them, split into micro-
+batches. Which samples a step consumes depends only on the step, so a resumed run reads exactly the
+samples an uninterrupted one would have read from there on.
+
+Loss: next-token cross entropy on every position of a sample, the EOD positions included (Megatron's
+``eod_mask_loss=False``): predicting EOD teaches where documents end, and inserted items end with
+one. Attention runs over the whole sample across document boundaries (no reset at EOD), as in
+Megatron's default.
+
+Devices: on GPUs the weights are bf16 with fp32 master weights in the optimizer, gradients are
+clipped at 1.0, reduced while the backward pass runs, and the optimizer state is sharded over
+data-parallel ranks (megatron's distributed optimizer). On CPU everything is fp32, unclipped and
+replicated, as megatron-core only supports there (see ``cpu_shim``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+from megatron.core.distributed.finalize_model_grads import finalize_model_grads
+from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+from megatron.core.pipeline_parallel import get_forward_backward_func
+from megatron.core.transformer.module import Float16Module
+
+from pipeline.errors import DataError
+from pipeline.spec import ExperimentSpec, RunId
+from pipeline.train import checkpoint, cpu_shim
+from pipeline.train.model import ModelConfig, build_model, init_parallel, uses_cuda
+from pipeline.train.schedule import run_checkpoint_steps
+
+PROGRESS_LINES = 20
+"""Progress lines rank 0 logs over a whole run."""
+
+log = logging.getLogger(__name__)
+
+
+class SampleSource(Protocol):
+    """The run's sample stream in training order (``pipeline.data.TrainingSamples``)."""
+
+    seq_length: int
+
+    def __len__(self) -> int: ...
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``[start, stop)`` as int32 ``[stop - start, seq_length + 1]``."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What one run trains: the model, the optimizer, the batch shape and the checkpoint steps."""
+
+    model: ModelConfig
+    seed: int
+    """Initial weights."""
+    num_steps: int
+    global_batch_sequences: int
+    micro_batch_sequences: int
+    lr: float
+    min_lr: float
+    lr_schedule: str
+    """``cosine`` (decay to ``min_lr`` at the last step) or ``constant``, after linear warm-up."""
+    warmup_steps: int
+    weight_decay: float
+    tensor_parallel_size: int
+    checkpoint_steps: tuple[int, ...]
+
+    @classmethod
+    def from_spec(cls, spec: ExperimentSpec, run: RunId, vocab_size: int) -> TrainConfig:
+        """The config of ``run`` in ``spec`` with a tokenizer of ``vocab_size`` ids."""
+        runs = spec.runs
+        num_steps = runs.num_steps(run.train_tokens)
+        return cls(
+            model=ModelConfig.from_preset(run.model_size, vocab_size, runs.seq_length_tokens),
+            seed=run.seed,
+            num_steps=num_steps,
+            global_batch_sequences=runs.global_batch_sequences,
+            micro_batch_sequences=runs.micro_batch_sequences,
+            lr=runs.lr,
+            min_lr=runs.min_lr,
+            lr_schedule=runs.lr_schedule,
+            warmup_steps=round(runs.warmup_frac * num_steps),
+            weight_decay=runs.weight_decay,
+            tensor_parallel_size=runs.tensor_parallel_size,
+            checkpoint_steps=tuple(run_checkpoint_steps(spec, run.train_tokens)),
+        )
+
+
+class Trainer:
+    """One rank of a run; every rank of the run builds one with the same arguments.
+
+    Building it joins the process group (see ``model.init_parallel``), builds the model, megatron's
+    DDP wrapper, optimizer and scheduler, and resumes from the newest committed checkpoint in
+    ``run_dir``, if any.
+
+    Raises:
+        DataError: the sample stream does not match the config (sequence length, sample count).
+    """
+
+    def __init__(self, config: TrainConfig, samples: SampleSource, run_dir: str):
+        init_parallel(config.tensor_parallel_size)
+        self.config, self.samples, self.run_dir = config, samples, run_dir
+        self._check_samples()
+        dp_size = parallel_state.get_data_parallel_world_size()
+        self._rank_sequences = config.global_batch_sequences // dp_size
+        assert self._rank_sequences % config.micro_batch_sequences == 0, "the spec checks this"
+        self._dp_rank = parallel_state.get_data_parallel_rank()
+
+        bf16 = uses_cuda()
+        module = build_model(config.model, config.seed, bf16=bf16)
+        transformer_config = module.config
+        if bf16:
+            module = Float16Module(transformer_config, module)
+        self.model = DistributedDataParallel(
+            config=transformer_config,
+            ddp_config=DistributedDataParallelConfig(
+                grad_reduce_in_fp32=True,
+                overlap_grad_reduce=uses_cuda(),
+                # The distributed optimizer checks for CUDA tensor types.
+                use_distributed_optimizer=uses_cuda() and dp_size > 1,
+            ),
+            module=module,
+        )
+        self.optimizer = get_megatron_optimizer(
+            OptimizerConfig(
+                optimizer="adam",
+                lr=config.lr,
+                min_lr=config.min_lr,
+                weight_decay=config.weight_decay,
+                adam_beta1=0.9,
+                adam_beta2=0.95,
+                adam_eps=1e-8,
+                # Clipping asserts CUDA tensors; unclipped CPU runs were stable at lr 1e-3.
+                clip_grad=1.0 if uses_cuda() else 0.0,
+                bf16=bf16,
+                params_dtype=torch.bfloat16 if bf16 else torch.float32,
+                use_distributed_optimizer=self.model.ddp_config.use_distributed_optimizer,
+            ),
+            [self.model],
+        )
+        self.scheduler = OptimizerParamScheduler(
+            self.optimizer,
+            init_lr=0.0,
+            max_lr=config.lr,
+            min_lr=config.min_lr,
+            lr_warmup_steps=config.warmup_steps,
+            lr_decay_steps=config.num_steps,
+            lr_decay_style=config.lr_schedule,
+            start_wd=config.weight_decay,
+            end_wd=config.weight_decay,
+            wd_incr_steps=config.num_steps,
+            wd_incr_style="constant",
+        )
+        # Megatron-LM's wiring: the schedule syncs grads on the last microbatch and then finalizes.
+        transformer_config.no_sync_func = self.model.no_sync
+        transformer_config.finalize_model_grads_func = finalize_model_grads
+        transformer_config.grad_scale_func = self.optimizer.scale_loss
+        self._forward_backward = get_forward_backward_func()
+
+        self.step = 0
+        committed = checkpoint.committed_steps(run_dir)
+        if committed:
+            self._load(committed[-1])
+
+    # --- public commands -----------------------------------------------------------------------
+
+    def train_until(self, step: int) -> dict[str, Any]:
+        """Train until ``step`` optimizer steps are done, checkpointing on the schedule; idempotent.
+
+        Collective: every rank must make the same call. Returns ``status()`` plus ``losses``:
+        ``[step, loss]`` of each step trained by this call (the global-batch mean loss).
+        """
+        cpu_shim.install()
+        assert step <= self.config.num_steps, f"{step} > the last step {self.config.num_steps}"
+        losses = []
+        every = max(1, self.config.num_steps // PROGRESS_LINES)
+        start = (time.perf_counter(), self.status()["tokens_seen"])
+        while self.step < step:
+            record = self._train_step()
+            losses.append([record["step"], record["loss"]])
+            if self.step in self.config.checkpoint_steps:
+                self._save()
+            if dist.get_rank() == 0 and (self.step % every == 0 or self.step == step):
+                self._log_progress(record["loss"], *start)
+        return {**self.status(), "losses": losses}
+
+    def status(self) -> dict[str, Any]:
+        """Progress of this rank: ``step``, ``samples_seen``, ``tokens_seen``, ranks."""
+        samples = self.step * self.config.global_batch_sequences
+        return {
+            "step": self.step,
+            "samples_seen": samples,
+            "tokens_seen": samples * self.config.model.seq_length,
+            "rank": dist.get_rank(),
+            "data_parallel_rank": self._dp_rank,
+            "tensor_parallel_rank": parallel_state.get_tensor_model_parallel_rank(),
+        }
+
+    def weights_digest(self) -> str:
+        """SHA-256 of this rank's weights; equal on ranks holding the same shards (DP replicas)."""
+        digest = hashlib.sha256()
+        for name, param in sorted(self.model.module.named_parameters()):
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        """Leave megatron's parallel state and the process group."""
+        parallel_state.destroy_model_parallel()
+        dist.destroy_process_group()
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _log_progress(self, loss: float, start_s: float, start_tokens: int) -> None:
+        tokens = self.status()["tokens_seen"] - start_tokens
+        tokens_per_s = tokens / (time.perf_counter() - start_s)
+        log.info("%s: step %d/%d, loss %.3f, %.0f tokens/s", os.path.basename(self.run_dir),
+                 self.step, self.config.num_steps, loss, tokens_per_s)
+
+    def _check_samples(self) -> None:
+        c = self.config
+        if self.samples.seq_length != c.model.seq_length:
+            raise DataError(
+                f"the sample stream of {self.run_dir} has sequences of {self.samples.seq_length} "
+                f"tokens but the run trains on {c.model.seq_length}; rebuild the run folder from "
+                "this spec"
+            )
+        needed = c.num_steps * c.global_batch_sequences
+        if len(self.samples) < needed:
+            raise DataError(
+                f"the sample stream of {self.run_dir} has {len(self.samples)} samples but "
+                f"{c.num_steps} steps need {needed}; rebuild the run folder from this spec"
+            )
+
+    def _microbatches(self, step: int) -> Iterator[dict[str, torch.Tensor]]:
+        start = step * self.config.global_batch_sequences + self._dp_rank * self._rank_sequences
+        rows = self.samples.read(start, start + self._rank_sequences)
+        rows = torch.from_numpy(rows.astype(np.int64))
+        if uses_cuda():
+            rows = rows.cuda(non_blocking=True)
+        for micro in rows.split(self.config.micro_batch_sequences):
+            yield {"tokens": micro[:, :-1], "labels": micro[:, 1:]}
+
+    def _train_step(self) -> dict[str, Any]:
+        c = self.config
+        first_sample = self.step * c.global_batch_sequences
+        self.model.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        outputs = self._forward_backward(
+            forward_step_func=_forward_step,
+            data_iterator=self._microbatches(self.step),
+            model=self.model,
+            num_microbatches=self._rank_sequences // c.micro_batch_sequences,
+            seq_length=c.model.seq_length,
+            micro_batch_size=c.micro_batch_sequences,
+            forward_only=False,
+        )
+        lr = self.optimizer.param_groups[0]["lr"]  # the scheduler moves it on after the step
+        ok, grad_norm, _ = self.optimizer.step()
+        assert ok, "an fp32/bf16 step never skips (no loss scaler)"
+        self.scheduler.step(increment=1)
+        self.step += 1
+        record = {
+            "step": self.step,
+            "loss": self._global_mean_loss(outputs),
+            "lr": lr,
+            "grad_norm": float(grad_norm) if grad_norm is not None else None,
+            "samples": [first_sample, first_sample + c.global_batch_sequences],
+        }
+        if dist.get_rank() == 0:
+            checkpoint.append_train_log(self.run_dir, record)
+        return record
+
+    def _global_mean_loss(self, outputs: list[dict[str, torch.Tensor]]) -> float:
+        """The step's loss averaged over every microbatch of every data-parallel rank."""
+        local = torch.stack([o["loss"] for o in outputs]).mean().reshape(1).float()
+        dist.all_reduce(local, group=parallel_state.get_data_parallel_group())
+        return local.item() / parallel_state.get_data_parallel_world_size()
+
+    def _state(self, loading: bool) -> dict[str, Any]:
+        model_state = self.model.module.sharded_state_dict()
+        return {
+            "model": model_state,
+            "optimizer": self.optimizer.sharded_state_dict(model_state, is_loading=loading),
+            "scheduler": self.scheduler.state_dict(),
+        }
+
+    def _save(self) -> None:
+        status = self.status()
+        checkpoint.save(
+            self.run_dir,
+            self.step,
+            self._state(loading=False),
+            {
+                "samples_seen": status["samples_seen"],
+                "tokens_seen": status["tokens_seen"],
+                "model": self.config.model.to_dict(),
+                "train": {k: v for k, v in asdict(self.config).items()
+                          if k not in ("model", "checkpoint_steps")},
+            },
+        )
+
+    def _load(self, step: int) -> None:
+        state = checkpoint.load(self.run_dir, step, self._state(loading=True))
+        self.model.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = step
+
+
+def _forward_step(data_iterator, model):
+    """Megatron's forward-step contract: the model output and a function turning it into a loss."""
+    batch = next(data_iterator)
+    per_token = model(batch["tokens"], None, None, labels=batch["labels"])  # [batch, seq]
+    return per_token, _mean_loss
+
+
+def _mean_loss(per_token: torch.Tensor):
+    loss = per_token.float().mean()
+    # clone(): the schedule divides the returned loss in place by the number of microbatches.
+    return loss, {"loss": loss.detach().clone()}

@@ -1,0 +1,190 @@
+"""A Llama-style megatron-core GPTModel (RMSNorm, SwiGLU, RoPE, no biases, tied embeddings) from a
+named preset, and the process groups it needs.
+
+The layer spec is Transformer Engine's when TE is installed (fused kernels and flash attention on
+GPUs); otherwise megatron-core's local spec with its core attention swapped for
+``torch.nn.functional.scaled_dot_product_attention``: the local ``DotProductAttention`` allocates
+from a CUDA memory buffer, which fails on CPU, and SDPA picks torch's flash kernel on GPUs anyway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state, tensor_parallel
+from megatron.core.models.gpt import gpt_layer_specs
+from megatron.core.models.gpt.gpt_model import GPTModel
+from megatron.core.transformer.module import MegatronModule
+from megatron.core.transformer.transformer_config import TransformerConfig
+
+from pipeline.errors import ConfigError
+from pipeline.models import MODEL_PRESETS, ModelPreset
+from pipeline.train import cpu_shim
+
+VOCAB_MULTIPLE = 128
+"""The embedding is padded to a multiple of this (Megatron's ``make_vocab_size_divisible_by``); a
+multiple of every tensor-parallel size a checkpoint may be resharded to, so the padded size does not
+depend on the parallel layout."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the shapes of a model's weights; stored in each commit record."""
+
+    num_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    ffn_hidden_size: int
+    vocab_size: int
+    """Tokenizer vocabulary; the embedding has ``padded_vocab_size`` rows (ids above are unused)."""
+    seq_length: int
+
+    @classmethod
+    def from_preset(cls, name: str, vocab_size: int, seq_length: int) -> ModelConfig:
+        """The config of preset ``name`` (see ``pipeline.models.MODEL_PRESETS``)."""
+        preset: ModelPreset = MODEL_PRESETS[name]
+        return cls(**dataclasses.asdict(preset), vocab_size=vocab_size, seq_length=seq_length)
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding and columns of the logits."""
+        return -(-self.vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def uses_cuda() -> bool:
+    """Whether this process trains on a GPU (the CPU shim is installed otherwise)."""
+    return torch.cuda.is_available()
+
+
+def init_parallel(tensor_parallel_size: int = 1, timeout_s: float = 1800.0) -> None:
+    """Join the process group and set up megatron's parallel state; idempotent.
+
+    Ranks come from the environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``,
+    as set by ``jobs.train`` or torchrun). Without ``WORLD_SIZE`` the process makes a private
+    world-size-1 group, which megatron's modules need even in one process (probes, tests).
+    Backends: gloo on CPU; NCCL for CUDA tensors plus gloo for CPU ones on GPUs. ``timeout_s``
+    bounds a collective, so a dead peer surfaces as an error instead of a hang.
+    """
+    cpu_shim.install()
+    if not dist.is_initialized():
+        timeout = timedelta(seconds=timeout_s)
+        backend = "cpu:gloo,cuda:nccl" if uses_cuda() else "gloo"
+        if uses_cuda():
+            # Ray gives each rank actor one visible GPU; torchrun gives LOCAL_RANK.
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        if "WORLD_SIZE" in os.environ:
+            dist.init_process_group(backend, timeout=timeout)
+        else:
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1,
+                                    timeout=timeout)
+    if not parallel_state.model_parallel_is_initialized():
+        world = dist.get_world_size()
+        if world % tensor_parallel_size:
+            raise ConfigError([(
+                "runs.tensor_parallel_size",
+                f"{tensor_parallel_size} does not divide the world size {world}",
+            )])
+        parallel_state.initialize_model_parallel(tensor_model_parallel_size=tensor_parallel_size)
+
+
+def build_model(config: ModelConfig, seed: int, bf16: bool = False) -> GPTModel:
+    """A GPTModel on this process's device with identical initial weights on every rank.
+
+    Call ``init_parallel`` first. ``seed`` fixes the initial weights; tensor-parallel ranks build
+    their slices of the same full weights. ``bf16`` keeps the weights in bf16 (GPU training; the
+    megatron optimizer then holds fp32 master copies).
+    """
+    tp = parallel_state.get_tensor_model_parallel_world_size()
+    if config.num_attention_heads % tp or config.padded_vocab_size % tp:
+        raise ConfigError([(
+            "runs.tensor_parallel_size",
+            (f"{tp} must divide the attention heads ({config.num_attention_heads}) and the padded "
+             f"vocabulary ({config.padded_vocab_size}); use a power of two up to the head count"),
+        )])
+    torch.manual_seed(seed)
+    if uses_cuda():
+        # Seeds megatron's CUDA RNG tracker, which the GPU initialisation draws from.
+        tensor_parallel.model_parallel_cuda_manual_seed(seed)
+    model = GPTModel(
+        config=transformer_config(config, tp, bf16),
+        transformer_layer_spec=_layer_spec(),
+        vocab_size=config.padded_vocab_size,
+        max_sequence_length=config.seq_length,
+        position_embedding_type="rope",
+        share_embeddings_and_output_weights=True,
+    )
+    return model.cuda() if uses_cuda() else model
+
+
+def transformer_config(config: ModelConfig, tensor_parallel_size: int,
+                       bf16: bool) -> TransformerConfig:
+    """The megatron TransformerConfig of a Llama-style model; fusions that need CUDA kernels are
+    on only with CUDA."""
+    cuda = uses_cuda()
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    return TransformerConfig(
+        num_layers=config.num_layers,
+        hidden_size=config.hidden_size,
+        num_attention_heads=config.num_attention_heads,
+        ffn_hidden_size=config.ffn_hidden_size,
+        tensor_model_parallel_size=tensor_parallel_size,
+        normalization="RMSNorm",
+        layernorm_epsilon=1e-5,
+        gated_linear_unit=True,  # SwiGLU = gated linear unit with SiLU
+        activation_func=torch.nn.functional.silu,
+        add_bias_linear=False,
+        # No dropout: modern pretraining practice, and memorization is what is measured.
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        init_method_std=0.02,
+        bf16=bf16,
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        use_cpu_initialization=not cuda,
+        bias_activation_fusion=cuda,
+        bias_dropout_fusion=cuda,
+        masked_softmax_fusion=False,
+        apply_rope_fusion=False,
+        persist_layer_norm=False,
+    )
+
+
+class SDPACoreAttention(MegatronModule):
+    """Causal self-attention through ``scaled_dot_product_attention``.
+
+    Takes megatron's ``[seq, batch, heads, head_dim]`` layout and returns
+    ``[seq, batch, heads * head_dim]``, like ``DotProductAttention``. Attention is causal over the
+    whole sample, across document boundaries (megatron's default: no mask reset at EOD).
+    """
+
+    def __init__(self, config, layer_number, attn_mask_type, attention_type,
+                 attention_dropout=None, softmax_scale=None, cp_comm_type=None, pg_collection=None):
+        super().__init__(config=config)
+        self.softmax_scale = softmax_scale
+
+    def forward(self, query, key, value, attention_mask, attn_mask_type=None,
+                attention_bias=None, packed_seq_params=None):
+        seq, batch, heads, head_dim = query.shape
+        q, k, v = (x.permute(1, 2, 0, 3) for x in (query, key, value))
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, is_causal=True, scale=self.softmax_scale
+        )
+        return out.permute(2, 0, 1, 3).reshape(seq, batch, heads * head_dim)
+
+
+def _layer_spec():
+    if importlib.util.find_spec("transformer_engine") is not None:
+        return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
+    spec = gpt_layer_specs.get_gpt_layer_local_spec(normalization="RMSNorm")
+    spec.submodules.self_attention.submodules.core_attention = SDPACoreAttention
+    return spec

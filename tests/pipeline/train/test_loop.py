@@ -1,0 +1,145 @@
+"""The training loop in this process (world size 1, gloo) on real tokenized text: the loss falls,
+a resumed run continues exactly like an uninterrupted one, commands are idempotent, checkpoints are
+committed with their records, and probes load them."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import tokenize
+from pipeline.corpora import debian_docs
+from pipeline.errors import DataError
+from pipeline.train import checkpoint
+from pipeline.train.loop import TrainConfig, Trainer
+from pipeline.train.model import ModelConfig
+
+SEQ = 64
+VOCAB = 500  # not a multiple of 128: the embedding is padded to 512
+
+
+class ArraySamples:
+    """A sample stream held in memory, with the interface of ``pipeline.data.TrainingSamples``."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = rows
+        self.seq_length = rows.shape[1] - 1
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.rows[start:stop]
+
+
+@pytest.fixture(scope="module")
+def samples() -> ArraySamples:
+    """Debian changelogs through a byte-level BPE, cut into samples of SEQ + 1 tokens that share
+    their boundary token (megatron's layout), in a fixed shuffled order."""
+    texts = [d["text"] for d in debian_docs("changelog")[:15]]
+    bpe = tokenize.train_bpe(texts, VOCAB)
+    stream = np.concatenate(tokenize.encode_documents(bpe, texts, eod_id=0))
+    count = (len(stream) - 1) // SEQ
+    rows = np.stack([stream[i * SEQ: (i + 1) * SEQ + 1] for i in range(count)]).astype(np.int32)
+    return ArraySamples(rows[np.random.default_rng(0).permutation(count)])
+
+
+def config(num_steps: int, checkpoint_steps: tuple[int, ...], lr: float = 3e-3) -> TrainConfig:
+    return TrainConfig(
+        model=ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=176,
+                          vocab_size=VOCAB, seq_length=SEQ),
+        seed=0, num_steps=num_steps, global_batch_sequences=8, micro_batch_sequences=4, lr=lr,
+        min_lr=lr / 10, lr_schedule="cosine", warmup_steps=2, weight_decay=0.01,
+        tensor_parallel_size=1, checkpoint_steps=checkpoint_steps,
+    )
+
+
+@pytest.fixture
+def trainers():
+    """Builds trainers and closes each one after the test (one process group at a time)."""
+    made = []
+
+    def make(*args) -> Trainer:
+        if made:
+            made[-1].close()
+        made.append(Trainer(*args))
+        return made[-1]
+
+    yield make
+    if made:
+        made[-1].close()
+
+
+def test_loss_falls_on_real_text(samples, trainers, tmp_path):
+    result = trainers(config(40, (40,)), samples, str(tmp_path)).train_until(40)
+    losses = [loss for _, loss in result["losses"]]
+    assert [step for step, _ in result["losses"]] == list(range(1, 41))
+    assert losses[0] == pytest.approx(np.log(VOCAB), abs=0.3)  # uniform guess at init
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0
+
+
+def test_resume_continues_exactly_like_the_uninterrupted_run(samples, trainers, tmp_path):
+    run_dir = str(tmp_path)
+    first = trainers(config(10, (5, 6)), samples, run_dir)
+    uninterrupted = first.train_until(8)["losses"]
+    weights = first.weights_digest()
+    # The run dies after step 8, while step 6's shards were written but not committed.
+    os.remove(os.path.join(checkpoint.step_dir(run_dir, 6), checkpoint.COMMIT))
+    assert checkpoint.committed_steps(run_dir) == [5]
+
+    resumed = trainers(config(10, (5, 6)), samples, run_dir)
+    assert resumed.step == 5
+    assert resumed.train_until(8)["losses"] == uninterrupted[5:]
+    assert resumed.weights_digest() == weights
+    assert checkpoint.committed_steps(run_dir) == [5, 6]  # the cut-off save was cleared and redone
+    log = checkpoint.read_train_log(run_dir)
+    assert sorted(log) == list(range(1, 9))
+    assert [log[s]["samples"] for s in (1, 8)] == [[0, 8], [56, 64]]
+
+
+def test_train_until_is_idempotent(samples, trainers, tmp_path):
+    trainer = trainers(config(6, (3, 6)), samples, str(tmp_path))
+    assert len(trainer.train_until(4)["losses"]) == 4
+    again = trainer.train_until(4)
+    assert again["losses"] == [] and again["step"] == 4
+    assert trainer.train_until(2)["step"] == 4  # never goes back
+    # A restarted rank re-running "train until 6" resumes from step 3 and trains what is missing.
+    restarted = trainers(config(6, (3, 6)), samples, str(tmp_path))
+    assert [step for step, _ in restarted.train_until(6)["losses"]] == [4, 5, 6]
+
+
+def test_checkpoints_are_committed_with_step_and_tokens(samples, trainers, tmp_path):
+    run_dir = str(tmp_path)
+    trainers(config(4, (1, 3, 4)), samples, run_dir).train_until(4)
+    assert checkpoint.committed_steps(run_dir) == [1, 3, 4]
+    record = checkpoint.read_commit(run_dir, 3)
+    assert record["step"] == 3
+    assert record["samples_seen"] == 24 and record["tokens_seen"] == 24 * SEQ
+    assert record["model"] == config(4, ()).model.to_dict()
+    tracker = os.path.join(checkpoint.checkpoints_dir(run_dir), checkpoint.TRACKER)
+    assert Path(tracker).read_text() == "4\n"
+
+
+def test_probes_load_a_checkpoint_as_the_trainer_left_it(samples, trainers, tmp_path):
+    run_dir = str(tmp_path)
+    trainer = trainers(config(3, (3,)), samples, run_dir)
+    trainer.train_until(3)
+    tokens = torch.from_numpy(samples.read(0, 2)[:, :-1].astype(np.int64))
+    model = checkpoint.load_model(run_dir, 3)
+    with torch.no_grad():
+        expected = trainer.model.module(tokens, None, None)
+        logits = model(tokens, None, None)
+    assert logits.shape == (2, SEQ, config(3, ()).model.padded_vocab_size)
+    assert torch.equal(logits, expected)
+    logits_fn = checkpoint.load_logits_fn(run_dir, 3)  # what pipeline.probe consumes
+    assert torch.equal(logits_fn(tokens.numpy()), expected[..., :VOCAB])
+
+
+def test_a_stream_of_another_shape_is_refused(samples, trainers, tmp_path):
+    short = ArraySamples(samples.rows[:, :33])
+    with pytest.raises(DataError, match="sequences of 32 tokens but the run trains on 64"):
+        trainers(config(4, ()), short, str(tmp_path))
+    with pytest.raises(DataError, match="has 16 samples but 4 steps need 32"):
+        trainers(config(4, ()), ArraySamples(samples.rows[:16]), str(tmp_path))
