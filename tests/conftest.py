@@ -48,3 +48,43 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield ray
     ray.shutdown()
+
+
+TINY_SPEC = {
+    "name": "tiny",
+    "seed": 7,
+    "dedup": {"threshold": 0.8},
+    "perturbations": [
+        {"kind": "canary", "name": "canaries", "count": 24, "dup_levels": [2, 16], "control_frac": 0.25},
+        {"kind": "canary", "name": "early", "count": 8, "dup_levels": [16], "control_frac": 0.25,
+         "phase": {"start_frac": 0.0, "end_frac": 0.4}},
+    ],
+    "tokenizer": {"kind": "bpe", "vocab_size": 512, "train_bytes": 1_000_000},
+    "runs": {"model_sizes": ["tiny-2m"], "train_tokens": [40_960], "seq_length_tokens": 64,
+             "global_batch_sequences": 8, "micro_batch_sequences": 8, "lr_schedule": "constant", "lr": 3.0e-3},
+    "checkpoints": {"log_spaced": 2, "interval_steps": 40, "after_window_steps": [10]},
+    "probes": {"names": ["loss", "exact_match"], "prefix_tokens": 8, "suffix_tokens": 8},
+}
+"""A whole experiment small enough for the test suite: 80 steps of a tiny model and its twin."""
+
+
+def tiny_spec_file(folder: Path, corpus: Path) -> Path:
+    """Write ``TINY_SPEC`` with its corpus and folders under ``folder``."""
+    import yaml
+
+    spec = {**TINY_SPEC, "corpus": {"paths": [str(corpus / "debian-copyright.jsonl.zst")]},
+            "work_dir": str(folder / "work"), "store": {"url": str(folder / "store")}}
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(debian_corpus, tmp_path_factory, local_ray) -> Path:
+    """The tiny experiment run end to end (``taggant run``) on the session's local Ray; returns its
+    spec file (``work_dir`` and the store sit beside it)."""
+    from jobs.cli import main
+
+    spec = tiny_spec_file(tmp_path_factory.mktemp("tiny"), debian_corpus)
+    assert main(["run", str(spec)]) == 0
+    return spec
