@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,19 +16,11 @@ import pytest
 import requests
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from tests.net import free_ports
+
 SCRIPT = Path(__file__).resolve().parents[2] / "cluster" / "local-cluster.sh"
 FINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
 JOB_TIMEOUT_S = 120
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def family(pid: int) -> list[psutil.Process]:

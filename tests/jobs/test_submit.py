@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import requests
 import yaml
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from tests.net import free_ports
+
 from jobs.cli import EXPERIMENTS
 from jobs.submit import SubmitError, find_token, status, submit
 from pipeline import corpora
@@ -40,17 +41,6 @@ OVERRIDES = ["seed=7", "dedup.threshold=0.85"]
 class Head:
     address: str
     token: str
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free on loopback right now (outside Ray's default worker range)."""
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def stop(proc: subprocess.Popen) -> None:
