@@ -168,16 +168,28 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     from pipeline.fit import fit_store
 
-    fits = fit_store(args.store, args.metric, args.experiment)
+    fits = [f.to_dict() for f in fit_store(args.store, args.metric, args.experiment)]
     if args.json:
-        print(json.dumps([f.to_dict() for f in fits], indent=2))
-        return 0
-    table = Table("fit", "set", "x", "y", "slope", "95% CI", "r²", "n", "filter", title=f"fits of {args.metric}")
-    for f in fits:
-        table.add_row(f.name, f.set, f.x, f.y, f"{f.slope:+.3f}", f"[{f.ci_low:+.3f}, {f.ci_high:+.3f}]",
-                      f"{f.r2:.2f}", str(f.n), f.filter)
-    Console().print(table if fits else f"no fit: the store at {args.store} has no rows for {args.metric}")
+        print(json.dumps(fits, indent=2))
+    else:
+        _print_fits(fits, args.metric, f"the store at {args.store}")
     return 0
+
+
+def _print_fits(fits: list[dict], metric: str, source: str) -> None:
+    table = Table("fit", "set", "x", "slope", "95% CI", "r²", "n", "filter", title=f"fits of {metric} − controls")
+    for f in fits:
+        table.add_row(f["name"], f["set"], f["x"], f"{f['slope']:+.3f}", f"[{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]",
+                      f"{f['r2']:.2f}", str(f["n"]), f["filter"])
+    Console().print(table if fits else f"no fit: {source} has no rows for {metric}")
+
+
+def _print_levels(levels: list[dict], metric: str) -> None:
+    table = Table("run", "set", "dup level", "n", "mean", "95% CI", title=f"{metric} − controls at the last checkpoint")
+    for r in levels:
+        table.add_row(r["run"], r["set"], str(r["dup_level"]), str(r["n"]), f"{r['mean']:+.3f}",
+                      f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
+    Console().print(table)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -201,6 +213,12 @@ def _run(spec: ExperimentSpec, address: str | None, num_cpus: int | None, until:
     stages = graph.until(graph.build(spec), until)
     with ray_session(address, num_cpus):
         graph.run(spec.model_dump(mode="json"), stages, console)
+    last = stages[-1]
+    if last.key.name == "fit":
+        stats = io.read_json(io.join(last.folder, "stats.json"))
+        _print_levels(io.read_json(io.join(last.folder, "levels.json")), stats["metric"])
+        _print_fits(io.read_json(io.join(last.folder, "fits.json")), stats["metric"], "the store")
+        print(f"plots: {io.join(last.folder, 'dose_response.png')}, {io.join(last.folder, 'over_training.png')}")
     return 0
 
 

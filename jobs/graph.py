@@ -1,7 +1,7 @@
 """The stage graph of an experiment and its runner.
 
 Stages run in dependency order. Each has a content-addressed folder (``pipeline.stage``): a
-finished one is skipped, a half-written one is cleared and redone. The stages that exist so far:
+finished one is skipped, a half-written one is cleared and redone (``train`` resumes instead):
 ``ingest`` → ``dedup`` → ``plan`` → ``tokenize`` → ``train`` (with streaming probes) → ``probe``
 (probes any committed checkpoint not yet in the store) → ``fit``.
 """
