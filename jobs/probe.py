@@ -86,7 +86,7 @@ def register_run(target: Target, spec: ExperimentSpec) -> None:
     first = dict(zip(by_item["item_id"].to_pylist(), by_item["step_min"].to_pylist())) if by_item else {}
     last = dict(zip(by_item["item_id"].to_pylist(), by_item["step_max"].to_pylist())) if by_item else {}
     ids = items["item_id"].to_pylist()
-    writer.write_items(run.name, items.select(["item_id", "set", "kind", "dup_level"]).append_column(
+    writer.write_items(run.name, items.select(["item_id", "set", "kind", "dup_level", "phase_start", "phase_end"]).append_column(
         "first_step", pa.array([first.get(i, -1) for i in ids], pa.int64())).append_column(
         "last_step", pa.array([last.get(i, -1) for i in ids], pa.int64())))
 

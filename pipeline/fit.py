@@ -14,7 +14,7 @@ within that run unchanged. Fits:
 * ``duplicates``: y vs dup level, members at the last checkpoint of each perturbed run;
 * ``dilution``: y vs dup level per million training tokens, across runs with different budgets;
 * ``forgetting``: y vs steps since an item's last exposure, over checkpoints after it, for sets
-  whose phase window closes before the end of training;
+  whose phase window closes before the end of training (``phase_end < 1``);
 * ``model_size``: y vs parameter count, per dup level, at the last checkpoint.
 """
 
@@ -137,15 +137,12 @@ def fit_dilution(table: pd.DataFrame, runs: pd.DataFrame, y_name: str) -> list[F
 
 
 def fit_forgetting(table: pd.DataFrame, items: pd.DataFrame, y_name: str) -> list[Fit]:
-    exposed = items[items["last_step"] >= 0][["run", "item_id", "last_step"]]
+    exposed = items[(items["last_step"] >= 0) & (items["phase_end"] < 1.0)][["run", "item_id", "last_step"]]
     rows = table.merge(exposed, on=["run", "item_id"])
     rows = rows[rows["step"] > rows["last_step"]]
-    end = table.groupby("run")["step"].max().rename("end_step")
-    rows = rows.join(end, on="run")
     fits = []
     for (run, set_name), g in rows.groupby(["run", "set"]):
-        closes_early = (g["end_step"] - g.groupby("item_id")["last_step"].transform("max")).min() > 0
-        if closes_early and g["step"].nunique() >= 2:
+        if g["step"].nunique() >= 2:
             fits.append(_fit("forgetting", set_name, "steps_since_last_exposure", y_name,
                              g["step"] - g["last_step"], g["y"], g["item_id"], f"run={run}"))
     return fits

@@ -30,7 +30,8 @@ def dose_response(url: str, metric: str, path: str, experiment: str | None = Non
 
 def over_training(url: str, metric: str, path: str, experiment: str | None = None) -> str:
     """Mean gap to controls per (set, dup level) at every probed checkpoint of the perturbed runs,
-    with each set's insertion window shaded: learning and forgetting over time."""
+    with the insertion window of each set that has one narrower than the run shaded: learning and
+    forgetting over time."""
     probes = store.read_probes(url).to_pandas()
     if experiment:
         probes = probes[probes["experiment"] == experiment]
@@ -43,8 +44,9 @@ def over_training(url: str, metric: str, path: str, experiment: str | None = Non
     for (set_name, level), g in means.groupby(["set", "dup_level"]):
         line, = ax.plot(g["step"], g["y"], marker=".", label=f"{set_name} ×{level}")
         window = items[(items["set"] == set_name) & (items["last_step"] >= 0)]
-        if not window.empty:
-            ax.axvspan(window["first_step"].min(), window["last_step"].max(), color=line.get_color(), alpha=0.06)
+        partial = (window["phase_start"] > 0) | (window["phase_end"] < 1)
+        if partial.any():  # shade only windows narrower than the whole run
+            ax.axvspan(window["first_step"].min(), window["last_step"].max(), color=line.get_color(), alpha=0.08)
     ax.axhline(0, color="grey", lw=1, ls="--")
     ax.set(xlabel="step", ylabel=f"{metric} − controls", title="memorization over training")
     ax.legend(fontsize=7, ncol=2)

@@ -48,10 +48,12 @@ CHECKPOINT_SCHEMA = pa.schema(
 )
 ITEM_SCHEMA = pa.schema(
     [("item_id", pa.string()), ("set", pa.string()), ("kind", pa.string()), ("dup_level", pa.int32()),
-     ("first_step", pa.int64()), ("last_step", pa.int64())]
+     ("phase_start", pa.float64()), ("phase_end", pa.float64()), ("first_step", pa.int64()),
+     ("last_step", pa.int64())]
 )
-"""A run's items with the first and last step that trained on them (-1 for controls and for every
-item of a standard run), so fits need nothing but the store."""
+"""A run's items: their set's phase window (fractions of training) and the first and last step
+that trained on them (-1 for controls and for every item of a standard run), so fits need nothing
+but the store."""
 PARTITIONS = pa.schema([("experiment", pa.string()), ("run", pa.string()), ("step", pa.int64())])
 
 

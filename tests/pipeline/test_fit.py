@@ -17,6 +17,7 @@ def write_run(writer, run, *, slope, tokens, params, steps, last_step=None, nois
     rng = np.random.default_rng(seed)
     exposed_until = max(steps) if last_step is None else last_step  # None: inserted until the end
     items = [{"item_id": f"s/{lvl:02d}-{i:02d}", "set": "s", "kind": "canary", "dup_level": lvl,
+              "phase_start": 0.0, "phase_end": 1.0 if last_step is None else 0.5,
               "first_step": -1 if lvl == 0 else 0, "last_step": -1 if lvl == 0 else exposed_until}
              for lvl in LEVELS for i in range(20)]
     writer.write_run(run, {"run": run, "model_size": "m", "train_tokens": tokens, "num_params": params,
