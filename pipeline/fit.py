@@ -179,18 +179,24 @@ def fit_store(url: str, metric: str, experiment: str | None = None) -> list[Fit]
 
 
 def level_summary(url: str, metric: str, experiment: str | None = None, seed: int = 0) -> pd.DataFrame:
-    """Mean score per (run, set, dup level) at each run's last checkpoint, with a 95% bootstrap CI
-    over items: the table a reader checks first (controls sit at 0 by construction)."""
+    """Mean gap to controls per (run, set, dup level) at each run's last checkpoint, with a 95%
+    bootstrap CI that resamples both the level's items and the set's controls (so a group the
+    model never saw covers 0 unless it really differs): the table a reader checks first."""
     probes = store.read_probes(url).to_pandas()
     if experiment:
         probes = probes[probes["experiment"] == experiment]
     final = _final(scores(probes, metric))
     rng = np.random.default_rng(seed)
     rows = []
-    for (run, set_name, level), g in final.groupby(["run", "set", "dup_level"]):
-        y = g["y"].to_numpy()
-        means = y[rng.integers(0, len(y), (NUM_BOOTSTRAP, len(y)))].mean(axis=1)
-        low, high = np.percentile(means, [2.5, 97.5])
-        rows.append({"run": run, "set": set_name, "dup_level": int(level), "n": len(y),
-                     "mean": float(y.mean()), "ci_low": float(low), "ci_high": float(high)})
+    for (run, set_name), group in final.groupby(["run", "set"]):
+        controls = group.loc[group["dup_level"] == 0, "value"].to_numpy()
+        if not len(controls):  # no controls, no gap to them
+            continue
+        control_means = controls[rng.integers(0, len(controls), (NUM_BOOTSTRAP, len(controls)))].mean(axis=1)
+        for level, g in group.groupby("dup_level"):
+            values = g["value"].to_numpy()
+            means = values[rng.integers(0, len(values), (NUM_BOOTSTRAP, len(values)))].mean(axis=1)
+            low, high = np.percentile(means - control_means, [2.5, 97.5])
+            rows.append({"run": run, "set": set_name, "dup_level": int(level), "n": len(values),
+                         "mean": float(g["y"].mean()), "ci_low": float(low), "ci_high": float(high)})
     return pd.DataFrame(rows)

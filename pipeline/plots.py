@@ -21,6 +21,9 @@ def dose_response(url: str, metric: str, path: str, experiment: str | None = Non
     ax.axhline(0, color="grey", lw=1, ls="--", label="controls")
     ax.set(xscale="log", xlabel="duplicates (copies inserted)", ylabel=f"{metric} − controls",
            title="memorization vs duplicates")
+    levels = sorted(summary.loc[summary["dup_level"] > 0, "dup_level"].unique())
+    ax.set_xticks(levels, [f"×{level}" for level in levels], minor=False)
+    ax.set_xticks([], minor=True)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
