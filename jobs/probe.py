@@ -1,4 +1,4 @@
-"""Streaming probes: one watcher actor per run probes every committed checkpoint into the store.
+"""Streaming probes: one watcher task per run probes every committed checkpoint into the store.
 
 A watcher polls its run's checkpoints while training runs and probes each committed step once, in
 step order — every one, not only the newest — then, if ``checkpoints.keep_last`` is set, deletes
@@ -144,38 +144,53 @@ def retain(target: Target, probed: set[int]) -> None:
 
 
 def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, Any]:
-    """Probe committed checkpoints until ``final_step`` is probed (or skipped).
+    """Probe every committed checkpoint not yet in the store, in step order, and wait for more
+    until ``final_step`` is probed (or skipped). A watcher that starts after training (the probe
+    stage) so catches up on every step the train stage's watcher did not probe.
 
     Returns:
         ``{"probed": [steps probed now], "skipped": {step: reason}, "rows": n}``.
     """
     import torch
+    from torch.distributed.checkpoint.api import CheckpointException
 
     from pipeline.train.checkpoint import committed_steps
 
     torch.set_num_threads(1)  # the ranks own the cores; a watcher takes what is left
     done = probed_steps(target)
     result: dict[str, Any] = {"probed": [], "skipped": {}, "rows": 0}
-    while final_step not in done and final_step not in result["skipped"]:
+    while True:
         todo = [s for s in committed_steps(target.run_dir) if s not in done and s not in result["skipped"]]
         for step in todo:
             try:
                 result["rows"] += probe_step(target, step)
-            except Exception as e:  # noqa: BLE001 — a bad checkpoint is reported and skipped, never fatal
+            # A bad checkpoint is reported and skipped, never fatal. torch's loader raises
+            # CheckpointException, a BaseException, for truncated or garbled files.
+            except (Exception, CheckpointException) as e:  # noqa: BLE001
                 log.warning("run %s step %d not probed: %s", target.run.name, step, e)
-                result["skipped"][step] = f"{type(e).__name__}: {e}"
+                result["skipped"][step] = _reason(e)
                 continue
             done.add(step)
             result["probed"].append(step)
             retain(target, done)
+        if final_step in done or final_step in result["skipped"]:
+            return result
         if not todo:
             time.sleep(poll_s)
-    return result
+
+
+def _reason(error: BaseException) -> str:
+    """One line for the stats: the error's type and message, or for a multi-line message (torch
+    puts each rank's traceback in it) its first and last lines."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}" if lines else ""
+    return f"{type(error).__name__}: {message}"
 
 
 def run(spec: ExperimentSpec, targets_: list[Target], final_steps: dict[str, int], until_done) -> dict[str, Any]:
-    """Start a watcher actor per target, call ``until_done()`` (training, or nothing), then wait
-    for every watcher to reach its run's final step; returns per-run watcher results."""
+    """Start a watcher task per target (retried if its worker dies), call ``until_done()``
+    (training, or nothing), then wait for every watcher to reach its run's final step; returns
+    per-run watcher results."""
     import ray
 
     for target in targets_:

@@ -185,6 +185,8 @@ def level_summary(url: str, metric: str, experiment: str | None = None, seed: in
     probes = store.read_probes(url).to_pandas()
     if experiment:
         probes = probes[probes["experiment"] == experiment]
+    if probes.empty:
+        return pd.DataFrame(columns=["run", "set", "dup_level", "n", "mean", "ci_low", "ci_high"])
     final = _final(scores(probes, metric))
     rng = np.random.default_rng(seed)
     rows = []

@@ -99,3 +99,8 @@ def test_cli_fit_json_lists_fits_with_the_documented_fields(tmp_path, capsys):
     [fit] = json.loads(capsys.readouterr().out)
     assert {"name", "set", "x", "y", "model", "slope", "ci_low", "ci_high", "r2", "n", "method"} <= fit.keys()
     assert fit["ci_low"] < fit["slope"] < fit["ci_high"] < 0
+
+
+def test_an_empty_store_has_no_fits_and_an_empty_summary(tmp_path):
+    assert fit_store(str(tmp_path / "none"), "loss.nll_mean") == []
+    assert level_summary(str(tmp_path / "none"), "loss.nll_mean").empty
