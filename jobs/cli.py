@@ -181,7 +181,7 @@ def _print_fits(fits: list[dict], metric: str, source: str) -> None:
     for f in fits:
         table.add_row(f["name"], f["set"], f["x"], f"{f['slope']:+.3f}", f"[{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]",
                       f"{f['r2']:.2f}", str(f["n"]), f["filter"])
-    Console().print(table if fits else f"no fit: {source} has no rows for {metric}")
+    _console().print(table if fits else f"no fit: {source} has no rows for {metric}")
 
 
 def _print_levels(levels: list[dict], metric: str) -> None:
@@ -189,7 +189,12 @@ def _print_levels(levels: list[dict], metric: str) -> None:
     for r in levels:
         table.add_row(r["run"], r["set"], str(r["dup_level"]), str(r["n"]), f"{r['mean']:+.3f}",
                       f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
-    Console().print(table)
+    _console().print(table)
+
+
+def _console() -> Console:
+    """Stdout; wide when it is a file or pipe (rich would assume 80 columns and wrap the tables)."""
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
