@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,18 +188,19 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}"
 
 
-def run(spec: ExperimentSpec, targets_: list[Target], final_steps: dict[str, int], until_done) -> dict[str, Any]:
-    """Start a watcher task per target (retried if its worker dies), call ``until_done()``
-    (training, or nothing), then wait for every watcher to reach its run's final step; returns
-    per-run watcher results."""
+def run(spec: ExperimentSpec, watched: list[Target], final_steps: dict[str, int],
+        alongside: Callable[[], Any]) -> dict[str, Any]:
+    """Start a watcher task per target (retried if its worker dies), call ``alongside()``
+    (training, or nothing for a catch-up pass), then wait for every watcher to reach its run's
+    final step; returns per-run watcher results and what ``alongside`` returned."""
     import ray
 
-    for target in targets_:
+    for target in watched:
         register_run(target, spec)
     watcher = ray.remote(num_cpus=0, max_retries=3)(watch)
-    refs = {t.run.name: watcher.remote(t, final_steps[t.run.name]) for t in targets_}
+    refs = {t.run.name: watcher.remote(t, final_steps[t.run.name]) for t in watched}
     try:
-        trained = until_done()
+        trained = alongside()
     except BaseException:
         for ref in refs.values():
             ray.cancel(ref, force=True)
