@@ -16,6 +16,7 @@ in the store keeps each item's dup level (what it would have been) with no expos
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import time
@@ -94,11 +95,22 @@ def register_run(target: Target, spec: ExperimentSpec) -> None:
 
 def references(plan_folder: str) -> dict[str, list[str]]:
     """Canary set → its reference secrets in draw order (the plan stage's ``references.parquet``)."""
-    table = io.read_table(io.join(plan_folder, "references.parquet"))
+    url = io.join(plan_folder, "references.parquet")
     refs: dict[str, list[str]] = {}
-    for row in table.sort_by([("set", "ascending"), ("reference_index", "ascending")]).to_pylist():
+    if not io.exists(url):
+        return refs
+    for row in io.read_table(url).sort_by([("set", "ascending"), ("reference_index", "ascending")]).to_pylist():
         refs.setdefault(row["set"], []).append(row["secret"])
     return refs
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_inputs(tokenize_folder: str, items_url: str, plan_folder: str) -> tuple[Any, int, pa.Table, dict]:
+    """What every checkpoint of a run is probed with, read once per watcher process: the
+    tokenizer, the EOD id, the items and the canary references."""
+    folder = TokenizeFolder(tokenize_folder)
+    items, _, _ = manifest.read(items_url)
+    return folder.load_tokenizer(), TokenizerInfo.read(folder).eod_id, items, references(plan_folder)
 
 
 def probe_step(target: Target, step: int) -> int:
@@ -106,16 +118,13 @@ def probe_step(target: Target, step: int) -> int:
     from pipeline.probe.run import probe_items
     from pipeline.train.checkpoint import load_logits_fn, read_commit
 
-    folder = TokenizeFolder(target.tokenize_folder)
-    tokenizer = folder.load_tokenizer()
-    eod = TokenizerInfo.read(folder).eod_id
-    items, _, _ = manifest.read(target.items_url)
+    tokenizer, eod, items, refs = _probe_inputs(target.tokenize_folder, target.items_url, target.plan_folder)
     tokens_seen = read_commit(target.run_dir, step)["tokens_seen"]
     rows = probe_items(
         load_logits_fn(target.run_dir, step), items, target.probes.names, target.probes.prefix_tokens,
         target.probes.suffix_tokens, target.probes.batch_items,
         lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
-        tokens_seen=tokens_seen, bos_id=eod, canary_references=references(target.plan_folder),
+        tokens_seen=tokens_seen, bos_id=eod, canary_references=refs,
     )
     writer = store.StoreWriter(target.store_url, target.experiment)
     writer.begin_checkpoint(target.run.name, step)
