@@ -49,7 +49,10 @@ def _column(sketch_urls: list[str], name: str) -> np.ndarray:
 
 
 def _bucket(sketch_urls: list[str], column: str) -> np.ndarray:
-    return bucket_edges(_column(sketch_urls, column), _column(sketch_urls, "doc_index"))
+    # Sketch files in shard order hold documents 0..n-1 in order: the index is the row number,
+    # so a bucket task reads one column, not two.
+    keys = _column(sketch_urls, column)
+    return bucket_edges(keys, np.arange(len(keys), dtype=np.int64))
 
 
 def _take(shard_urls: list[str], offsets: np.ndarray, wanted: np.ndarray, column: str) -> dict[int, str]:
