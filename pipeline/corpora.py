@@ -20,16 +20,15 @@ KINDS = {"copyright": "copyright", "changelog": "changelog.Debian.gz"}
 def debian_docs(kind: str, root: Path = DEBIAN_DOC_ROOT) -> list[dict[str, str]]:
     """Documents of one ``kind`` (``copyright`` or ``changelog``), sorted by package name.
 
-    Bytes that are not UTF-8 are replaced (U+FFFD): the files are real, not curated.
+    Bytes that are not UTF-8 are replaced (U+FFFD): the files are real, not curated. Every file
+    becomes a document, an empty one too: ingest, not this reader, decides what is quarantined.
     """
     docs = []
     for path in sorted(root.glob(f"*/{KINDS[kind]}")):
         raw = path.read_bytes()
         if path.suffix == ".gz":
             raw = gzip.decompress(raw)
-        text = raw.decode("utf-8", errors="replace")
-        if text.strip():
-            docs.append({"id": f"{kind}/{path.parent.name}", "text": text})
+        docs.append({"id": f"{kind}/{path.parent.name}", "text": raw.decode("utf-8", errors="replace")})
     return docs
 
 
