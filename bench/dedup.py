@@ -66,14 +66,14 @@ import rensa  # noqa: E402
 import xxhash  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from jobs import graph  # noqa: E402
-from jobs.runtime import ray_session  # noqa: E402
-from pipeline import corpora, io  # noqa: E402
-from pipeline.spec import CorpusSpec, DedupSpec  # noqa: E402
-from sketches import lsh  # noqa: E402
-from sketches.hashing import normalize, words  # noqa: E402
-from sketches.minhash import signatures, signatures_from_hashes  # noqa: E402
-from sketches.ngrams import ngram_hashes, pack  # noqa: E402
+from taggant.jobs import graph  # noqa: E402
+from taggant.jobs.runtime import ray_session  # noqa: E402
+from taggant.pipeline import corpora, io  # noqa: E402
+from taggant.pipeline.spec import CorpusSpec, DedupSpec  # noqa: E402
+from taggant.sketches import lsh  # noqa: E402
+from taggant.sketches.hashing import normalize, words  # noqa: E402
+from taggant.sketches.minhash import signatures, signatures_from_hashes  # noqa: E402
+from taggant.sketches.ngrams import ngram_hashes, pack  # noqa: E402
 
 NUM_PERM = 128
 NGRAM = 5

@@ -23,9 +23,9 @@ import time
 
 import numpy as np
 
-from pipeline.perturb import ghost, plan, registry
-from pipeline.perturb.decontaminate import select_items
-from pipeline.spec import CanarySpec, GhostSpec, PhaseWindow, RunsSpec
+from taggant.pipeline.perturb import ghost, plan, registry
+from taggant.pipeline.perturb.decontaminate import select_items
+from taggant.pipeline.spec import CanarySpec, GhostSpec, PhaseWindow, RunsSpec
 
 SEED = 20261122
 RUNS = RunsSpec(

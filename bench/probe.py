@@ -56,9 +56,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline import corpora
-from pipeline.manifest import ITEMS_SCHEMA
-from pipeline.probe import hf, probe_items
+from taggant.pipeline import corpora
+from taggant.pipeline.manifest import ITEMS_SCHEMA
+from taggant.pipeline.probe import hf, probe_items
 
 PROBES = ["loss", "exact_match", "min_k_plus_plus", "zlib_ratio"]
 MIN_TOKENS, MAX_TOKENS = 64, 128
@@ -236,7 +236,7 @@ def main() -> None:
     if args.megatron:
         # megatron-core warns that Apex and Transformer Engine are absent (expected on CPU).
         warnings.filterwarnings("ignore", category=UserWarning, module="megatron")
-        from pipeline.train.model import ModelConfig, build_model, init_parallel
+        from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel
 
         init_parallel()  # installs the CPU shim in this thread for good
         config = ModelConfig.from_preset("tiny-2m", ours_model.vocab_size, MAX_TOKENS + 1)

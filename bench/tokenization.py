@@ -44,13 +44,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline import corpora, data, io, stage, tokenize
-from pipeline.data import TrainingSamples
-from pipeline.ingest import DOCS_SCHEMA
-from pipeline.perturb import canary, plan
-from pipeline.spec import ExperimentSpec, parse_spec
-from pipeline.stage import StageKey
-from pipeline.tokenize import TokenizeFolder
+from taggant.pipeline import corpora, data, io, stage, tokenize
+from taggant.pipeline.data import TrainingSamples
+from taggant.pipeline.ingest import DOCS_SCHEMA
+from taggant.pipeline.perturb import canary, plan
+from taggant.pipeline.spec import ExperimentSpec, parse_spec
+from taggant.pipeline.stage import StageKey
+from taggant.pipeline.tokenize import TokenizeFolder
 
 SEQ = 128
 OCCURRENCE_EVERY = 8

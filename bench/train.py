@@ -57,8 +57,8 @@ def timed_tokens(args) -> int:
 
 def bench_taggant(args) -> float:
     """Tokens/s of the trainer in this process (one rank of several if ``WORLD_SIZE`` is set)."""
-    from pipeline.train.loop import TrainConfig, Trainer
-    from pipeline.train.model import ModelConfig
+    from taggant.pipeline.train.loop import TrainConfig, Trainer
+    from taggant.pipeline.train.model import ModelConfig
 
     torch.set_num_threads(1)
     config = TrainConfig(
@@ -79,7 +79,7 @@ def bench_taggant(args) -> float:
 
 
 def bench_plain_torch(args) -> float:
-    from pipeline.train.model import ModelConfig, build_model, init_parallel
+    from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel
 
     torch.set_num_threads(1)
     init_parallel()

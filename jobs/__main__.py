@@ -1,4 +1,4 @@
-from jobs.cli import main
+from taggant.jobs.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -16,9 +16,9 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from pipeline import io
-from pipeline.errors import ConfigError, TaggantError
-from pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec, load_spec, parse_section
+from taggant.pipeline import io
+from taggant.pipeline.errors import ConfigError, TaggantError
+from taggant.pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec, load_spec, parse_section
 
 EXPERIMENTS = Path(__file__).parent / "experiments"
 log = logging.getLogger("taggant")
@@ -38,7 +38,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from jobs import graph
+    from taggant.jobs import graph
 
     spec = _load(args)
     table = Table("stage", "hash", "status", "folder")
@@ -54,8 +54,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
-    from jobs import graph
-    from jobs.runtime import ray_session
+    from taggant.jobs import graph
+    from taggant.jobs.runtime import ray_session
 
     corpus = parse_section(CorpusSpec, {"paths": [str(Path(p).resolve()) for p in args.inputs]}, "corpus")
     options = {k: v for k, v in {"threshold": args.threshold, "num_perm": args.num_perm,
@@ -73,7 +73,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from jobs.submit import submit
+    from taggant.jobs.submit import submit
 
     job_id = submit(args.spec, args.address, args.set or [], follow=args.follow, until=args.until)
     if args.follow:
@@ -86,7 +86,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from jobs.submit import status
+    from taggant.jobs.submit import status
 
     table = Table("stage", "hash", "status", "folder", "summary")
     for row in status(_load(args)):
@@ -98,7 +98,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     import json
 
-    from pipeline.audit import audit
+    from taggant.pipeline.audit import audit
 
     report = audit(str(Path(args.run_dir).resolve()))
     print(json.dumps(report.to_dict(), indent=2) if args.json else "\n".join(report.lines()))
@@ -106,7 +106,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    from pipeline.data import materialize
+    from taggant.pipeline.data import materialize
 
     summary = materialize(str(Path(args.run_dir).resolve()), str(Path(args.out).resolve()))
     print(summary)
@@ -116,17 +116,17 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
 
-    from pipeline import manifest
-    from pipeline.probe.run import probe_items
-    from pipeline.spec import ProbesSpec
+    from taggant.pipeline import manifest
+    from taggant.pipeline.probe.run import probe_items
+    from taggant.pipeline.spec import ProbesSpec
 
     probes = parse_section(ProbesSpec, {k: v for k, v in {
         "names": args.probes.split(","), "prefix_tokens": args.prefix_tokens,
         "suffix_tokens": args.suffix_tokens, "batch_items": args.batch_items}.items() if v is not None}, "probes")
     if args.checkpoint:
-        from pipeline.data import RunInfo
-        from pipeline.tokenize import tokenizer_from_str
-        from pipeline.train.checkpoint import committed_steps, load_logits_fn, read_commit
+        from taggant.pipeline.data import RunInfo
+        from taggant.pipeline.tokenize import tokenizer_from_str
+        from taggant.pipeline.train.checkpoint import committed_steps, load_logits_fn, read_commit
 
         run_dir = str(Path(args.checkpoint).resolve())
         info = RunInfo.read(run_dir)
@@ -139,7 +139,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         tokenize, bos_id, manifest_dir = (lambda t: tokenizer.encode(t, add_special_tokens=False).ids,
                                           info.tokenizer["eod_id"], args.manifest or info.manifest)
     else:
-        from pipeline.probe import hf
+        from taggant.pipeline.probe import hf
 
         if not args.manifest:
             raise ConfigError([("--manifest", "required with --hf: the folder of the items to probe")])
@@ -166,7 +166,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     import json
 
-    from pipeline.fit import fit_store
+    from taggant.pipeline.fit import fit_store
 
     fits = [f.to_dict() for f in fit_store(args.store, args.metric, args.experiment)]
     if args.json:
@@ -198,7 +198,7 @@ def _console() -> Console:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline import corpora
+    from taggant.pipeline import corpora
 
     spec = load_spec(EXPERIMENTS / "demo.yaml", args.set or [])
     corpus_dir = Path(spec.work_dir) / "corpus"
@@ -210,8 +210,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _run(spec: ExperimentSpec, address: str | None, num_cpus: int | None, until: str | None = None) -> int:
-    from jobs import graph
-    from jobs.runtime import ray_session
+    from taggant.jobs import graph
+    from taggant.jobs.runtime import ray_session
 
     _log_to(io.join(spec.work_dir, "logs", f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"))
     console = Console(stderr=True)

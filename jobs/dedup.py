@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline import io
-from pipeline.dedup import (
+from taggant.pipeline import io
+from taggant.pipeline.dedup import (
     EXACT_KEY,
     DedupParams,
     band_column,
@@ -31,7 +31,7 @@ from pipeline.dedup import (
     sketch_shard,
     verify_edges,
 )
-from pipeline.stage import Counts
+from taggant.pipeline.stage import Counts
 
 TASK_RETRIES = 3
 DUPLICATES_SCHEMA = pa.schema(

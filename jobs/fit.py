@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline import fit, io, plots
-from pipeline.fit import DEFAULT_METRIC
-from pipeline.spec import ExperimentSpec
+from taggant.pipeline import fit, io, plots
+from taggant.pipeline.fit import DEFAULT_METRIC
+from taggant.pipeline.spec import ExperimentSpec
 
 
 def run(spec: ExperimentSpec, folder: str, metric: str = DEFAULT_METRIC) -> dict[str, Any]:

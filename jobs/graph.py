@@ -15,20 +15,20 @@ from typing import Any
 
 from rich.console import Console
 
-from jobs import dedup as dedup_job
-from jobs import fit as fit_job
-from jobs import ingest as ingest_job
-from jobs import plan as plan_job
-from jobs import probe as probe_job
-from jobs import tokenize as tokenize_job
-from jobs import train as train_job
-from pipeline import fit, ingest, io, stage, tokenize
-from pipeline.dedup import DEDUP_VERSION, DedupParams
-from pipeline.errors import ConfigError
-from pipeline.perturb import plan
-from pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec
-from pipeline.train.schedule import run_checkpoint_steps
-from pipeline.stage import StageKey
+from taggant.jobs import dedup as dedup_job
+from taggant.jobs import fit as fit_job
+from taggant.jobs import ingest as ingest_job
+from taggant.jobs import plan as plan_job
+from taggant.jobs import probe as probe_job
+from taggant.jobs import tokenize as tokenize_job
+from taggant.jobs import train as train_job
+from taggant.pipeline import fit, ingest, io, stage, tokenize
+from taggant.pipeline.dedup import DEDUP_VERSION, DedupParams
+from taggant.pipeline.errors import ConfigError
+from taggant.pipeline.perturb import plan
+from taggant.pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec
+from taggant.pipeline.train.schedule import run_checkpoint_steps
+from taggant.pipeline.stage import StageKey
 
 
 @dataclass(frozen=True)

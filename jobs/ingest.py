@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline import io
-from pipeline.ingest import InputFile, ingest_file
-from pipeline.spec import CorpusSpec
-from pipeline.stage import Counts
+from taggant.pipeline import io
+from taggant.pipeline.ingest import InputFile, ingest_file
+from taggant.pipeline.spec import CorpusSpec
+from taggant.pipeline.stage import Counts
 
 TASK_RETRIES = 3
 

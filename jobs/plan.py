@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline import io
-from pipeline.perturb import canary, decontaminate, plan, registry, watermark
-from pipeline.perturb.decontaminate import Signatures
-from pipeline.spec import ExperimentSpec, WatermarkSpec
-from pipeline.stage import Counts
+from taggant.pipeline import io
+from taggant.pipeline.perturb import canary, decontaminate, plan, registry, watermark
+from taggant.pipeline.perturb.decontaminate import Signatures
+from taggant.pipeline.spec import ExperimentSpec, WatermarkSpec
+from taggant.pipeline.stage import Counts
 
 TASK_RETRIES = 3
 REMOVED_SCHEMA = pa.schema([("doc_id", pa.string()), ("reason", pa.string())])

@@ -27,10 +27,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import io, manifest, store
-from pipeline.models import MODEL_PRESETS
-from pipeline.spec import ExperimentSpec, ProbesSpec, RunId
-from pipeline.tokenize import TokenizeFolder, TokenizerInfo
+from taggant.pipeline import io, manifest, store
+from taggant.pipeline.models import MODEL_PRESETS
+from taggant.pipeline.spec import ExperimentSpec, ProbesSpec, RunId
+from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo
 
 PROBE_VERSION = "probe-stage.v1"
 POLL_S = 2.0
@@ -115,8 +115,8 @@ def _probe_inputs(tokenize_folder: str, items_url: str, plan_folder: str) -> tup
 
 def probe_step(target: Target, step: int) -> int:
     """Probe one committed checkpoint into the store; returns the rows written."""
-    from pipeline.probe.run import probe_items
-    from pipeline.train.checkpoint import load_logits_fn, read_commit
+    from taggant.pipeline.probe.run import probe_items
+    from taggant.pipeline.train.checkpoint import load_logits_fn, read_commit
 
     tokenizer, eod, items, refs = _probe_inputs(target.tokenize_folder, target.items_url, target.plan_folder)
     tokens_seen = read_commit(target.run_dir, step)["tokens_seen"]
@@ -143,7 +143,7 @@ def probed_steps(target: Target) -> set[int]:
 
 def retain(target: Target, probed: set[int]) -> None:
     """Delete probed checkpoints beyond the newest ``keep_last``; the newest committed stays."""
-    from pipeline.train.checkpoint import committed_steps, step_dir
+    from taggant.pipeline.train.checkpoint import committed_steps, step_dir
 
     if not target.keep_last:
         return
@@ -164,7 +164,7 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
     import torch
     from torch.distributed.checkpoint.api import CheckpointException
 
-    from pipeline.train.checkpoint import committed_steps
+    from taggant.pipeline.train.checkpoint import committed_steps
 
     torch.set_num_threads(1)  # the ranks own the cores; a watcher takes what is left
     done = probed_steps(target)

@@ -1,9 +1,9 @@
 """Running an experiment on a Ray cluster through the Job Submission API, and reading its progress.
 
 ``submit`` checks the spec here, so spec errors never reach the cluster. It then ships the code
-(the ``sketches``, ``pipeline`` and ``jobs`` packages as ``py_modules``) and the spec file (alone
-in the job's ``working_dir``). On the cluster, the cluster's own ``python`` runs
-``python -m jobs run <spec> --address auto`` with the ``--set`` overrides. The shipped packages come
+(``taggant.sketches``, ``taggant.pipeline`` and ``taggant.jobs``, staged as one ``taggant``
+package in ``py_modules``) and the spec file (alone in the job's ``working_dir``). On the cluster, the cluster's own ``python`` runs
+``python -m taggant.jobs run <spec> --address auto`` with the ``--set`` overrides. The shipped packages come
 first on the job's ``PYTHONPATH``, so the code that runs is the code that was submitted, even when
 the cluster's image has another taggant installed.
 
@@ -41,15 +41,15 @@ import yaml
 from ray.exceptions import AuthenticationError
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-from jobs import graph
-from pipeline import io
-from pipeline.errors import ConfigError, TaggantError
-from pipeline.spec import ExperimentSpec, apply_override, load_spec, parse_spec, resolve_paths
+from taggant.jobs import graph
+from taggant.pipeline import io
+from taggant.pipeline.errors import ConfigError, TaggantError
+from taggant.pipeline.spec import ExperimentSpec, apply_override, load_spec, parse_spec, resolve_paths
 
 PACKAGES = ("sketches", "pipeline", "jobs")
-"""The top-level packages a job needs; each is shipped whole (package data included)."""
-EXCLUDES = ["__pycache__/", "*.pyc", ".ipynb_checkpoints/"]
-"""Left out of the upload: byte code and numba caches are per-machine and rebuilt there."""
+"""The ``taggant.*`` packages a job needs; each is shipped whole (package data included)."""
+EXCLUDES = ("__pycache__", "*.pyc", ".ipynb_checkpoints")
+"""Left out of the shipped code: byte code and numba caches are per-machine and rebuilt there."""
 FINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
 STATUS_LAG_S = 30.0
 """How long after a job's log stream closes its status may take to turn final."""
@@ -132,6 +132,7 @@ def submit(spec_path: str | Path, address: str, overrides: Sequence[str] = (),
     client = _client(address)
     with tempfile.TemporaryDirectory(prefix="taggant-submit-") as staging:
         shutil.copyfile(spec_path, Path(staging) / spec_path.name)
+        code = stage_code(Path(staging) / "code")
         set_args = [arg for override in overrides for arg in ("--set", override)]
         command = ["python", "-m", "jobs", "run", spec_path.name, "--address", "auto", *set_args,
                    *(["--until", until] if until else [])]
@@ -139,8 +140,7 @@ def submit(spec_path: str | Path, address: str, overrides: Sequence[str] = (),
             entrypoint=shlex.join(command),
             runtime_env={
                 "working_dir": staging,
-                "py_modules": [_package_dir(name) for name in PACKAGES],
-                "excludes": EXCLUDES,
+                "py_modules": [str(code)],
             },
             metadata={"experiment": spec.name, "spec": spec_path.name},
         )
@@ -271,6 +271,21 @@ def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
 def _override_key(path: str) -> str:
     """``corpus.paths[0]`` (a ConfigError path) as ``--set`` spells it: ``corpus.paths.0``."""
     return re.sub(r"\[(\d+)\]", r".\1", path)
+
+
+def stage_code(folder: Path) -> Path:
+    """Copy the ``taggant.*`` packages that run here into ``folder/taggant`` and return it.
+
+    The copy is a regular package (it gets an ``__init__.py``), so on the cluster it shadows any
+    taggant installed in the image instead of merging with it as a namespace package would.
+    """
+    root = folder / "taggant"
+    root.mkdir(parents=True)
+    (root / "__init__.py").write_text('"""taggant, as shipped by `taggant submit`."""\n')
+    for name in PACKAGES:
+        shutil.copytree(_package_dir(f"taggant.{name}"), root / name,
+                        ignore=shutil.ignore_patterns(*EXCLUDES))
+    return root
 
 
 def _package_dir(name: str) -> str:

@@ -16,9 +16,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pipeline import data, io, tokenize
-from pipeline.spec import ExperimentSpec
-from pipeline.tokenize import TokenizeFolder
+from taggant.pipeline import data, io, tokenize
+from taggant.pipeline.spec import ExperimentSpec
+from taggant.pipeline.tokenize import TokenizeFolder
 
 TASK_RETRIES = 3
 

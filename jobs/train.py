@@ -26,11 +26,11 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
-from pipeline import data, io
-from pipeline.errors import ConfigError, TaggantError
-from pipeline.models import MODEL_PRESETS
-from pipeline.spec import ExperimentSpec, RunId
-from pipeline.train import checkpoint
+from taggant.pipeline import data, io
+from taggant.pipeline.errors import ConfigError, TaggantError
+from taggant.pipeline.models import MODEL_PRESETS
+from taggant.pipeline.spec import ExperimentSpec, RunId
+from taggant.pipeline.train import checkpoint
 
 TRAIN_VERSION = "train.v1"
 MAX_RESTARTS = 3
@@ -151,11 +151,11 @@ class RankWorker:
         checkpoint. Not in ``__init__``, so that a ``DataError`` reaches the driver as itself."""
         import torch
 
-        from pipeline.train.loop import TrainConfig, Trainer
+        from taggant.pipeline.train.loop import TrainConfig, Trainer
 
         # Progress lines from pipeline.train; megatron's INFO output (parameter lists) stays off.
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
-        logging.getLogger("pipeline").setLevel(logging.INFO)
+        logging.getLogger("taggant.pipeline").setLevel(logging.INFO)
         torch.set_num_threads(self.threads)
         samples = data.open_training_samples(self.run_dir)
         config = TrainConfig.from_spec(self.spec, self.run_id, samples.vocab_size)

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow.compute as pc
 
-from pipeline import manifest
-from pipeline.data import Overlay, TrainingSamples, open_training_samples
-from pipeline.errors import DataError
+from taggant.pipeline import manifest
+from taggant.pipeline.data import Overlay, TrainingSamples, open_training_samples
+from taggant.pipeline.errors import DataError
 
 SCAN_BLOCK_SAMPLES = 4096
 """Samples read and searched at once: memory is a few × block × (seq_length + 1) × 8 bytes."""

@@ -44,11 +44,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import io, manifest, stage
-from pipeline.errors import DataError
-from pipeline.perturb import plan, rng
-from pipeline.spec import ExperimentSpec, RunId, RunsSpec
-from pipeline.tokenize import TokenizeFolder, TokenizerInfo, tokenize_items
+from taggant.pipeline import io, manifest, stage
+from taggant.pipeline.errors import DataError
+from taggant.pipeline.perturb import plan, rng
+from taggant.pipeline.spec import ExperimentSpec, RunId, RunsSpec
+from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo, tokenize_items
 
 OVERLAY_VERSION = "overlay.v1"
 RUN_VERSION = "run.v1"

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 
-from pipeline.spec import DedupSpec
-from sketches import components, hashing, lsh, minhash, ngrams
+from taggant.pipeline.spec import DedupSpec
+from taggant.sketches import components, hashing, lsh, minhash, ngrams
 
 DEDUP_VERSION = "dedup.v1"
 MINHASH_SEED = 0

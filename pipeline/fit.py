@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline import store
-from pipeline.errors import ConfigError
+from taggant.pipeline import store
+from taggant.pipeline.errors import ConfigError
 
 FIT_VERSION = "fit.v1"
 NUM_BOOTSTRAP = 1000

@@ -22,10 +22,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import io
-from pipeline.errors import DataError
-from pipeline.spec import CorpusSpec
-from pipeline.stage import Counts
+from taggant.pipeline import io
+from taggant.pipeline.errors import DataError
+from taggant.pipeline.spec import CorpusSpec
+from taggant.pipeline.stage import Counts
 
 DOCS_SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("source", pa.string())])
 QUARANTINE_SCHEMA = pa.schema(

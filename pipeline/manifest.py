@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline import io
+from taggant.pipeline import io
 
 MANIFEST_VERSION = "manifest.v1"
 

@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on workers or CI
 
 import matplotlib.pyplot as plt
-from pipeline import fit, store
+from taggant.pipeline import fit, store
 
 
 def dose_response(url: str, metric: str, path: str, experiment: str | None = None) -> str:

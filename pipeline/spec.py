@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import ConfigError
-from pipeline.models import MODEL_PRESETS
+from taggant.pipeline.errors import ConfigError
+from taggant.pipeline.models import MODEL_PRESETS
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
 """Names end up in folder names and store partitions: lowercase, digits, ``_`` and ``-``."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from pipeline import io
+from taggant.pipeline import io
 
 SUCCESS = "_SUCCESS"
 

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from pipeline import io
+from taggant.pipeline import io
 
 SCHEMA_VERSION = 1
 

@@ -38,9 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import io
-from pipeline.errors import ConfigError, DataError
-from pipeline.spec import TokenizerSpec
+from taggant.pipeline import io
+from taggant.pipeline.errors import ConfigError, DataError
+from taggant.pipeline.spec import TokenizerSpec
 
 TOKENIZE_VERSION = "tokenize.v1"
 EOD_TOKEN = "<|endoftext|>"

@@ -8,7 +8,7 @@ boundaries or worker count.
 import numba
 import numpy as np
 
-from sketches.ngrams import NgramSets, jaccard
+from taggant.sketches.ngrams import NgramSets, jaccard
 
 
 def _prepare(doc_ids, edges) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ import numpy as np
 
 # numba's on-disk cache does not notice edits to another module's functions; fmix64 is frozen
 # with ngrams.v1, so the cached band-key kernel stays valid.
-from sketches.ngrams import fmix64
+from taggant.sketches.ngrams import fmix64
 
 
 def candidate_probability(jaccard, bands: int, rows: int):

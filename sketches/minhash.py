@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import xxhash
 
-from sketches.ngrams import ngram_hashes
+from taggant.sketches.ngrams import ngram_hashes
 
 MINHASH_VERSION = "minhash.v1"
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from sketches.hashing import normalize
+from taggant.sketches.hashing import normalize
 
 NGRAMS_VERSION = "ngrams.v1"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import corpora
+from taggant.pipeline import corpora
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -88,7 +88,7 @@ def tiny_spec_file(folder: Path, corpus: Path) -> Path:
 def tiny_experiment(debian_corpus, tmp_path_factory, local_ray) -> Path:
     """The tiny experiment run end to end (``taggant run``) on the session's local Ray; returns its
     spec file (``work_dir`` and the store sit beside it)."""
-    from jobs.cli import main
+    from taggant.jobs.cli import main
 
     spec = tiny_spec_file(tmp_path_factory.mktemp("tiny"), debian_corpus)
     assert main(["run", str(spec)]) == 0

@@ -13,12 +13,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from jobs import graph
-from jobs.cli import main
-from pipeline import fit, manifest, stage, store
-from pipeline.data import RunInfo
-from pipeline.spec import load_spec
-from pipeline.train import checkpoint
+from taggant.jobs import graph
+from taggant.jobs.cli import main
+from taggant.pipeline import fit, manifest, stage, store
+from taggant.pipeline.data import RunInfo
+from taggant.pipeline.spec import load_spec
+from taggant.pipeline.train import checkpoint
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]  # the tiny experiment takes a minute or two
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli import EXPERIMENTS
-from pipeline.spec import load_spec
+from taggant.jobs.cli import EXPERIMENTS
+from taggant.pipeline.spec import load_spec
 
 SPECS = sorted(EXPERIMENTS.glob("*.yaml"))
 

@@ -1,6 +1,9 @@
-"""The dependency rule: sketches ← pipeline ← jobs; nothing imports jobs; no module-level ray."""
+"""The dependency rule: sketches ← pipeline ← jobs; nothing imports jobs; no module-level ray.
+And the packaging rule: the folders install as ``taggant.*``, never as top-level modules."""
 
 import ast
+import importlib.util
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,14 +16,20 @@ FORBIDDEN = {
 }
 
 
+def _top(module: str) -> str:
+    """The layer a module belongs to: ``taggant.pipeline.io`` → ``pipeline``, ``ray.util`` → ``ray``."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "taggant" and len(parts) > 1 else parts[0]
+
+
 def _imports(tree: ast.AST, top_level_only: bool) -> set[str]:
     nodes = tree.body if top_level_only else ast.walk(tree)
     names = set()
     for node in nodes:
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
+            names |= {_top(a.name) for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.add(_top(node.module))
     return names
 
 
@@ -41,6 +50,24 @@ def test_pipeline_never_imports_ray_at_module_level():
 
 
 @pytest.mark.parametrize("package", ["sketches", "pipeline", "jobs"])
-def test_generic_package_names_resolve_inside_this_repo(package):
-    module = __import__(package)
-    assert Path(module.__file__).resolve().is_relative_to(ROOT), module.__file__
+def test_packages_install_under_the_taggant_namespace(package):
+    module = importlib.import_module(f"taggant.{package}")
+    assert Path(module.__file__).resolve().is_relative_to(ROOT / package), module.__file__
+    for path in _modules(package):
+        assert not any(
+            isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+            and node.module.split(".")[0] in {"sketches", "pipeline", "jobs"}
+            for node in ast.walk(ast.parse(path.read_text()))), f"{path} imports a bare name"
+
+
+def test_pyproject_lists_every_package_folder():
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {f"taggant.{p.parent.relative_to(ROOT).as_posix().replace('/', '.')}"
+               for top in ("sketches", "pipeline", "jobs") for p in (ROOT / top).rglob("__init__.py")}
+    assert set(tool["packages"]) == folders
+
+
+def test_a_user_module_named_pipeline_does_not_shadow_taggant(tmp_path, monkeypatch):
+    (tmp_path / "pipeline.py").write_text("raise ImportError('the user module was imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert importlib.util.find_spec("taggant.pipeline.spec").origin.startswith(str(ROOT))

@@ -19,10 +19,10 @@ import math
 
 import numpy as np
 
-from pipeline.perturb import rng
-from pipeline.perturb.ghost import wordlist, wordlist_params
-from pipeline.perturb.items import Draft
-from pipeline.spec import CanarySpec
+from taggant.pipeline.perturb import rng
+from taggant.pipeline.perturb.ghost import wordlist, wordlist_params
+from taggant.pipeline.perturb.items import Draft
+from taggant.pipeline.spec import CanarySpec
 
 VERSION = "canary.v1"
 

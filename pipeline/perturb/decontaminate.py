@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.perturb.items import Candidate, DocRef, ItemPool, Source
-from pipeline.spec import PerturbationSpec
-from sketches import hashing, ngrams
+from taggant.pipeline.perturb.items import Candidate, DocRef, ItemPool, Source
+from taggant.pipeline.spec import PerturbationSpec
+from taggant.sketches import hashing, ngrams
 
 VERSION = "decontaminate.v1"
 BATCH_BYTES = 16 << 20

@@ -15,9 +15,9 @@ import hashlib
 import math
 from importlib import resources
 
-from pipeline.perturb import rng
-from pipeline.perturb.items import Draft
-from pipeline.spec import GhostSpec
+from taggant.pipeline.perturb import rng
+from taggant.pipeline.perturb.items import Draft
+from taggant.pipeline.spec import GhostSpec
 
 VERSION = "ghost.v1"
 WORDLIST = "eff_large"
@@ -28,7 +28,7 @@ _WORDLIST_FILE = "eff_large_wordlist.txt"
 def wordlist() -> tuple[str, ...]:
     """The EFF large diceware wordlist (7,776 words, ``<dice>\\t<word>`` lines), in file order."""
     text = (
-        resources.files("pipeline.resources").joinpath(_WORDLIST_FILE).read_text(encoding="utf-8")
+        resources.files("taggant.pipeline.resources").joinpath(_WORDLIST_FILE).read_text(encoding="utf-8")
     )
     return tuple(line.split("\t")[1] for line in text.splitlines())
 
@@ -37,7 +37,7 @@ def wordlist() -> tuple[str, ...]:
 def wordlist_sha256() -> str:
     """SHA-256 of the wordlist file's bytes: recorded so probes know exactly which list was used."""
     return hashlib.sha256(
-        resources.files("pipeline.resources").joinpath(_WORDLIST_FILE).read_bytes()
+        resources.files("taggant.pipeline.resources").joinpath(_WORDLIST_FILE).read_bytes()
     ).hexdigest()
 
 

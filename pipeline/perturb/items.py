@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pipeline.errors import DataError
-from sketches.hashing import exact_hash
+from taggant.pipeline.errors import DataError
+from taggant.sketches.hashing import exact_hash
 
 MAX_ROUNDS = 16
 """Corpus passes after which a set still incomplete is reported instead of drawn further."""

@@ -31,11 +31,11 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from pipeline import io, manifest
-from pipeline.perturb import rng
-from pipeline.perturb.items import Draft
-from pipeline.perturb.registry import version_of
-from pipeline.spec import ExperimentSpec, PerturbationSpec, RunsSpec
+from taggant.pipeline import io, manifest
+from taggant.pipeline.perturb import rng
+from taggant.pipeline.perturb.items import Draft
+from taggant.pipeline.perturb.registry import version_of
+from taggant.pipeline.spec import ExperimentSpec, PerturbationSpec, RunsSpec
 
 VERSION = "plan.v1"
 SAMPLE_ORDER_VERSION = "sample-order.v1"

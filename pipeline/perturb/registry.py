@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.errors import ConfigError
-from pipeline.perturb import canary, ghost, testset, watermark
-from pipeline.perturb.items import Source
-from pipeline.spec import PerturbationSpec
+from taggant.pipeline.errors import ConfigError
+from taggant.pipeline.perturb import canary, ghost, testset, watermark
+from taggant.pipeline.perturb.items import Source
+from taggant.pipeline.spec import PerturbationSpec
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ import string
 from dataclasses import dataclass
 from importlib import resources
 
-from pipeline import io
-from pipeline.errors import DataError
-from pipeline.perturb import rng
-from pipeline.perturb.items import Draft
-from pipeline.spec import TestsetSpec
+from taggant.pipeline import io
+from taggant.pipeline.errors import DataError
+from taggant.pipeline.perturb import rng
+from taggant.pipeline.perturb.items import Draft
+from taggant.pipeline.spec import TestsetSpec
 
 VERSION = "testset.v1"
 SHIPPED_BENCHMARK = "mmlu_dev.jsonl"
@@ -56,7 +56,7 @@ def load_benchmark(path: str | None) -> Benchmark:
     """
     if path is None:
         name = SHIPPED_BENCHMARK
-        raw = resources.files("pipeline.resources").joinpath(SHIPPED_BENCHMARK).read_bytes()
+        raw = resources.files("taggant.pipeline.resources").joinpath(SHIPPED_BENCHMARK).read_bytes()
     else:
         name = path
         fs, local = io.filesystem(path)

@@ -41,9 +41,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
-from pipeline.perturb import rng
-from pipeline.perturb.items import DocRef, Draft
-from pipeline.spec import WatermarkSpec
+from taggant.pipeline.perturb import rng
+from taggant.pipeline.perturb.items import DocRef, Draft
+from taggant.pipeline.spec import WatermarkSpec
 
 VERSION = "watermark.v1"
 SYNONYMS = "wordnet-3.0-first-sense"
@@ -68,7 +68,7 @@ STOP_WORDS = frozenset(
 @functools.cache
 def synonyms() -> dict[str, tuple[str, ...]]:
     """Word → its synonyms, from the shipped WordNet-derived table."""
-    raw = resources.files("pipeline.resources").joinpath(_SYNONYMS_FILE).read_bytes()
+    raw = resources.files("taggant.pipeline.resources").joinpath(_SYNONYMS_FILE).read_bytes()
     table = {}
     for line in gzip.decompress(raw).decode("ascii").splitlines():
         word, _, syns = line.partition("\t")
@@ -80,7 +80,7 @@ def synonyms() -> dict[str, tuple[str, ...]]:
 def synonyms_sha256() -> str:
     """SHA-256 of the synonym table file, recorded in item params."""
     return hashlib.sha256(
-        resources.files("pipeline.resources").joinpath(_SYNONYMS_FILE).read_bytes()
+        resources.files("taggant.pipeline.resources").joinpath(_SYNONYMS_FILE).read_bytes()
     ).hexdigest()
 
 

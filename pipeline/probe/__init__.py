@@ -6,8 +6,8 @@ probes (``registry``: names, versions, metrics and their directions) and returns
 ``LogitsFn`` and tokenizer it needs.
 """
 
-from pipeline.probe.registry import PROBES
-from pipeline.probe.run import Tokenize, probe_items
-from pipeline.probe.scoring import LogitsFn, TokenScores, score
+from taggant.pipeline.probe.registry import PROBES
+from taggant.pipeline.probe.run import Tokenize, probe_items
+from taggant.pipeline.probe.scoring import LogitsFn, TokenScores, score
 
 __all__ = ["PROBES", "LogitsFn", "TokenScores", "Tokenize", "probe_items", "score"]

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.errors import ConfigError
-from pipeline.probe.run import Tokenize
-from pipeline.probe.scoring import LogitsFn
+from taggant.pipeline.errors import ConfigError
+from taggant.pipeline.probe.run import Tokenize
+from taggant.pipeline.probe.scoring import LogitsFn
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ConfigError, DataError
-from pipeline.perturb import canary, testset
-from pipeline.probe import exposure, metrics
-from pipeline.probe.scoring import TOP_K, TokenScores
-from pipeline.spec import PROBE_NAMES
+from taggant.pipeline.errors import ConfigError, DataError
+from taggant.pipeline.perturb import canary, testset
+from taggant.pipeline.probe import exposure, metrics
+from taggant.pipeline.probe.scoring import TOP_K, TokenScores
+from taggant.pipeline.spec import PROBE_NAMES
 
 Metrics = dict[str, float]
 
@@ -191,7 +191,7 @@ def _canary_references(row: ItemRow, references: References) -> list[str]:
         raise DataError(
             f"canary set {row.set!r} has no reference secrets: exposure ranks each secret among "
             "references from the same space; pass canary_references={set: "
-            "pipeline.perturb.canary.reference_secrets(set_spec, seed, item_secrets)}"
+            "taggant.pipeline.perturb.canary.reference_secrets(set_spec, seed, item_secrets)}"
         )
     return [canary.reference_text(row.text, row.prefix_chars, _param(row, "secret"), ref)
             for ref in references[row.set]]

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from pipeline import store
-from pipeline.errors import ConfigError, DataError
-from pipeline.probe import registry, scoring
-from pipeline.probe.registry import Item, ItemRow, Metrics, References
+from taggant.pipeline import store
+from taggant.pipeline.errors import ConfigError, DataError
+from taggant.pipeline.probe import registry, scoring
+from taggant.pipeline.probe.registry import Item, ItemRow, Metrics, References
 
 Tokenize = Callable[[str], list[int]]
 """Text → token ids, without special tokens: the tokenizer the items were tokenized with."""

@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from pipeline import io
+from taggant.pipeline import io
 
 CHECKPOINT_VERSION = "checkpoint.v1"
 COMMIT = "commit.json"
@@ -114,7 +114,7 @@ def load_model(run_dir: str, step: int):
     parallel layout loads. ``model(input_ids, None, None)`` gives fp32 logits
     ``[batch, seq, padded_vocab_size]``; ids at and above ``ModelConfig.vocab_size`` are padding.
     """
-    from pipeline.train.model import ModelConfig, build_model, init_parallel
+    from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel
 
     init_parallel()
     config = ModelConfig(**read_commit(run_dir, step)["model"])
@@ -129,7 +129,7 @@ def load_logits_fn(run_dir: str, step: int) -> Callable:
     int64 ``(batch, seq)`` → fp32 logits ``(batch, seq, vocab_size)``, padding columns dropped."""
     import torch
 
-    from pipeline.train import cpu_shim
+    from taggant.pipeline.train import cpu_shim
 
     model = load_model(run_dir, step)
     vocab_size = read_commit(run_dir, step)["model"]["vocab_size"]

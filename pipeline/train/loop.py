@@ -44,11 +44,11 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.transformer.module import Float16Module
 
-from pipeline.errors import DataError
-from pipeline.spec import ExperimentSpec, RunId
-from pipeline.train import checkpoint, cpu_shim
-from pipeline.train.model import ModelConfig, build_model, init_parallel, uses_cuda
-from pipeline.train.schedule import run_checkpoint_steps
+from taggant.pipeline.errors import DataError
+from taggant.pipeline.spec import ExperimentSpec, RunId
+from taggant.pipeline.train import checkpoint, cpu_shim
+from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel, uses_cuda
+from taggant.pipeline.train.schedule import run_checkpoint_steps
 
 PROGRESS_LINES = 20
 """Progress lines rank 0 logs over a whole run."""

@@ -23,9 +23,9 @@ from megatron.core.models.gpt.gpt_model import GPTModel
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.transformer_config import TransformerConfig
 
-from pipeline.errors import ConfigError
-from pipeline.models import MODEL_PRESETS, ModelPreset
-from pipeline.train import cpu_shim
+from taggant.pipeline.errors import ConfigError
+from taggant.pipeline.models import MODEL_PRESETS, ModelPreset
+from taggant.pipeline.train import cpu_shim
 
 VOCAB_MULTIPLE = 128
 """The embedding is padded to a multiple of this (Megatron's ``make_vocab_size_divisible_by``); a

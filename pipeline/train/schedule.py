@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pipeline.spec import CheckpointsSpec, ExperimentSpec, PhaseWindow
+from taggant.pipeline.spec import CheckpointsSpec, ExperimentSpec, PhaseWindow
 
 
 def checkpoint_steps(

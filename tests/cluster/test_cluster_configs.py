@@ -20,8 +20,8 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from jobs.cli import build_parser
-from jobs.submit import check_shippable
+from taggant.jobs.cli import build_parser
+from taggant.jobs.submit import check_shippable
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 KUBERAY_KINDS = {"RayCluster", "RayJob"}
@@ -178,7 +178,7 @@ def test_every_pod_mounts_the_shared_volume(name, doc):
 def test_the_rayjob_runs_a_shipped_spec_that_every_node_can_read():
     [job] = [doc for _, doc in manifests() if doc["kind"] == "RayJob"]
     argv = shlex.split(job["spec"]["entrypoint"])
-    assert argv[:4] == ["python", "-m", "jobs", "run"]
+    assert argv[:4] == ["python", "-m", "taggant.jobs", "run"]
     args = build_parser().parse_args(argv[3:])
     assert args.address == "auto"
     # The image's WORKDIR is a checkout, so the spec path is relative to the repository root.

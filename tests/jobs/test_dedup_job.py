@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs import dedup as dedup_job
-from jobs import graph
-from pipeline import io
-from pipeline.dedup import DedupParams
-from pipeline.spec import CorpusSpec, DedupSpec
-from sketches import ngrams
+from taggant.jobs import dedup as dedup_job
+from taggant.jobs import graph
+from taggant.pipeline import io
+from taggant.pipeline.dedup import DedupParams
+from taggant.pipeline.spec import CorpusSpec, DedupSpec
+from taggant.sketches import ngrams
 
 pytestmark = pytest.mark.ray
 THRESHOLD = 0.8
@@ -116,6 +116,6 @@ def test_exact_only_removes_only_exact_duplicates(debian_corpus, tmp_path, local
 def test_params_choose_bands_that_catch_95_percent_at_the_threshold():
     params = DedupParams.from_spec(DedupSpec())
     assert params.bands * params.rows <= 128
-    from sketches.lsh import candidate_probability
+    from taggant.sketches.lsh import candidate_probability
 
     assert candidate_probability(0.8, params.bands, params.rows) >= 0.95

@@ -18,13 +18,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-import jobs.train
-from jobs import graph
-from jobs import probe as probe_job
-from pipeline import data, manifest, store
-from pipeline.spec import ExperimentSpec, load_spec
-from pipeline.train import checkpoint
-from pipeline.train.schedule import run_checkpoint_steps
+from taggant.jobs import train as train_job
+from taggant.jobs import graph
+from taggant.jobs import probe as probe_job
+from taggant.pipeline import data, manifest, store
+from taggant.pipeline.spec import ExperimentSpec, load_spec
+from taggant.pipeline.train import checkpoint
+from taggant.pipeline.train.schedule import run_checkpoint_steps
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]  # the tiny experiment takes a minute or two
 
@@ -112,7 +112,7 @@ def test_rows_stream_into_the_store_while_training_runs(tiny, tmp_path, local_ra
     trained = threading.Event()
 
     def train() -> dict:
-        result = jobs.train.train_run(spec, target.run, target.run_dir)
+        result = train_job.train_run(spec, target.run, target.run_dir)
         trained.set()
         return result
 

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from jobs.cli import EXPERIMENTS, main
-from pipeline import io
-from pipeline.corpora import debian_docs
+from taggant.jobs.cli import EXPERIMENTS, main
+from taggant.pipeline import io
+from taggant.pipeline.corpora import debian_docs
 from tests.conftest import BROKEN_RECORDS
 
 pytestmark = pytest.mark.ray
@@ -92,7 +92,7 @@ def test_outputs_are_byte_identical_whatever_the_worker_count(debian_corpus, tmp
         run_dir.mkdir()
         spec = write_spec(run_dir, debian_corpus)
         env = dict(os.environ, RAY_AUTH_MODE="disabled")
-        subprocess.run([sys.executable, "-m", "jobs", "run", str(spec), "--num-cpus", str(num_cpus),
+        subprocess.run([sys.executable, "-m", "taggant.jobs", "run", str(spec), "--num-cpus", str(num_cpus),
                         "--until", "tokenize"],
                        check=True, env=env, capture_output=True)
         digests.append(stage_digests(run_dir / "work"))

@@ -27,11 +27,11 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 
 from tests.net import free_ports
 
-from jobs.cli import EXPERIMENTS
-from jobs.submit import SubmitError, find_token, status, submit
-from pipeline import corpora
-from pipeline.errors import ConfigError
-from pipeline.spec import load_spec
+from taggant.jobs.cli import EXPERIMENTS
+from taggant.jobs.submit import SubmitError, find_token, status, submit
+from taggant.pipeline import corpora
+from taggant.pipeline.errors import ConfigError
+from taggant.pipeline.spec import load_spec
 
 START_TIMEOUT_S = 90
 OVERRIDES = ["seed=7", "dedup.threshold=0.85"]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs import tokenize as tokenize_job
-from pipeline import io
-from pipeline.tokenize import TokenizeFolder
+from taggant.jobs import tokenize as tokenize_job
+from taggant.pipeline import io
+from taggant.pipeline.tokenize import TokenizeFolder
 from tests.pipeline.test_tokenize import (
     debian_paragraphs,
     make_spec,

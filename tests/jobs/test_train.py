@@ -13,16 +13,16 @@ import pyarrow as pa
 import pytest
 import torch
 
-import jobs.tokenize
-import jobs.train
-from pipeline import io, manifest, stage, tokenize
-from pipeline.corpora import debian_docs
-from pipeline.errors import DataError
-from pipeline.perturb import plan
-from pipeline.spec import parse_spec
-from pipeline.stage import StageKey
-from pipeline.train import checkpoint
-from pipeline.train.schedule import run_checkpoint_steps
+from taggant.jobs import tokenize as tokenize_job
+from taggant.jobs import train as train_job
+from taggant.pipeline import io, manifest, stage, tokenize
+from taggant.pipeline.corpora import debian_docs
+from taggant.pipeline.errors import DataError
+from taggant.pipeline.perturb import plan
+from taggant.pipeline.spec import parse_spec
+from taggant.pipeline.stage import StageKey
+from taggant.pipeline.train import checkpoint
+from taggant.pipeline.train.schedule import run_checkpoint_steps
 
 pytestmark = pytest.mark.ray
 
@@ -84,7 +84,7 @@ def tokenized(tmp_path_factory, local_ray):
     order_hash = plan.sample_order_hash(spec.runs, run_id.train_tokens, run_id.seed)
     manifest.write(io.join(manifests, run_id.name), items, occurrences, order_hash)
     folder = str(root / "tokenize")
-    stats = jobs.tokenize.run(spec, folder, corpus, manifests)
+    stats = tokenize_job.run(spec, folder, corpus, manifests)
     stage.commit(folder, StageKey("tokenize", "test", {}), {}, stats)
     return spec, folder
 
@@ -94,7 +94,7 @@ def trained(tokenized, tmp_path_factory):
     """The run trained without interruption: ``(stats of the run, its run folder)``."""
     spec, tokenize_folder = tokenized
     folder = str(tmp_path_factory.mktemp("uninterrupted"))
-    stats = jobs.train.run(spec, folder, tokenize_folder)
+    stats = train_job.run(spec, folder, tokenize_folder)
     [(name, run_stats)] = stats["runs"].items()
     return run_stats, os.path.join(folder, name)
 
@@ -141,11 +141,11 @@ def test_a_killed_rank_resumes_to_the_weights_of_the_uninterrupted_run(tokenized
     [run_id] = spec.runs.grid()
     run_dir = str(tmp_path / run_id.name)
     with ThreadPoolExecutor(1) as pool:
-        result = pool.submit(jobs.train.run, spec, str(tmp_path), tokenize_folder)
+        result = pool.submit(train_job.run, spec, str(tmp_path), tokenize_folder)
         while 7 not in checkpoint.committed_steps(run_dir):
             assert not result.done(), result.result()
             time.sleep(0.05)
-        local_ray.kill(local_ray.get_actor(jobs.train.actor_name(spec, run_id, attempt=0, rank=1)))
+        local_ray.kill(local_ray.get_actor(train_job.actor_name(spec, run_id, attempt=0, rank=1)))
         stats = result.result()["runs"][run_id.name]
 
     assert stats["restarts"] == 1
@@ -171,7 +171,7 @@ def test_tensor_parallel_training_matches_data_parallel_and_reshards_for_probes(
     data_parallel, _ = trained
     runs = spec.runs.model_copy(update={"data_parallel_size": 1, "tensor_parallel_size": 2})
     spec = spec.model_copy(update={"runs": runs})
-    [(name, stats)] = jobs.train.run(spec, str(tmp_path), tokenize_folder)["runs"].items()
+    [(name, stats)] = train_job.run(spec, str(tmp_path), tokenize_folder)["runs"].items()
     first, second = stats["weights_digests"]
     assert first != second  # each rank holds its own half of the weights
     # The same global batches through another parallel layout: the same training up to rounding.
@@ -186,4 +186,4 @@ def test_a_data_error_fails_the_run_without_restarts(tokenized, tmp_path):
     spec, _ = tokenized
     [run_id] = spec.runs.grid()
     with pytest.raises(DataError, match="has no run.json"):
-        jobs.train.train_run(spec, run_id, str(tmp_path / "not-prepared"))
+        train_job.train_run(spec, run_id, str(tmp_path / "not-prepared"))

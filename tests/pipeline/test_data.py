@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline import audit, data, io, manifest
-from pipeline.errors import DataError
-from pipeline.tokenize import TokenizeFolder, TokenizerInfo
+from taggant.pipeline import audit, data, io, manifest
+from taggant.pipeline.errors import DataError
+from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo
 from tests.pipeline.test_tokenize import (
     SAMPLES,
     SEQ,

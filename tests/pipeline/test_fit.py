@@ -5,8 +5,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.fit import fit_store, level_summary, loglinear
-from pipeline.store import StoreWriter
+from taggant.pipeline.fit import fit_store, level_summary, loglinear
+from taggant.pipeline.store import StoreWriter
 
 LEVELS = [0, 1, 4, 16, 64]
 
@@ -91,7 +91,7 @@ def test_cross_run_fits_need_runs_that_differ(tmp_path, name, column):
 def test_cli_fit_json_lists_fits_with_the_documented_fields(tmp_path, capsys):
     import json
 
-    from jobs.cli import main
+    from taggant.jobs.cli import main
 
     url = str(tmp_path / "store")
     write_run(StoreWriter(url, "e"), "r", slope=-2.0, tokens=10**6, params=10**6, steps=[10])

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import io
-from pipeline.errors import DataError
-from pipeline.ingest import InputFile, Rejected, ingest_file, list_inputs, read_records
-from pipeline.spec import CorpusSpec
+from taggant.pipeline import io
+from taggant.pipeline.errors import DataError
+from taggant.pipeline.ingest import InputFile, Rejected, ingest_file, list_inputs, read_records
+from taggant.pipeline.spec import CorpusSpec
 from tests.conftest import BROKEN_RECORDS
 
 

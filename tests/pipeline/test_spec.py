@@ -6,9 +6,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from jobs.cli import EXPERIMENTS, main
-from pipeline.errors import ConfigError
-from pipeline.spec import apply_override, load_spec, parse_spec
+from taggant.jobs.cli import EXPERIMENTS, main
+from taggant.pipeline.errors import ConfigError
+from taggant.pipeline.spec import apply_override, load_spec, parse_spec
 
 DEMO = yaml.safe_load((EXPERIMENTS / "demo.yaml").read_text())
 

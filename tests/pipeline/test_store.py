@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from pipeline.store import StoreWriter, read_checkpoints, read_probes, read_runs
+from taggant.pipeline.store import StoreWriter, read_checkpoints, read_probes, read_runs
 
 
 def rows(step: int, n_items: int, value: float) -> pa.Table:

@@ -13,13 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import corpora, data, io, manifest, stage, tokenize
-from pipeline.errors import ConfigError, DataError
-from pipeline.ingest import DOCS_SCHEMA
-from pipeline.perturb import canary, plan
-from pipeline.spec import ExperimentSpec, TokenizerSpec, parse_spec
-from pipeline.stage import StageKey
-from pipeline.tokenize import TokenizeFolder
+from taggant.pipeline import corpora, data, io, manifest, stage, tokenize
+from taggant.pipeline.errors import ConfigError, DataError
+from taggant.pipeline.ingest import DOCS_SCHEMA
+from taggant.pipeline.perturb import canary, plan
+from taggant.pipeline.spec import ExperimentSpec, TokenizerSpec, parse_spec
+from taggant.pipeline.stage import StageKey
+from taggant.pipeline.tokenize import TokenizeFolder
 
 CORPUS_BYTES = 1_200_000
 VOCAB_SIZE = 512

@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from sketches.hashing import exact_hash, words
-from sketches.ngrams import jaccard, ngram_sets
+from taggant.sketches.hashing import exact_hash, words
+from taggant.sketches.ngrams import jaccard, ngram_sets
 
 _M64 = (1 << 64) - 1
 

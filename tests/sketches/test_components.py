@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from sketches.components import connected_components, verify_edges
-from sketches.ngrams import jaccard, ngram_sets
+from taggant.sketches.components import connected_components, verify_edges
+from taggant.sketches.ngrams import jaccard, ngram_sets
 
 
 def _components_by_search(doc_ids, edges):

@@ -3,7 +3,7 @@ import unicodedata
 import numpy as np
 import xxhash
 
-from sketches.hashing import exact_hash, exact_hashes, normalize, words
+from taggant.sketches.hashing import exact_hash, exact_hashes, normalize, words
 
 
 def test_normalize_folds_compatibility_forms_and_case():

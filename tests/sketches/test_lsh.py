@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from sketches.lsh import band_keys, candidate_pairs, candidate_probability, choose_bands
-from sketches.minhash import signatures
+from taggant.sketches.lsh import band_keys, candidate_pairs, candidate_probability, choose_bands
+from taggant.sketches.minhash import signatures
 
 
 def test_default_banding_catches_95_percent_at_jaccard_0_8():

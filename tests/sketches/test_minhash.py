@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import xxhash
 
-from sketches.minhash import MINHASH_VERSION, jaccard_estimate, signatures, signatures_from_hashes
-from sketches.ngrams import ngram_hashes, ngram_sets
+from taggant.sketches.minhash import MINHASH_VERSION, jaccard_estimate, signatures, signatures_from_hashes
+from taggant.sketches.ngrams import ngram_hashes, ngram_sets
 
 
 def _reference_signature(shingles: list[int], num_perm: int, seed: int) -> list[int]:

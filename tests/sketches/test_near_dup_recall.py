@@ -8,11 +8,11 @@ recall = found true pairs / true pairs; precision = true pairs among same-cluste
 import numpy as np
 import pytest
 
-from sketches.components import connected_components, verify_edges
-from sketches.hashing import exact_hashes
-from sketches.lsh import band_keys, candidate_pairs, choose_bands
-from sketches.minhash import jaccard_estimate, signatures
-from sketches.ngrams import jaccard, ngram_sets
+from taggant.sketches.components import connected_components, verify_edges
+from taggant.sketches.hashing import exact_hashes
+from taggant.sketches.lsh import band_keys, candidate_pairs, choose_bands
+from taggant.sketches.minhash import jaccard_estimate, signatures
+from taggant.sketches.ngrams import jaccard, ngram_sets
 
 THRESHOLD = 0.8
 

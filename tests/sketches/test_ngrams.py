@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sketches.ngrams import count_shared, fmix64, jaccard, ngram_hashes, ngram_sets
+from taggant.sketches.ngrams import count_shared, fmix64, jaccard, ngram_hashes, ngram_sets
 
 
 def test_hashes_match_python_reference(copyright_texts, reference_shingles):

@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import corpora
-from pipeline import spec as spec_module
-from pipeline.perturb import canary, decontaminate, ghost, registry, testset, watermark
-from pipeline.perturb.decontaminate import Signatures, find_matches, select_items
-from pipeline.perturb.items import DocRef
-from pipeline.spec import CanarySpec, DecontaminationSpec, GhostSpec, WatermarkSpec
-from sketches import hashing
+from taggant.pipeline import corpora
+from taggant.pipeline import spec as spec_module
+from taggant.pipeline.perturb import canary, decontaminate, ghost, registry, testset, watermark
+from taggant.pipeline.perturb.decontaminate import Signatures, find_matches, select_items
+from taggant.pipeline.perturb.items import DocRef
+from taggant.pipeline.spec import CanarySpec, DecontaminationSpec, GhostSpec, WatermarkSpec
+from taggant.sketches import hashing
 
 SEED = 77
 

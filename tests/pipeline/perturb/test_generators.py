@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from pipeline import corpora, spec
-from pipeline.errors import DataError
-from pipeline.perturb import canary, ghost, testset, watermark
-from pipeline.spec import CanarySpec, GhostSpec, WatermarkSpec
+from taggant.pipeline import corpora, spec
+from taggant.pipeline.errors import DataError
+from taggant.pipeline.perturb import canary, ghost, testset, watermark
+from taggant.pipeline.spec import CanarySpec, GhostSpec, WatermarkSpec
 
 SEED = 1234
 

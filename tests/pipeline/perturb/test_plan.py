@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from jobs.cli import EXPERIMENTS
-from pipeline import io, manifest
-from pipeline.errors import ConfigError
-from pipeline.perturb import plan, registry
-from pipeline.perturb.decontaminate import select_items
-from pipeline.spec import apply_override, parse_spec
+from taggant.jobs.cli import EXPERIMENTS
+from taggant.pipeline import io, manifest
+from taggant.pipeline.errors import ConfigError
+from taggant.pipeline.perturb import plan, registry
+from taggant.pipeline.perturb.decontaminate import select_items
+from taggant.pipeline.spec import apply_override, parse_spec
 
 DEMO = yaml.safe_load((EXPERIMENTS / "demo.yaml").read_text())
 

@@ -9,12 +9,12 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from jobs import plan as plan_job
-from jobs.cli import EXPERIMENTS
-from pipeline import corpora, io, manifest
-from pipeline.ingest import DOCS_SCHEMA
-from pipeline.perturb import canary, plan
-from pipeline.spec import parse_spec
+from taggant.jobs import plan as plan_job
+from taggant.jobs.cli import EXPERIMENTS
+from taggant.pipeline import corpora, io, manifest
+from taggant.pipeline.ingest import DOCS_SCHEMA
+from taggant.pipeline.perturb import canary, plan
+from taggant.pipeline.spec import parse_spec
 
 pytestmark = pytest.mark.ray
 

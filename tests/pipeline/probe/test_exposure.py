@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipeline.probe import exposure
+from taggant.pipeline.probe import exposure
 
 
 def test_rank_counts_references_at_least_as_likely():

@@ -16,8 +16,8 @@ import random
 import pyarrow as pa
 import pytest
 
-from pipeline.manifest import ITEMS_SCHEMA
-from pipeline.probe import hf, probe_items
+from taggant.pipeline.manifest import ITEMS_SCHEMA
+from taggant.pipeline.probe import hf, probe_items
 
 pytestmark = pytest.mark.slow
 

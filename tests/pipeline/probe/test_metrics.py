@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipeline.probe import metrics
+from taggant.pipeline.probe import metrics
 
 LN2 = math.log(2)
 # Four tokens with probabilities 1/2, 1/8, 1/2, 1/4.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline.probe import PROBES
-from pipeline.spec import PERTURBATION_KINDS, PROBE_NAMES
+from taggant.pipeline.probe import PROBES
+from taggant.pipeline.spec import PERTURBATION_KINDS, PROBE_NAMES
 
 
 def test_every_spec_probe_name_has_one_versioned_implementation():

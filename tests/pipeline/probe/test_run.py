@@ -19,11 +19,11 @@ import pytest
 import torch
 from scipy import stats
 
-from pipeline import store
-from pipeline.errors import ConfigError, DataError
-from pipeline.manifest import ITEMS_SCHEMA
-from pipeline.perturb import testset
-from pipeline.probe import probe_items
+from taggant.pipeline import store
+from taggant.pipeline.errors import ConfigError, DataError
+from taggant.pipeline.manifest import ITEMS_SCHEMA
+from taggant.pipeline.perturb import testset
+from taggant.pipeline.probe import probe_items
 
 LN2 = math.log(2)
 VOCAB = "abcd "

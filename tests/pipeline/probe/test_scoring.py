@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.probe import scoring
+from taggant.pipeline.probe import scoring
 
 LN2 = math.log(2)
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import tokenize
-from pipeline.corpora import debian_docs
-from pipeline.errors import DataError
-from pipeline.train import checkpoint
-from pipeline.train.loop import TrainConfig, Trainer
-from pipeline.train.model import ModelConfig
+from taggant.pipeline import tokenize
+from taggant.pipeline.corpora import debian_docs
+from taggant.pipeline.errors import DataError
+from taggant.pipeline.train import checkpoint
+from taggant.pipeline.train.loop import TrainConfig, Trainer
+from taggant.pipeline.train.model import ModelConfig
 
 SEQ = 64
 VOCAB = 500  # not a multiple of 128: the embedding is padded to 512

@@ -1,8 +1,8 @@
 """The checkpoint schedule: log-spaced early steps, the interval, the last step, and dense steps
 after each insertion window closes."""
 
-from pipeline.spec import CheckpointsSpec, PhaseWindow, parse_spec
-from pipeline.train.schedule import checkpoint_steps, run_checkpoint_steps, window_close_step
+from taggant.pipeline.spec import CheckpointsSpec, PhaseWindow, parse_spec
+from taggant.pipeline.train.schedule import checkpoint_steps, run_checkpoint_steps, window_close_step
 
 
 def test_log_spaced_steps_then_the_interval_then_the_last_step():
