@@ -134,7 +134,7 @@ def submit(spec_path: str | Path, address: str, overrides: Sequence[str] = (),
         shutil.copyfile(spec_path, Path(staging) / spec_path.name)
         code = stage_code(Path(staging) / "code")
         set_args = [arg for override in overrides for arg in ("--set", override)]
-        command = ["python", "-m", "jobs", "run", spec_path.name, "--address", "auto", *set_args,
+        command = ["python", "-m", "taggant.jobs", "run", spec_path.name, "--address", "auto", *set_args,
                    *(["--until", until] if until else [])]
         job_id = client.submit_job(
             entrypoint=shlex.join(command),
