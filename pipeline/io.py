@@ -34,6 +34,15 @@ def _renames(fs: fsspec.AbstractFileSystem) -> bool:
     return "file" in fs.protocol or "local" in fs.protocol
 
 
+def temp_path(path: str) -> str:
+    """Where ``write_bytes`` writes ``path`` before renaming it: a hidden name beside it that
+    ends in ``.tmp-<random>``. A writer killed before its rename leaves this file behind, so its
+    name must match no reader's glob (``**/*.parquet`` in DuckDB and polars, which, unlike
+    pyarrow, do not skip hidden files)."""
+    parent, name = path.rsplit("/", 1)
+    return f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
+
+
 def write_bytes(url: str, data: bytes) -> None:
     """Write ``data`` to ``url`` so that readers see either the old file or the whole new one."""
     fs, path = filesystem(url)
@@ -42,10 +51,15 @@ def write_bytes(url: str, data: bytes) -> None:
     if not _renames(fs):
         fs.pipe_file(path, data)
         return
-    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    fs.mv(tmp, path)
+    tmp = temp_path(path)
+    try:
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, path)
+    except BaseException:
+        if fs.exists(tmp):  # a failed write leaves nothing; only a killed one leaves its temp
+            fs.rm(tmp)
+        raise
 
 
 def write_text(url: str, text: str) -> None:

@@ -8,11 +8,14 @@ Layout under the store URL::
     items/experiment=<id>/run=<id>/items.parquet                          the run's items and exposures
 
 Partition values live in the paths only (readers add them back as columns). A checkpoint becomes
-visible when its ``checkpoints`` file exists, which ``commit_checkpoint`` writes after every probe
-file of that step; readers drop rows of uncommitted steps. Probe file names are deterministic and
-``begin_checkpoint`` clears a step before it is (re-)probed, so probing a checkpoint again replaces
-its rows instead of adding to them. Any reader of hive Parquet works too (pandas, DuckDB, polars),
-it just sees uncommitted rows; ``read_probes`` is the safe path.
+visible when its commit record exists, which ``commit_checkpoint`` writes after every probe file
+of that step: it lists those files and their total rows. ``read_probes`` reads exactly the listed
+files of committed steps and refuses a step whose files are missing or hold other rows than its
+record. Probe file names are deterministic and ``begin_checkpoint`` clears a step before it is
+(re-)probed, so probing a checkpoint again replaces its rows instead of adding to them. Any reader
+of hive Parquet works too (pandas, DuckDB, polars: a killed writer's temp file matches no
+``*.parquet`` glob, see ``io.temp_path``), it just sees uncommitted rows; ``read_probes`` is the
+safe path.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from taggant.pipeline import io
+from taggant.pipeline.errors import DataError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: commit records list their files."""
 
 PROBE_SCHEMA = pa.schema(
     [
@@ -43,9 +48,11 @@ PROBE_SCHEMA = pa.schema(
 """Columns stored in probe files; ``experiment``, ``run`` and ``step`` come from the path."""
 
 CHECKPOINT_SCHEMA = pa.schema(
-    [("tokens_seen", pa.int64()), ("probes", pa.list_(pa.string())), ("num_rows", pa.int64()),
-     ("schema_version", pa.int32())]
+    [("tokens_seen", pa.int64()), ("probes", pa.list_(pa.string())),
+     ("files", pa.list_(pa.string())), ("num_rows", pa.int64()), ("schema_version", pa.int32())]
 )
+"""A commit record: the probes that wrote the step, its probe files (names inside the step's
+folder) and their total rows."""
 ITEM_SCHEMA = pa.schema(
     [("item_id", pa.string()), ("set", pa.string()), ("kind", pa.string()), ("dup_level", pa.int32()),
      ("phase_start", pa.float64()), ("phase_end", pa.float64()), ("first_step", pa.int64()),
@@ -93,10 +100,27 @@ class StoreWriter:
         io.write_table(path, rows.select(PROBE_SCHEMA.names).cast(PROBE_SCHEMA))
 
     def commit_checkpoint(self, run: str, step: int, tokens_seen: int, probes: list[str], num_rows: int) -> None:
-        """Make the step visible: written last, after all of its probe files."""
+        """Make the step visible: written last, after all of its probe files, whichever writers
+        wrote them. The record lists every probe file of the step's folder.
+
+        Args:
+            probes: the versions of the probes that wrote the rows (``registry.Probe.version``,
+                e.g. ``loss.v1``): a step probed with other versions is probed again.
+            num_rows: the rows written, checked against the files' footers.
+
+        Raises:
+            DataError: those files do not hold ``num_rows`` rows (a writer failed or another
+                one wrote into the step); nothing is committed.
+        """
+        folder = _step_dir(self.url, self.experiment, run, step)
+        files = [f.rsplit("/", 1)[-1] for f in io.glob(io.join(folder, "*.parquet"))]
+        stored = sum(io.parquet_rows(io.join(folder, f)) for f in files)
+        if stored != num_rows:
+            raise DataError(f"run {run} step {step}: the probe files {files} in {folder} hold "
+                            f"{stored} rows, not the {num_rows} probed; probe the step again")
         record = pa.Table.from_pylist(
-            [{"tokens_seen": tokens_seen, "probes": sorted(probes), "num_rows": num_rows,
-              "schema_version": SCHEMA_VERSION}],
+            [{"tokens_seen": tokens_seen, "probes": sorted(probes), "files": files,
+              "num_rows": num_rows, "schema_version": SCHEMA_VERSION}],
             schema=CHECKPOINT_SCHEMA,
         )
         io.write_table(_commit_path(self.url, self.experiment, run, step), record)
@@ -112,7 +136,8 @@ def _dataset(url: str, table: str, schema: pa.Schema | None = None) -> ds.Datase
 
 
 def read_checkpoints(url: str, experiment: str | None = None) -> pa.Table:
-    """Committed checkpoints: ``experiment, run, step, tokens_seen, probes, num_rows``."""
+    """Committed checkpoints: ``experiment, run, step`` and their commit records
+    (``CHECKPOINT_SCHEMA``)."""
     schema = pa.unify_schemas([CHECKPOINT_SCHEMA, PARTITIONS])
     dataset = _dataset(url, "checkpoints", schema)
     if dataset is None:
@@ -145,16 +170,47 @@ def read_probes(url: str, filter: ds.Expression | None = None, columns: list[str
     Args:
         filter: a pyarrow dataset expression, e.g. ``ds.field("probe") == "loss"``.
         columns: columns to return (all by default).
+
+    Raises:
+        DataError: a committed step's listed files are missing, hold other rows than its commit
+            record says, or the record predates file lists (``schema_version`` < 2).
     """
     schema = pa.unify_schemas([PROBE_SCHEMA, PARTITIONS])
-    dataset = _dataset(url, "probes", schema)
-    committed = read_checkpoints(url).select(["experiment", "run", "step"])
-    if dataset is None or committed.num_rows == 0:
+    files = _committed_files(url)
+    if not files:
         return schema.empty_table() if columns is None else schema.empty_table().select(columns)
-    rows = dataset.to_table(filter=filter)
-    rows = rows.join(committed, keys=["experiment", "run", "step"], join_type="inner")
-    rows = rows.select(schema.names).sort_by(
+    fs, root = io.filesystem(io.join(url, "probes"))
+    dataset = ds.dataset(files, filesystem=fs, format="parquet", schema=schema,
+                         partition_base_dir=root,
+                         partitioning=ds.partitioning(PARTITIONS, flavor="hive"))
+    rows = dataset.to_table(filter=filter).select(schema.names).sort_by(
         [("experiment", "ascending"), ("run", "ascending"), ("step", "ascending"), ("probe", "ascending"),
          ("item_id", "ascending"), ("metric", "ascending")]
     )
     return rows.select(columns) if columns else rows
+
+
+def _committed_files(url: str) -> list[str]:
+    """Paths (inside the store's filesystem) of the probe files of every committed step, after
+    checking each step's files against its commit record."""
+    paths = []
+    for c in read_checkpoints(url).to_pylist():
+        where = f"run {c['run']} step {c['step']} of experiment {c['experiment']}"
+        if c["files"] is None:
+            raise DataError(f"{where}: its commit record (schema_version "
+                            f"{c['schema_version']}) lists no files; the store predates "
+                            f"schema_version {SCHEMA_VERSION}: probe into a new store")
+        folder = _step_dir(url, c["experiment"], c["run"], c["step"])
+        urls = [io.join(folder, f) for f in c["files"]]
+        missing = [f for f, u in zip(c["files"], urls) if not io.exists(u)]
+        if missing:
+            raise DataError(f"{where}: its file {', '.join(missing)} in {folder} is missing; probe "
+                            "the step again (taggant run re-probes it once its commit record is "
+                            "removed)")
+        stored = sum(io.parquet_rows(u) for u in urls)
+        if stored != c["num_rows"]:
+            raise DataError(f"{where}: its files hold {stored} rows, its commit record "
+                            f"{c['num_rows']}; a file was replaced after the commit: probe the step "
+                            "again")
+        paths += [io.filesystem(u)[1] for u in urls]
+    return paths

@@ -1,11 +1,19 @@
-"""The results store: visibility only after commit, re-probing replaces, any fsspec URL, and the
-files read back with pyarrow, pandas and DuckDB."""
+"""The results store: visibility only after commit, re-probing replaces, any fsspec URL, commit
+records that list their files and rows, and the files read back with pyarrow, pandas, DuckDB and
+polars, even beside a killed writer's leftovers."""
+
+import os
+from pathlib import Path
 
 import duckdb
+import polars
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
+from taggant.pipeline import io
+from taggant.pipeline.errors import DataError
 from taggant.pipeline.store import StoreWriter, read_checkpoints, read_probes, read_runs
 
 
@@ -92,3 +100,56 @@ def test_other_readers_see_the_same_rows(tmp_path):
         "group by step order by step"
     ).fetchall()
     assert [(int(s), n, v) for s, n, v in got] == [(10, 5, 3.0), (30, 5, 2.5)]
+
+
+def test_a_killed_writers_leftover_breaks_no_reader(tmp_path):
+    url = str(tmp_path / "store")
+    writer = StoreWriter(url, "exp")
+    probe(writer, "r1", 10, 5, 1.0)
+    # What a writer killed before its rename leaves: the first bytes of a file at its temp name.
+    step_dir = f"{url}/probes/experiment=exp/run=r1/step=10"
+    target = f"{step_dir}/loss-00001.parquet"
+    with open(io.temp_path(target), "wb") as leftover:
+        leftover.write((Path(step_dir) / "loss-00000.parquet").read_bytes()[:100])
+    assert len(os.listdir(step_dir)) == 2
+
+    assert read_probes(url).num_rows == 5
+    assert ds.dataset(f"{url}/probes", format="parquet", partitioning="hive").count_rows() == 5
+    glob = f"{url}/probes/**/*.parquet"
+    got = duckdb.connect().execute(
+        f"select count(*) from read_parquet('{glob}', hive_partitioning=true)").fetchone()
+    assert got == (5,)
+    frame = polars.scan_parquet(glob, hive_partitioning=True).select(polars.len()).collect()
+    assert frame.item() == 5
+
+
+def test_a_commit_record_lists_its_files_and_rows_and_the_reader_checks_them(tmp_path):
+    url = str(tmp_path / "store")
+    writer = StoreWriter(url, "exp")
+    probe(writer, "r1", 10, 6, 1.0, shards=3)
+    [commit] = read_checkpoints(url).to_pylist()
+    assert commit["files"] == [f"loss-{s:05d}.parquet" for s in range(3)]
+    assert commit["num_rows"] == 6
+
+    step_dir = Path(url, "probes", "experiment=exp", "run=r1", "step=10")
+    # A file the commit does not list (a stray writer's, after the commit) is not read.
+    pq.write_table(rows(10, 4, 7.0), step_dir / "loss-00003.parquet")
+    assert read_probes(url).num_rows == 6
+    # A listed file with other rows than committed, or gone: the reader refuses the store.
+    pq.write_table(rows(10, 1, 7.0), step_dir / "loss-00002.parquet")
+    with pytest.raises(DataError, match=r"run r1 step 10 of experiment exp: its files hold 5 "
+                                        r"rows, its commit record 6"):
+        read_probes(url)
+    (step_dir / "loss-00002.parquet").unlink()
+    with pytest.raises(DataError, match=r"run r1 step 10 of experiment exp: .*loss-00002.parquet"
+                                        r".* is missing"):
+        read_probes(url)
+
+
+def test_a_commit_refuses_rows_its_files_do_not_hold(tmp_path):
+    writer = StoreWriter(str(tmp_path / "store"), "exp")
+    writer.begin_checkpoint("r1", 10)
+    writer.write_probe_rows("r1", 10, "loss", 0, rows(10, 3, 1.0))
+    with pytest.raises(DataError, match="hold 3 rows, not the 4"):
+        writer.commit_checkpoint("r1", 10, 10 * 1024, ["loss.v1"], 4)
+    assert read_checkpoints(str(tmp_path / "store")).num_rows == 0
