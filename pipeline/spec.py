@@ -34,6 +34,8 @@ PROBE_NAMES = (
     "exact_match",
     "longest_prefix",
     "suffix_logprob",
+    "extraction_strength",
+    "probabilistic_extraction",
     "exposure",
     "ghost_last_k",
     "watermark",

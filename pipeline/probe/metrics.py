@@ -49,8 +49,9 @@ def zlib_ratio(logprob: np.ndarray, text: str) -> float:
 
 
 def lowest_mean(values: np.ndarray, frac: float) -> float:
-    """Mean of the ``ceil(frac · T)`` smallest of ``T`` values (at least one)."""
-    count = max(1, math.ceil(frac * len(values)))
+    """Mean of the ``floor(frac · T)`` smallest of ``T`` values, as MIMIR, mink++ and LexiMark
+    count them (``int(len · ratio)``); at least one, where they would average none (NaN)."""
+    count = max(1, math.floor(frac * len(values)))
     return float(np.mean(np.sort(values.astype(np.float64))[:count]))
 
 
@@ -93,6 +94,30 @@ def decisive_margin(correct: np.ndarray, margin: np.ndarray) -> float:
     near-tie that real (bf16, KV-cached) decoding could resolve the other way. No direction."""
     wrong = np.flatnonzero(~correct)
     return float(margin[wrong[0]]) if len(wrong) else float(np.min(margin))
+
+
+def extraction_strength(correct: np.ndarray) -> float:
+    """Extraction strength (open-unlearning's ``extraction_strength``, Wang et al. 2025):
+    ``1 − k/|y|`` for the smallest prefix length ``k`` of the target ``y`` after which greedy
+    decoding, given the prompt and ``y[:k]``, reproduces all of ``y[k:]``; 0 when even the last
+    token is wrong (``k = |y|``; open-unlearning's loop stops at ``|y| − 1`` and gives ``1/|y|``).
+    Higher = more memorized."""
+    wrong = np.flatnonzero(~correct)
+    k = int(wrong[-1]) + 1 if len(wrong) else 0
+    return 1.0 - k / len(correct)
+
+
+def extraction_probability(log_pz: float, queries: int) -> float:
+    """(n, p)-discoverable extraction (Hayes et al. 2024): the probability ``1 − (1 − p_z)^n``
+    that at least one of ``n = queries`` samples reproduces the span, from ``log p_z``
+    (``sequence_logprob``). Computed as ``−expm1(n · log(1 − p_z))``, which keeps ``n · p_z``
+    when ``p_z`` is far below float64's epsilon. Higher = more memorized."""
+    if log_pz == 0.0:
+        return 1.0
+    # log(1 − e^x) without cancellation on either side of x = −ln 2 (Mächler's log1mexp).
+    log_miss = (math.log(-math.expm1(log_pz)) if log_pz > -math.log(2)
+                else math.log1p(-math.exp(log_pz)))
+    return max(0.0, -math.expm1(queries * log_miss))  # max: +0.0, not −0.0, for p_z = 0
 
 
 def sequence_logprob(logprob: np.ndarray) -> float:

@@ -23,19 +23,27 @@ Metric directions: ↑ means a higher value is more memorized (more likely a mem
 * ``zlib_ratio``: ``ratio`` ↓ (nll_mean over the zlib-compressed bytes of the target text),
   ``zlib_bytes``.
 * ``min_k``: ``k10``, ``k20``, ``k50`` ↑, the mean log-prob of the least likely 10/20/50 % of the
-  target tokens. ``min_k_plus_plus``: the same over Min-K%++ z-scores ↑.
+  target tokens (``floor(k · T)`` of them, as the references count; v1 took ``ceil``).
+  ``min_k_plus_plus``: the same over Min-K%++ z-scores ↑.
 * ``exact_match``: over the suffix, ``exact`` ↑ (0/1), ``token_accuracy`` ↑, ``decisive_margin``
   (small = a near-tie decided the outcome), ``tokens``.
 * ``longest_prefix``: ``tokens`` ↑ (correct greedy prefix of the suffix), ``fraction`` ↑.
 * ``suffix_logprob``: ``logprob`` ↑ (log p_z of the suffix at temperature 1, nats),
   ``logprob_top40`` ↑ (under top-40 sampling; -inf when it cannot be sampled), ``tokens``.
+* ``extraction_strength``: over the suffix, ``strength`` ↑ (1 − k/|y| for the shortest prefix k
+  of the suffix y after which greedy decoding completes it), ``tokens``.
+* ``probabilistic_extraction``: over the suffix, ``n1``, ``n10``, ``n100``, ``n1000`` ↑ (the
+  probability that at least one of n samples at temperature 1 reproduces it, Hayes et al.'s
+  (n, p)-extraction), ``top40_n1`` … ``top40_n1000`` ↑ (the same under top-40 sampling),
+  ``tokens``.
 * ``exposure`` (canaries): ``exposure_rank`` ↑ (bits), ``rank`` ↓, ``nll`` ↓ (the secret's),
   ``references``; with enough references also ``exposure`` ↑ (bits, skew-normal extrapolation)
   and ``skewnorm_a/loc/scale``.
 * ``ghost_last_k`` (ghosts): ``last_words`` ↑ (largest k for which greedy decoding completes the
   last k words), ``bits`` ↑ (k · log2 wordlist size: −log2 of matching them by chance),
   ``words``.
-* ``watermark`` (watermark sets): per item ``neg_nll`` ↑ and ``min_k_plus_plus_k20`` ↑; per set
+* ``watermark`` (watermark sets): per item ``neg_nll`` ↑ and ``min_k_plus_plus_k20`` ↑ (v2: the
+  floor count of ``min_k_plus_plus.v2``); per set
   and member level, in a row whose ``item_id`` is the set's name and ``dup_level`` the level:
   ``<score>_diff`` ↑ (members' mean − controls'), ``<score>_t`` ↑, ``<score>_p`` ↓ (one-sided
   Welch t-test), ``members``, ``controls``.
@@ -186,6 +194,25 @@ def _suffix_logprob(item: Item) -> Metrics:
             f"logprob_top{TOP_K}": metrics.sequence_logprob(s.topk_logprob), "tokens": len(s)}
 
 
+def _extraction_strength(item: Item) -> Metrics:
+    return {"strength": metrics.extraction_strength(item.suffix.correct),
+            "tokens": len(item.suffix)}
+
+
+EXTRACTION_QUERIES = (1, 10, 100, 1000)
+"""Numbers of samples n at which ``probabilistic_extraction`` reports (n, p)-extraction."""
+
+
+def _probabilistic_extraction(item: Item) -> Metrics:
+    s = item.suffix
+    out: Metrics = {}
+    for sampler, logprob in (("", s.logprob), (f"top{TOP_K}_", s.topk_logprob)):
+        log_pz = metrics.sequence_logprob(logprob)
+        out.update({f"{sampler}n{n}": metrics.extraction_probability(log_pz, n)
+                    for n in EXTRACTION_QUERIES})
+    return {**out, "tokens": len(s)}
+
+
 def _canary_references(row: ItemRow, references: References) -> list[str]:
     if row.set not in references:
         raise DataError(
@@ -277,16 +304,18 @@ def _testset_accuracy(item: Item) -> Metrics:
 PROBES: dict[str, Probe] = {
     "loss": Probe("loss.v1", _loss),
     "zlib_ratio": Probe("zlib_ratio.v1", _zlib_ratio),
-    "min_k": Probe("min_k.v1", _min_k),
-    "min_k_plus_plus": Probe("min_k_plus_plus.v1", _min_k_plus_plus),
+    "min_k": Probe("min_k.v2", _min_k),
+    "min_k_plus_plus": Probe("min_k_plus_plus.v2", _min_k_plus_plus),
     "exact_match": Probe("exact_match.v1", _exact_match),
     "longest_prefix": Probe("longest_prefix.v1", _longest_prefix),
     "suffix_logprob": Probe("suffix_logprob.v1", _suffix_logprob),
+    "extraction_strength": Probe("extraction_strength.v1", _extraction_strength),
+    "probabilistic_extraction": Probe("probabilistic_extraction.v1", _probabilistic_extraction),
     "exposure": Probe("exposure.v1", _exposure, frozenset({"canary"}),
                       candidates=_canary_references),
     "ghost_last_k": Probe("ghost_last_k.v1", _ghost_last_k, frozenset({"ghost"}),
                           spans=_word_tails),
-    "watermark": Probe("watermark.v1", _watermark, frozenset({"watermark"}),
+    "watermark": Probe("watermark.v2", _watermark, frozenset({"watermark"}),
                        set_metrics=_watermark_set),
     "testset_accuracy": Probe("testset_accuracy.v1", _testset_accuracy, frozenset({"testset"}),
                               candidates=_choices),
@@ -295,7 +324,8 @@ PROBES: dict[str, Probe] = {
 
 assert set(PROBES) == set(PROBE_NAMES), "the registry and pipeline.spec.PROBE_NAMES disagree"
 
-EXTRACTION_PROBES = frozenset({"exact_match", "longest_prefix", "suffix_logprob"})
+EXTRACTION_PROBES = frozenset({"exact_match", "longest_prefix", "suffix_logprob",
+                               "extraction_strength", "probabilistic_extraction"})
 """Probes that read the suffix, so need items long enough to split."""
 
 

@@ -277,6 +277,6 @@ def _check_splittable(layouts: list[_Layout], prefix_tokens: int) -> None:
             f"{len(short)} items without a prompt are too short to split after "
             f"probes.prefix_tokens = {prefix_tokens} for the extraction probes: {shown}; lower "
             f"probes.prefix_tokens below {min(n for _, n in short)}, give the set a prompt (e.g. "
-            "a ghost carrier with text before {passphrase}), or drop exact_match, longest_prefix "
-            "and suffix_logprob from probes.names"
+            "a ghost carrier with text before {passphrase}), or drop "
+            f"{', '.join(sorted(registry.EXTRACTION_PROBES))} from probes.names"
         )

@@ -30,10 +30,13 @@ def test_zlib_ratio_divides_the_loss_by_the_compressed_size():
     assert metrics.zlib_ratio(LOGPROB, text) == pytest.approx(expected)
 
 
-def test_min_k_averages_the_ceil_k_least_likely_tokens():
-    assert metrics.min_k(LOGPROB, 0.2) == pytest.approx(-3 * LN2, rel=1e-6)  # ceil(0.8) = 1 token
-    assert metrics.min_k(LOGPROB, 0.5) == pytest.approx(-2.5 * LN2, rel=1e-6)  # 1/8 and 1/4
+def test_min_k_averages_the_floor_k_least_likely_tokens_as_the_references_do():
+    # MIMIR, mink++ and LexiMark take int(k · T) tokens: 0.6 · 4 → 2 (1/8 and 1/4), not 3.
+    assert metrics.min_k(LOGPROB, 0.6) == pytest.approx(-2.5 * LN2, rel=1e-6)
+    assert metrics.min_k(LOGPROB, 0.5) == pytest.approx(-2.5 * LN2, rel=1e-6)
     assert metrics.min_k(LOGPROB, 1.0) == pytest.approx(-metrics.nll_mean(LOGPROB), rel=1e-6)
+    # Where they average no token (NaN), one: the least likely.
+    assert metrics.min_k(LOGPROB, 0.2) == pytest.approx(-3 * LN2, rel=1e-6)
 
 
 def test_min_k_plus_plus_standardizes_by_the_next_token_distribution():
@@ -54,6 +57,25 @@ def test_greedy_extraction_metrics():
     assert metrics.exact_match(np.ones(3, bool))
     assert metrics.correct_prefix_length(np.ones(3, bool)) == 3
     assert metrics.decisive_margin(np.ones(2, bool), np.array([2.0, 0.5])) == 0.5  # the narrowest
+
+
+def test_extraction_strength_is_one_minus_the_shortest_prefix_after_which_greedy_completes():
+    # Wrong at positions 1 and 3 of 5: from k = 4 on greedy decoding completes the rest.
+    assert metrics.extraction_strength(np.array([True, False, True, False, True])) == 1 - 4 / 5
+    assert metrics.extraction_strength(np.ones(4, bool)) == 1.0  # from k = 0: the whole target
+    # Last token wrong: only k = |y| (nothing left to complete) works. open-unlearning's loop
+    # stops at k = |y| − 1 and reports 1/|y| here.
+    assert metrics.extraction_strength(np.array([True, True, False])) == 0.0
+
+
+def test_extraction_probability_is_one_minus_the_chance_that_n_samples_all_miss():
+    log_pz = math.log(0.1)
+    assert metrics.extraction_probability(log_pz, 1) == pytest.approx(0.1)
+    assert metrics.extraction_probability(log_pz, 10) == pytest.approx(1 - 0.9**10)
+    assert metrics.extraction_probability(0.0, 5) == 1.0  # p_z = 1
+    assert metrics.extraction_probability(-math.inf, 1000) == 0.0  # not samplable (top-k)
+    # p_z = e^-40: 1 − (1 − p_z)^n rounds to 0 in float64; the result keeps n · p_z.
+    assert metrics.extraction_probability(-40.0, 1000) == pytest.approx(1000 * math.exp(-40))
 
 
 def test_sequence_logprob_is_log_pz_in_float64():

@@ -97,6 +97,23 @@ def test_greedy_extraction_reads_the_suffix_after_the_prompt():
     assert values(three, "c/0", "suffix_logprob")["logprob"] == pytest.approx(-3 * LN2, abs=1e-5)
 
 
+def test_extraction_strength_and_probabilistic_extraction_read_the_suffix():
+    # Target "acd ": a follows the cycle, c does not (3 ln 2), d and space do: greedy decoding
+    # completes it from k = 2, and p_z = 2^-6 per sample.
+    broken = item("c/1", "abcd acd ", prefix_chars=5)
+    table = run([PROMPTED, broken], ["extraction_strength", "probabilistic_extraction"])
+    assert values(table, "c/1", "extraction_strength") == {"strength": 0.5, "tokens": 4}
+    assert values(table, "c/0", "extraction_strength")["strength"] == 0.0  # its last token fails
+    p_z = 2.0**-6
+    expected = {f"{sampler}n{n}": 1 - (1 - p_z) ** n
+                for sampler in ("", "top40_") for n in (1, 10, 100, 1000)}
+    assert values(table, "c/1", "probabilistic_extraction") == pytest.approx(
+        {**expected, "tokens": 4}, rel=1e-5)
+    three = run([PROMPTED], ["extraction_strength", "probabilistic_extraction"], suffix_tokens=3)
+    assert values(three, "c/0", "extraction_strength")["strength"] == 1.0
+    assert values(three, "c/0", "probabilistic_extraction")["n1"] == pytest.approx(1 / 8)
+
+
 def test_items_without_a_prompt_split_at_prefix_tokens():
     doc = item("w/0", "abcd abcd", kind="watermark")
     table = run([doc], ["loss", "exact_match"], prefix_tokens=4, suffix_tokens=3)
