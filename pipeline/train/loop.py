@@ -17,6 +17,16 @@ Loss: next-token cross entropy on every position of a sample, the EOD positions 
 one. Attention runs over the whole sample across document boundaries (no reset at EOD), as in
 Megatron's default.
 
+Parallelism: ``W = data × tensor × pipeline`` ranks (megatron's rank order: tensor innermost).
+With pipeline stages, every stage reads the same microbatches (the first stage embeds the tokens,
+the last one scores the labels; the stages in between get activations over point-to-point sends)
+and megatron's 1F1B schedule interleaves their forward and backward passes. The tied embedding
+lives on the first and the last stage; ``finalize_model_grads`` all-reduces its gradient between
+them, so both copies take the same update.
+
+Progress: rank 0 logs loss, lr, tokens/s and ETA every ``log_interval_steps`` and appends them to
+``<run_dir>/metrics.jsonl`` (``progress``), optionally TensorBoard too.
+
 Devices: on GPUs the weights are bf16 with fp32 master weights in the optimizer, gradients are
 clipped at 1.0, reduced while the backward pass runs, and the optimizer state is sharded over
 data-parallel ranks (megatron's distributed optimizer). On CPU everything is fp32, unclipped and
@@ -26,10 +36,7 @@ replicated, as megatron-core only supports there (see ``cpu_shim``).
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -46,14 +53,10 @@ from megatron.core.transformer.module import Float16Module
 
 from taggant.pipeline.errors import DataError
 from taggant.pipeline.spec import ExperimentSpec, RunId
-from taggant.pipeline.train import checkpoint, cpu_shim
+from taggant.pipeline.train import checkpoint, cpu_shim, hf
 from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel, uses_cuda
+from taggant.pipeline.train.progress import Progress
 from taggant.pipeline.train.schedule import run_checkpoint_steps
-
-PROGRESS_LINES = 20
-"""Progress lines rank 0 logs over a whole run."""
-
-log = logging.getLogger(__name__)
 
 
 class SampleSource(Protocol):
@@ -86,14 +89,23 @@ class TrainConfig:
     weight_decay: float
     tensor_parallel_size: int
     checkpoint_steps: tuple[int, ...]
+    pipeline_parallel_size: int = 1
+    log_interval_steps: int = 10
+    """Steps between progress records (``progress``)."""
+    tensorboard: bool = False
+    init_checkpoint: str | None = None
+    """An imported model (``hf.import_hf``) the weights start from instead of ``seed``."""
 
     @classmethod
-    def from_spec(cls, spec: ExperimentSpec, run: RunId, vocab_size: int) -> TrainConfig:
-        """The config of ``run`` in ``spec`` with a tokenizer of ``vocab_size`` ids."""
+    def from_spec(cls, spec: ExperimentSpec, run: RunId, vocab_size: int,
+                  init_checkpoint: str | None = None) -> TrainConfig:
+        """The config of ``run`` in ``spec`` with a tokenizer of ``vocab_size`` ids; with
+        ``init_checkpoint`` (``runs.init_from_hf`` imported there) the model is that one."""
         runs = spec.runs
         num_steps = runs.num_steps(run.train_tokens)
         return cls(
-            model=ModelConfig.from_preset(run.model_size, vocab_size, runs.seq_length_tokens),
+            model=(hf.init_model_config(init_checkpoint) if init_checkpoint else
+                   ModelConfig.from_preset(run.model_size, vocab_size, runs.seq_length_tokens)),
             seed=run.seed,
             num_steps=num_steps,
             global_batch_sequences=runs.global_batch_sequences,
@@ -105,6 +117,10 @@ class TrainConfig:
             weight_decay=runs.weight_decay,
             tensor_parallel_size=runs.tensor_parallel_size,
             checkpoint_steps=tuple(run_checkpoint_steps(spec, run.train_tokens)),
+            pipeline_parallel_size=runs.pipeline_parallel_size,
+            log_interval_steps=runs.log_interval_steps,
+            tensorboard=runs.tensorboard,
+            init_checkpoint=init_checkpoint,
         )
 
 
@@ -113,15 +129,18 @@ class Trainer:
 
     Building it joins the process group (see ``model.init_parallel``), builds the model, megatron's
     DDP wrapper, optimizer and scheduler, and resumes from the newest committed checkpoint in
-    ``run_dir``, if any.
+    ``run_dir``, if any. ``on_commit(step)`` is called on every rank after each checkpoint is
+    committed, before the next step (``jobs.train`` exports there).
 
     Raises:
         DataError: the sample stream does not match the config (sequence length, sample count).
     """
 
-    def __init__(self, config: TrainConfig, samples: SampleSource, run_dir: str):
-        init_parallel(config.tensor_parallel_size)
+    def __init__(self, config: TrainConfig, samples: SampleSource, run_dir: str,
+                 on_commit: Callable[[int], None] | None = None):
+        init_parallel(config.tensor_parallel_size, config.pipeline_parallel_size)
         self.config, self.samples, self.run_dir = config, samples, run_dir
+        self._on_commit = on_commit
         self._check_samples()
         dp_size = parallel_state.get_data_parallel_world_size()
         self._rank_sequences = config.global_batch_sequences // dp_size
@@ -130,6 +149,8 @@ class Trainer:
 
         bf16 = uses_cuda()
         module = build_model(config.model, config.seed, bf16=bf16)
+        if config.init_checkpoint:
+            hf.load_init(module, config.init_checkpoint)  # a resume below loads over it
         transformer_config = module.config
         if bf16:
             module = Float16Module(transformer_config, module)
@@ -183,6 +204,11 @@ class Trainer:
         committed = checkpoint.committed_steps(run_dir)
         if committed:
             self._load(committed[-1])
+        self.progress = Progress(
+            run_dir, config.num_steps,
+            config.global_batch_sequences * config.model.seq_length, config.log_interval_steps,
+            tensorboard=config.tensorboard,
+        ) if dist.get_rank() == 0 else None
 
     # --- public commands -----------------------------------------------------------------------
 
@@ -195,15 +221,17 @@ class Trainer:
         cpu_shim.install()
         assert step <= self.config.num_steps, f"{step} > the last step {self.config.num_steps}"
         losses = []
-        every = max(1, self.config.num_steps // PROGRESS_LINES)
-        start = (time.perf_counter(), self.status()["tokens_seen"])
+        if self.progress is not None:
+            self.progress.start()
         while self.step < step:
             record = self._train_step()
             losses.append([record["step"], record["loss"]])
+            if self.progress is not None:
+                self.progress.step_done(record)
             if self.step in self.config.checkpoint_steps:
                 self._save()
-            if dist.get_rank() == 0 and (self.step % every == 0 or self.step == step):
-                self._log_progress(record["loss"], *start)
+                if self.progress is not None:
+                    self.progress.start()  # the save is not training time
         return {**self.status(), "losses": losses}
 
     def status(self) -> dict[str, Any]:
@@ -216,6 +244,7 @@ class Trainer:
             "rank": dist.get_rank(),
             "data_parallel_rank": self._dp_rank,
             "tensor_parallel_rank": parallel_state.get_tensor_model_parallel_rank(),
+            "pipeline_parallel_rank": parallel_state.get_pipeline_model_parallel_rank(),
         }
 
     def weights_digest(self) -> str:
@@ -228,16 +257,12 @@ class Trainer:
 
     def close(self) -> None:
         """Leave megatron's parallel state and the process group."""
+        if self.progress is not None:
+            self.progress.close()
         parallel_state.destroy_model_parallel()
         dist.destroy_process_group()
 
     # --- internals -------------------------------------------------------------------------------
-
-    def _log_progress(self, loss: float, start_s: float, start_tokens: int) -> None:
-        tokens = self.status()["tokens_seen"] - start_tokens
-        tokens_per_s = tokens / (time.perf_counter() - start_s)
-        log.info("%s: step %d/%d, loss %.3f, %.0f tokens/s", os.path.basename(self.run_dir),
-                 self.step, self.config.num_steps, loss, tokens_per_s)
 
     def _check_samples(self) -> None:
         c = self.config
@@ -294,9 +319,16 @@ class Trainer:
         return record
 
     def _global_mean_loss(self, outputs: list[dict[str, torch.Tensor]]) -> float:
-        """The step's loss averaged over every microbatch of every data-parallel rank."""
-        local = torch.stack([o["loss"] for o in outputs]).mean().reshape(1).float()
-        dist.all_reduce(local, group=parallel_state.get_data_parallel_group())
+        """The step's loss averaged over every microbatch of every data-parallel rank; the same
+        number on every rank. Only the last pipeline stage computes losses (``outputs`` is empty
+        on the others), so it sends the mean to the other stages of its pipeline."""
+        local = torch.zeros(1, device="cuda" if uses_cuda() else "cpu")
+        if parallel_state.is_pipeline_last_stage():
+            local = torch.stack([o["loss"] for o in outputs]).mean().reshape(1).float()
+            dist.all_reduce(local, group=parallel_state.get_data_parallel_group())
+        if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+            dist.broadcast(local, src=parallel_state.get_pipeline_model_parallel_last_rank(),
+                           group=parallel_state.get_pipeline_model_parallel_group())
         return local.item() / parallel_state.get_data_parallel_world_size()
 
     def _state(self, loading: bool) -> dict[str, Any]:
@@ -321,6 +353,8 @@ class Trainer:
                           if k not in ("model", "checkpoint_steps")},
             },
         )
+        if self._on_commit is not None:
+            self._on_commit(self.step)
 
     def _load(self, step: int) -> None:
         state = checkpoint.load(self.run_dir, step, self._state(loading=True))

@@ -44,6 +44,13 @@ class ModelConfig:
     vocab_size: int
     """Tokenizer vocabulary; the embedding has ``padded_vocab_size`` rows (ids above are unused)."""
     seq_length: int
+    num_query_groups: int | None = None
+    """Key/value heads (grouped-query attention); ``None``: one per attention head."""
+    rotary_base: float = 10000.0
+    """RoPE base (HF ``rope_theta``)."""
+    layernorm_epsilon: float = 1e-5
+    """RMSNorm epsilon. These three have the presets' values unless a model is imported
+    (``pipeline.train.hf``)."""
 
     @classmethod
     def from_preset(cls, name: str, vocab_size: int, seq_length: int) -> ModelConfig:
@@ -56,7 +63,7 @@ class ModelConfig:
         """Rows of the embedding and columns of the logits."""
         return -(-self.vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | float | None]:
         return dataclasses.asdict(self)
 
 
@@ -65,14 +72,17 @@ def uses_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def init_parallel(tensor_parallel_size: int = 1, timeout_s: float = 1800.0) -> None:
+def init_parallel(tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1,
+                  timeout_s: float = 1800.0) -> None:
     """Join the process group and set up megatron's parallel state; idempotent.
 
     Ranks come from the environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``,
     as set by ``jobs.train`` or torchrun). Without ``WORLD_SIZE`` the process makes a private
     world-size-1 group, which megatron's modules need even in one process (probes, tests).
     Backends: gloo on CPU; NCCL for CUDA tensors plus gloo for CPU ones on GPUs. ``timeout_s``
-    bounds a collective, so a dead peer surfaces as an error instead of a hang.
+    bounds a collective, so a dead peer surfaces as an error instead of a hang. Megatron's rank
+    order puts tensor parallel innermost, then data parallel, then pipeline stages (outermost), so
+    ranks ``[k·TP, (k+1)·TP)`` form one tensor-parallel group (``parallel_layout``).
     """
     cpu_shim.install()
     if not dist.is_initialized():
@@ -89,22 +99,35 @@ def init_parallel(tensor_parallel_size: int = 1, timeout_s: float = 1800.0) -> N
                                     timeout=timeout)
     if not parallel_state.model_parallel_is_initialized():
         world = dist.get_world_size()
-        if world % tensor_parallel_size:
+        if world % (tensor_parallel_size * pipeline_parallel_size):
             raise ConfigError([(
                 "runs.tensor_parallel_size",
-                f"{tensor_parallel_size} does not divide the world size {world}",
+                (f"tensor {tensor_parallel_size} × pipeline {pipeline_parallel_size} does not "
+                 f"divide the world size {world}"),
             )])
-        parallel_state.initialize_model_parallel(tensor_model_parallel_size=tensor_parallel_size)
+        parallel_state.initialize_model_parallel(
+            tensor_model_parallel_size=tensor_parallel_size,
+            pipeline_model_parallel_size=pipeline_parallel_size,
+        )
 
 
 def build_model(config: ModelConfig, seed: int, bf16: bool = False) -> GPTModel:
     """A GPTModel on this process's device with identical initial weights on every rank.
 
     Call ``init_parallel`` first. ``seed`` fixes the initial weights; tensor-parallel ranks build
-    their slices of the same full weights. ``bf16`` keeps the weights in bf16 (GPU training; the
-    megatron optimizer then holds fp32 master copies).
+    their slices of the same full weights. With pipeline stages each rank builds only its stage's
+    layers (the embedding on the first, the output head on the last: megatron copies the tied
+    embedding there and all-reduces its gradients); as in Megatron-LM, the initial weights then
+    depend on the pipeline layout, while checkpoints load into any layout. ``bf16`` keeps the
+    weights in bf16 (GPU training; the megatron optimizer then holds fp32 master copies).
     """
     tp = parallel_state.get_tensor_model_parallel_world_size()
+    pp = parallel_state.get_pipeline_model_parallel_world_size()
+    if config.num_layers % pp:
+        raise ConfigError([(
+            "runs.pipeline_parallel_size",
+            f"{pp} does not divide the {config.num_layers} layers; use a divisor",
+        )])
     if config.num_attention_heads % tp or config.padded_vocab_size % tp:
         raise ConfigError([(
             "runs.tensor_parallel_size",
@@ -116,18 +139,21 @@ def build_model(config: ModelConfig, seed: int, bf16: bool = False) -> GPTModel:
         # Seeds megatron's CUDA RNG tracker, which the GPU initialisation draws from.
         tensor_parallel.model_parallel_cuda_manual_seed(seed)
     model = GPTModel(
-        config=transformer_config(config, tp, bf16),
+        config=transformer_config(config, tp, bf16, pp),
         transformer_layer_spec=_layer_spec(),
         vocab_size=config.padded_vocab_size,
         max_sequence_length=config.seq_length,
+        pre_process=parallel_state.is_pipeline_first_stage(),
+        post_process=parallel_state.is_pipeline_last_stage(),
         position_embedding_type="rope",
+        rotary_base=config.rotary_base,
         share_embeddings_and_output_weights=True,
     )
     return model.cuda() if uses_cuda() else model
 
 
-def transformer_config(config: ModelConfig, tensor_parallel_size: int,
-                       bf16: bool) -> TransformerConfig:
+def transformer_config(config: ModelConfig, tensor_parallel_size: int, bf16: bool,
+                       pipeline_parallel_size: int = 1) -> TransformerConfig:
     """The megatron TransformerConfig of a Llama-style model; fusions that need CUDA kernels are
     on only with CUDA."""
     cuda = uses_cuda()
@@ -136,10 +162,14 @@ def transformer_config(config: ModelConfig, tensor_parallel_size: int,
         num_layers=config.num_layers,
         hidden_size=config.hidden_size,
         num_attention_heads=config.num_attention_heads,
+        num_query_groups=config.num_query_groups,
         ffn_hidden_size=config.ffn_hidden_size,
         tensor_model_parallel_size=tensor_parallel_size,
+        pipeline_model_parallel_size=pipeline_parallel_size,
+        # Batched isend/irecv is for NCCL; gloo takes the plain point-to-point ops.
+        batch_p2p_comm=cuda,
         normalization="RMSNorm",
-        layernorm_epsilon=1e-5,
+        layernorm_epsilon=config.layernorm_epsilon,
         gated_linear_unit=True,  # SwiGLU = gated linear unit with SiLU
         activation_func=torch.nn.functional.silu,
         add_bias_linear=False,
@@ -177,7 +207,8 @@ class SDPACoreAttention(MegatronModule):
         seq, batch, heads, head_dim = query.shape
         q, k, v = (x.permute(1, 2, 0, 3) for x in (query, key, value))
         out = torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, is_causal=True, scale=self.softmax_scale
+            q, k, v, is_causal=True, scale=self.softmax_scale,
+            enable_gqa=k.shape[1] != q.shape[1],  # grouped-query attention (imported models)
         )
         return out.permute(2, 0, 1, 3).reshape(seq, batch, heads * head_dim)
 

@@ -9,50 +9,30 @@ import numpy as np
 import pytest
 import torch
 
-from taggant.pipeline import tokenize
-from taggant.pipeline.corpora import debian_docs
 from taggant.pipeline.errors import DataError
-from taggant.pipeline.train import checkpoint
+from taggant.pipeline.train import checkpoint, progress
 from taggant.pipeline.train.loop import TrainConfig, Trainer
 from taggant.pipeline.train.model import ModelConfig
+from tests.pipeline.train.ranks import ArraySamples, changelog_samples
 
 SEQ = 64
 VOCAB = 500  # not a multiple of 128: the embedding is padded to 512
 
 
-class ArraySamples:
-    """A sample stream held in memory, with the interface of ``pipeline.data.TrainingSamples``."""
-
-    def __init__(self, rows: np.ndarray):
-        self.rows = rows
-        self.seq_length = rows.shape[1] - 1
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.rows[start:stop]
-
-
 @pytest.fixture(scope="module")
 def samples() -> ArraySamples:
-    """Debian changelogs through a byte-level BPE, cut into samples of SEQ + 1 tokens that share
-    their boundary token (megatron's layout), in a fixed shuffled order."""
-    texts = [d["text"] for d in debian_docs("changelog")[:15]]
-    bpe = tokenize.train_bpe(texts, VOCAB)
-    stream = np.concatenate(tokenize.encode_documents(bpe, texts, eod_id=0))
-    count = (len(stream) - 1) // SEQ
-    rows = np.stack([stream[i * SEQ: (i + 1) * SEQ + 1] for i in range(count)]).astype(np.int32)
-    return ArraySamples(rows[np.random.default_rng(0).permutation(count)])
+    return changelog_samples(SEQ, VOCAB)
 
 
-def config(num_steps: int, checkpoint_steps: tuple[int, ...], lr: float = 3e-3) -> TrainConfig:
+def config(num_steps: int, checkpoint_steps: tuple[int, ...], lr: float = 3e-3,
+           **layout) -> TrainConfig:
+    """A tiny model's run; ``layout``: other ``TrainConfig`` fields (parallel sizes, progress)."""
     return TrainConfig(
         model=ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=176,
                           vocab_size=VOCAB, seq_length=SEQ),
         seed=0, num_steps=num_steps, global_batch_sequences=8, micro_batch_sequences=4, lr=lr,
         min_lr=lr / 10, lr_schedule="cosine", warmup_steps=2, weight_decay=0.01,
-        tensor_parallel_size=1, checkpoint_steps=checkpoint_steps,
+        tensor_parallel_size=1, checkpoint_steps=checkpoint_steps, **layout,
     )
 
 
@@ -72,12 +52,50 @@ def trainers():
         made[-1].close()
 
 
-def test_loss_falls_on_real_text(samples, trainers, tmp_path):
-    result = trainers(config(40, (40,)), samples, str(tmp_path)).train_until(40)
+def test_loss_falls_on_real_text_and_progress_is_recorded(samples, trainers, tmp_path):
+    run_dir = str(tmp_path)
+    trainer = trainers(config(40, (25,), log_interval_steps=10, tensorboard=True), samples, run_dir)
+    result = trainer.train_until(40)
     losses = [loss for _, loss in result["losses"]]
     assert [step for step, _ in result["losses"]] == list(range(1, 41))
     assert losses[0] == pytest.approx(np.log(VOCAB), abs=0.3)  # uniform guess at init
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0
+
+    # One progress record per 10 steps: the window's mean loss, the lr of its last step.
+    records = progress.read_metrics(run_dir)
+    log = checkpoint.read_train_log(run_dir)
+    assert [r["step"] for r in records] == [10, 20, 30, 40]
+    for r in records:
+        window = losses[r["step"] - 10: r["step"]]
+        assert r["loss"] == pytest.approx(np.mean(window), rel=1e-9)
+        assert r["lr"] == log[r["step"]]["lr"] and r["interval_steps"] == 10
+        assert r["tokens_per_s"] > 0 and r["eta_s"] >= 0
+    assert records[-1]["eta_s"] == 0
+    assert records[0]["eta_s"] > records[2]["eta_s"]
+    trainer.progress.close()
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(os.path.join(run_dir, progress.TENSORBOARD))
+    events.Reload()
+    scalars = events.Scalars("train/loss")
+    assert [e.step for e in scalars] == [10, 20, 30, 40]
+    assert [e.value for e in scalars] == pytest.approx([r["loss"] for r in records], rel=1e-6)
+    assert {"train/lr", "train/tokens_per_s"} <= set(events.Tags()["scalars"])
+
+
+def test_progress_without_tensorboard_installed_goes_on_with_a_message(tmp_path, monkeypatch,
+                                                                       caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    run = progress.Progress(str(tmp_path), num_steps=2, tokens_per_step=8, interval_steps=1,
+                            tensorboard=True)
+    assert "pip install 'taggant[tensorboard]'" in caplog.text
+    run.start()
+    assert run.step_done({"step": 1, "loss": 2.0, "lr": 0.1, "grad_norm": None})["loss"] == 2.0
+    assert [r["step"] for r in progress.read_metrics(str(tmp_path))] == [1]
+    assert not (tmp_path / progress.TENSORBOARD).exists()
 
 
 def test_resume_continues_exactly_like_the_uninterrupted_run(samples, trainers, tmp_path):

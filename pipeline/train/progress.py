@@ -1,0 +1,130 @@
+"""Training progress a user can watch: loss, lr, tokens/s and ETA every few steps.
+
+Every ``interval_steps`` steps (and at the last step) rank 0 logs one line and appends one record
+to ``<run_dir>/metrics.jsonl``::
+
+    {"step": 40, "loss": 5.91, "lr": 0.001, "grad_norm": 1.3, "tokens_per_s": 5123.0,
+     "eta_s": 31.2, "elapsed_s": 9.9, "interval_steps": 10, "time": 1796300000.1}
+
+``loss`` and ``grad_norm`` are means over the steps since the previous record; ``tokens_per_s``
+is measured over the time those steps trained (checkpoint saves and the time between calls do not
+count) and ``eta_s`` extrapolates it to the last step; ``elapsed_s`` is the wall time since this
+process trained its first step. A resumed run appends to the same file, so a step may have two records (the later one is
+the resumed run's). The file holds wall-clock figures: it is for watching a run, never a stage
+output that is hashed or compared (``checkpoint.TRAIN_LOG`` is the deterministic record).
+
+With ``tensorboard`` the same scalars go to TensorBoard events in ``<run_dir>/tensorboard/``
+(``train/loss``, ``train/lr``, ``train/grad_norm``, ``train/tokens_per_s``), keyed by step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
+
+log = logging.getLogger(__name__)
+
+
+def read_metrics(run_dir: str) -> list[dict[str, Any]]:
+    """The progress records of a run, in the order they were written."""
+    with open(os.path.join(run_dir, METRICS)) as f:
+        return [json.loads(line) for line in f]
+
+
+def tensorboard_writer(run_dir: str):
+    """A ``SummaryWriter`` on ``<run_dir>/tensorboard/``, or ``None`` (with a warning saying what
+    to install) when the ``tensorboard`` package is missing: the run goes on without it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        log.warning("runs.tensorboard is on but TensorBoard cannot be loaded (%s); install it with "
+                    "`pip install 'taggant[tensorboard]'`. Progress goes to %s only.", e, METRICS)
+        return None
+    return SummaryWriter(os.path.join(run_dir, TENSORBOARD))
+
+
+class Progress:
+    """Progress records of one rank-0 training process (see the module docstring).
+
+    Args:
+        run_dir: the run folder.
+        num_steps: the run's last step (for the ETA).
+        tokens_per_step: tokens of one optimizer step (global batch × sequence length).
+        interval_steps: steps between records.
+        tensorboard: also write TensorBoard scalars.
+    """
+
+    def __init__(self, run_dir: str, num_steps: int, tokens_per_step: int, interval_steps: int,
+                 tensorboard: bool = False):
+        self.run_dir, self.num_steps = run_dir, num_steps
+        self.tokens_per_step, self.interval_steps = tokens_per_step, interval_steps
+        self._writer = tensorboard_writer(run_dir) if tensorboard else None
+        self._first_s: float | None = None
+        self._step_start_s: float | None = None
+        self._window: list[dict[str, Any]] = []
+        self._window_s = 0.0
+
+    def start(self) -> None:
+        """The next step starts now: call before the first step of a ``train_until`` call and
+        after a checkpoint save, so that neither idle time nor saving counts as training."""
+        self._step_start_s = time.perf_counter()
+        if self._first_s is None:
+            self._first_s = self._step_start_s
+
+    def step_done(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Account one trained step (``step``, ``loss``, ``lr``, ``grad_norm`` as in the train
+        log); returns the progress record when one is due, else ``None``."""
+        assert self._step_start_s is not None, "call start() first"
+        now = time.perf_counter()
+        self._window_s += now - self._step_start_s
+        self._step_start_s = now
+        self._window.append(record)
+        step = record["step"]
+        if step % self.interval_steps and step != self.num_steps:
+            return None
+        seconds = max(self._window_s, 1e-9)
+        steps = len(self._window)
+        norms = [r["grad_norm"] for r in self._window if r["grad_norm"] is not None]
+        tokens_per_s = steps * self.tokens_per_step / seconds
+        out = {
+            "step": step,
+            "loss": sum(r["loss"] for r in self._window) / steps,
+            "lr": record["lr"],
+            "grad_norm": sum(norms) / len(norms) if norms else None,
+            "tokens_per_s": tokens_per_s,
+            "eta_s": (self.num_steps - step) * seconds / steps,
+            "elapsed_s": now - self._first_s,
+            "interval_steps": steps,
+            "time": time.time(),
+        }
+        self._emit(out)
+        self._window, self._window_s = [], 0.0
+        return out
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def _emit(self, out: dict[str, Any]) -> None:
+        log.info("%s: step %d/%d  loss %.4f  lr %.3g  %.0f tokens/s  ETA %s",
+                 os.path.basename(self.run_dir), out["step"], self.num_steps, out["loss"],
+                 out["lr"], out["tokens_per_s"], _duration(out["eta_s"]))
+        with open(os.path.join(self.run_dir, METRICS), "a") as f:
+            f.write(json.dumps(out) + "\n")
+        if self._writer is not None:
+            for name in ("loss", "lr", "grad_norm", "tokens_per_s"):
+                if out[name] is not None:
+                    self._writer.add_scalar(f"train/{name}", out[name], out["step"])
+            self._writer.flush()
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(round(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}:{m:02d}:{s:02d}"
