@@ -377,8 +377,17 @@ class RunsSpec(_Spec):
     """Data-parallel ranks per run."""
     tensor_parallel_size: int = Field(default=1, ge=1)
     """Tensor-parallel ranks per model replica."""
+    pipeline_parallel_size: int = Field(default=1, ge=1)
+    """Pipeline stages per model replica (megatron's 1F1B schedule over a step's microbatches);
+    must divide every model size's layer count. A run has data × tensor × pipeline ranks."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``auto`` uses CUDA when present."""
+    log_interval_steps: int = Field(default=10, ge=1)
+    """Steps between progress records (loss, lr, tokens/s, ETA): a console line and a line of
+    ``<run_dir>/metrics.jsonl``. Does not change what is trained."""
+    tensorboard: bool = False
+    """Also write the progress scalars as TensorBoard events in ``<run_dir>/tensorboard/`` (needs
+    the ``tensorboard`` extra). The store stays the source of truth; this is for watching."""
 
     @field_validator("model_sizes")
     @classmethod
@@ -407,6 +416,13 @@ class RunsSpec(_Spec):
             )
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr {self.min_lr} is above lr {self.lr}")
+        for size in self.model_sizes:
+            layers = MODEL_PRESETS[size].num_layers
+            if layers % self.pipeline_parallel_size:
+                raise ValueError(
+                    f"pipeline_parallel_size {self.pipeline_parallel_size} does not divide the "
+                    f"{layers} layers of {size}; use a divisor of {layers}"
+                )
         return self
 
     def num_steps(self, train_tokens: int) -> int:
