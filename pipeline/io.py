@@ -21,8 +21,13 @@ PARQUET_COMPRESSION = "zstd"
 
 
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem of ``url`` and the path inside it."""
-    return url_to_fs(url)
+    """The filesystem of ``url`` and the path inside it.
+
+    Listings are never cached: s3fs (and gcsfs) would otherwise answer ``exists``, ``glob`` and
+    ``find`` from a listing taken before another process (a Ray task on another node) wrote or
+    removed a file, so a driver could miss shards its tasks just wrote, or see a deleted marker.
+    """
+    return url_to_fs(url, use_listings_cache=False)
 
 
 def join(url: str, *parts: str) -> str:
@@ -46,11 +51,13 @@ def temp_path(path: str) -> str:
 def write_bytes(url: str, data: bytes) -> None:
     """Write ``data`` to ``url`` so that readers see either the old file or the whole new one."""
     fs, path = filesystem(url)
-    parent = path.rsplit("/", 1)[0]
-    fs.makedirs(parent, exist_ok=True)
     if not _renames(fs):
+        # Object stores have no folders to make (s3fs's makedirs would create a missing bucket
+        # instead of failing on a mistyped one). One PutObject (a multipart upload from 100 MB
+        # in s3fs) makes the whole object appear at once: no temp object to rename.
         fs.pipe_file(path, data)
         return
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     tmp = temp_path(path)
     try:
         with fs.open(tmp, "wb") as f:

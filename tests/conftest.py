@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from taggant.pipeline import corpora
+from tests import s3
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Set before any Ray starts, so its workers inherit them: s3:// reaches the `s3_server` fixture.
+os.environ.update(s3.ENV)
 
 BROKEN_RECORDS: list[tuple[bytes, str]] = [
     (b'{"id": "b-json", "text": "cut off', "bad_json"),
@@ -38,6 +41,13 @@ def debian_corpus(tmp_path_factory) -> Path:
     lines = [good[0], *[raw for raw, _ in BROKEN_RECORDS], good[1]]
     (root / "broken.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on loopback (``tests.s3``); s3:// URLs reach it through the environment."""
+    with s3.moto_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
