@@ -1,11 +1,12 @@
 """The train stage on Ray: every run of the spec, each on its own group of rank actors.
 
-A run of world size ``W = data_parallel_size × tensor_parallel_size`` gets a placement group with
-one bundle per rank (one GPU each on GPU clusters), one ``RankWorker`` actor per bundle, and
-``MASTER_ADDR``/``MASTER_PORT`` from a free port on bundle 0's node. The group is ``PACK``ed:
-tensor-parallel neighbours share a node, and a run spreads over more nodes when one is full. Each
-actor builds a ``pipeline.train.loop.Trainer`` over the run's sample stream (``pipeline.data``) and
-the driver sends one idempotent command, "train until the last step".
+A run of world size ``W = data × tensor × pipeline parallel size`` gets a ``PACK``ed placement
+group with one bundle per rank (one GPU each on GPU clusters) and one ``RankWorker`` actor per
+bundle. Ranks go to bundles sorted by node (``jobs.placement``), so a tensor-parallel group shares
+a node and a run spreads over more nodes only when one is full; ``MASTER_ADDR``/``MASTER_PORT``
+are rank 0's node IP and a port free there. Each actor builds a ``pipeline.train.loop.Trainer``
+over the run's sample stream (``pipeline.data``) and the driver sends one idempotent command,
+"train until the last step".
 
 Fault tolerance: a process group cannot take back one restarted rank, so the unit of recovery is
 the run's whole group. When any rank fails (its process or node died, or a collective broke), the
@@ -22,10 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
+from taggant.jobs import placement
 from taggant.pipeline import data, io
 from taggant.pipeline.errors import ConfigError, TaggantError
 from taggant.pipeline.models import MODEL_PRESETS
@@ -102,14 +103,16 @@ def train_run(spec: ExperimentSpec, run_id: RunId, run_dir: str, *,
 
     resources = ray.cluster_resources()
     use_gpus = _use_gpus(spec, resources)
-    world = spec.runs.data_parallel_size * spec.runs.tensor_parallel_size
+    runs = spec.runs
+    world = runs.data_parallel_size * runs.tensor_parallel_size * runs.pipeline_parallel_size
     bundle = {"CPU": cpus_per_rank, **({"GPU": 1} if use_gpus else {})}
     _check_capacity(bundle, world, resources)
     num_steps = spec.runs.num_steps(run_id.train_tokens)
     for attempt in range(max_restarts + 1):
         names = [actor_name(spec, run_id, attempt, rank) for rank in range(world)]
         try:
-            with _RankGroup(bundle, names, (spec, run_id, run_dir, cpus_per_rank)) as group:
+            with _RankGroup(bundle, names, (spec, run_id, run_dir, cpus_per_rank),
+                            runs.tensor_parallel_size) as group:
                 group.call("setup")
                 status = group.call("train_until", num_steps)[0]
                 digests = group.call("weights_digest")
@@ -122,7 +125,7 @@ def train_run(spec: ExperimentSpec, run_id: RunId, run_dir: str, *,
                 raise RuntimeError(f"{run_id.name} failed {attempt + 1} times; last: {e}") from e
             log.warning("%s: its rank group failed (%s); restarting from step %d", run_id.name,
                         type(e).__name__, ([0] + checkpoint.committed_steps(run_dir))[-1])
-    _check_replicas(run_id, digests, spec.runs.tensor_parallel_size)
+    _check_replicas(run_id, digests, runs.tensor_parallel_size, runs.data_parallel_size)
     return {
         "run": run_id.name,
         "steps": status["step"],
@@ -180,28 +183,33 @@ class _RankGroup:
         bundle: resources of one rank.
         names: one actor name per rank.
         worker_args: ``RankWorker`` arguments, the same for every rank.
+        tensor_parallel_size: ranks per tensor-parallel group, kept on one node where Ray's
+            placement allows (``jobs.placement``).
     """
 
-    def __init__(self, bundle: dict[str, float], names: list[str], worker_args: tuple):
+    def __init__(self, bundle: dict[str, float], names: list[str], worker_args: tuple,
+                 tensor_parallel_size: int):
         from ray.util.placement_group import placement_group
 
         self.actors: list[Any] = []
         self.pg = placement_group([bundle] * len(names), strategy="PACK")
         try:
-            self._start(bundle, names, worker_args)
+            self._start(bundle, names, worker_args, tensor_parallel_size)
         except BaseException:
             self.shutdown()
             raise
 
-    def _start(self, bundle: dict[str, float], names: list[str], worker_args: tuple) -> None:
+    def _start(self, bundle: dict[str, float], names: list[str], worker_args: tuple,
+               tensor_parallel_size: int) -> None:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         ray.get(self.pg.ready())
-        bundles = [PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i)
-                   for i in range(len(names))]
-        address_task = ray.remote(num_cpus=0)(_node_address_and_free_port)
-        address, port = ray.get(address_task.options(scheduling_strategy=bundles[0]).remote())
+        placements = placement.probe_bundles(self.pg, len(names))
+        order = placement.order_ranks(placements, tensor_parallel_size, names[0])
+        bundles = [PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=b)
+                   for b in order]
+        address, port = placements[order[0]].node_ip, placements[order[0]].free_port
         gpu = bool(bundle.get("GPU"))
         threads = str(int(bundle["CPU"]))
         actor = ray.remote(max_restarts=0)(RankWorker)
@@ -246,14 +254,6 @@ class _RankGroup:
         self.shutdown()
 
 
-def _node_address_and_free_port() -> tuple[str, int]:
-    import ray
-
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return ray.util.get_node_ip_address(), s.getsockname()[1]
-
-
 def _use_gpus(spec: ExperimentSpec, resources: dict[str, float]) -> bool:
     device = spec.runs.device
     if device == "cuda" and not resources.get("GPU"):
@@ -268,14 +268,21 @@ def _check_capacity(bundle: dict[str, float], world: int, resources: dict[str, f
             raise ConfigError([(
                 "runs.data_parallel_size",
                 (f"a run needs {amount * world:g} {name} ({world} ranks × {amount:g}) but the Ray "
-                 f"cluster has {resources.get(name, 0):g}; lower data_parallel_size or "
-                 "tensor_parallel_size, or add nodes"),
+                 f"cluster has {resources.get(name, 0):g}; lower data_parallel_size, "
+                 "tensor_parallel_size or pipeline_parallel_size, or add nodes"),
             )])
 
 
-def _check_replicas(run_id: RunId, digests: list[str], tensor_parallel_size: int) -> None:
-    # Ranks r, r + TP, r + 2·TP, ... hold the same shard: megatron puts tensor parallel innermost.
-    for tp_rank in range(tensor_parallel_size):
-        if len(set(digests[tp_rank::tensor_parallel_size])) > 1:
+def _check_replicas(run_id: RunId, digests: list[str], tensor_parallel_size: int,
+                    data_parallel_size: int) -> None:
+    # Ranks with the same tensor and pipeline coordinates are data-parallel replicas of one shard.
+    shards: dict[tuple[int, int], set[str]] = {}
+    for rank, digest in enumerate(digests):
+        tensor, _, stage = placement.rank_coordinates(rank, tensor_parallel_size,
+                                                      data_parallel_size)
+        shards.setdefault((tensor, stage), set()).add(digest)
+    for (tensor, stage), found in sorted(shards.items()):
+        if len(found) > 1:
             raise RuntimeError(f"{run_id.name}: the data-parallel replicas of tensor-parallel rank "
-                               f"{tp_rank} hold different weights; the training loop has a bug")
+                               f"{tensor}, pipeline stage {stage} hold different weights; the "
+                               "training loop has a bug")

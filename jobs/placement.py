@@ -1,0 +1,94 @@
+"""Which placement-group bundle each rank of a training run gets, so that the ranks of a tensor-
+parallel group share a node (THUDM/slime's ``slime/ray/placement_group.py`` does the same).
+
+Ray decides where a ``PACK``ed placement group's bundles land, and bundle ``i`` is not always on
+the node of bundle ``i - 1``. Megatron puts tensor parallel innermost (ranks ``[k·TP, (k+1)·TP)``
+form a group), then data parallel, then pipeline stages, so ranks are handed out over bundles
+sorted by node, and by GPU id within a node: consecutive ranks then share a node wherever Ray put
+a multiple of ``TP`` bundles on each node. A tiny task in every bundle reports where it runs
+(``probe_bundles``); the rest is a pure function of those reports (``rank_bundles``).
+
+The rendezvous address is rank 0's node IP as Ray knows it (reachable from the other nodes, never
+a loopback address), with a port that was free there.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BundlePlacement:
+    """Where one bundle landed: its node's IP, the GPU ids Ray gave it (empty on CPU) and a port
+    that was free on that node when it was asked."""
+
+    node_ip: str
+    gpu_ids: tuple[int, ...] = ()
+    free_port: int = 0
+
+
+def rank_bundles(placements: list[BundlePlacement]) -> list[int]:
+    """The bundle index of each rank: bundles grouped by node, nodes in the order of their first
+    bundle (so bundle 0's node hosts rank 0), by GPU id and then bundle index within a node."""
+    first_bundle: dict[str, int] = {}
+    for i, p in enumerate(placements):
+        first_bundle.setdefault(p.node_ip, i)
+    return sorted(range(len(placements)),
+                  key=lambda i: (first_bundle[placements[i].node_ip], placements[i].gpu_ids, i))
+
+
+def split_tensor_groups(node_of_rank: list[str], tensor_parallel_size: int) -> list[int]:
+    """Indices of the tensor-parallel groups whose ranks are on more than one node."""
+    groups = range(len(node_of_rank) // tensor_parallel_size)
+    return [g for g in groups if len(set(node_of_rank[g * tensor_parallel_size:
+                                                      (g + 1) * tensor_parallel_size])) > 1]
+
+
+def rank_coordinates(rank: int, tensor_parallel_size: int,
+                     data_parallel_size: int) -> tuple[int, int, int]:
+    """``(tensor, data, pipeline)`` coordinates of a global rank in megatron's default order."""
+    tensor, rest = rank % tensor_parallel_size, rank // tensor_parallel_size
+    return tensor, rest % data_parallel_size, rest // data_parallel_size
+
+
+def probe_bundles(pg: Any, num_bundles: int) -> list[BundlePlacement]:
+    """Run a zero-CPU task in every bundle of the ready placement group ``pg``; their reports in
+    bundle order."""
+    import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    task = ray.remote(num_cpus=0)(_where_am_i)
+    return ray.get([
+        task.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
+            pg, placement_group_bundle_index=i)).remote()
+        for i in range(num_bundles)
+    ])
+
+
+def order_ranks(placements: list[BundlePlacement], tensor_parallel_size: int,
+                run: str) -> list[int]:
+    """``rank_bundles``, with a warning when Ray's placement leaves a tensor-parallel group split
+    over nodes (the run still trains, with its tensor-parallel traffic over the network)."""
+    order = rank_bundles(placements)
+    split = split_tensor_groups([placements[b].node_ip for b in order], tensor_parallel_size)
+    if split:
+        log.warning("%s: tensor-parallel groups %s span nodes: Ray put a number of this run's "
+                    "bundles on a node that is not a multiple of tensor_parallel_size %d; give "
+                    "nodes a multiple of it in GPUs for faster runs", run, split,
+                    tensor_parallel_size)
+    return order
+
+
+def _where_am_i() -> BundlePlacement:
+    import ray
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    gpus = tuple(sorted(int(g) for g in ray.get_gpu_ids()))
+    return BundlePlacement(ray.util.get_node_ip_address(), gpus, port)
