@@ -71,9 +71,9 @@ from taggant.jobs.runtime import ray_session  # noqa: E402
 from taggant.pipeline import corpora, io  # noqa: E402
 from taggant.pipeline.spec import CorpusSpec, DedupSpec  # noqa: E402
 from taggant.sketches import lsh  # noqa: E402
-from taggant.sketches.hashing import normalize, words  # noqa: E402
+from taggant.sketches.hashing import normalize, pack, words  # noqa: E402
 from taggant.sketches.minhash import signatures, signatures_from_hashes  # noqa: E402
-from taggant.sketches.ngrams import ngram_hashes, pack  # noqa: E402
+from taggant.sketches.ngrams import ngram_hashes  # noqa: E402
 
 NUM_PERM = 128
 NGRAM = 5

@@ -106,6 +106,23 @@ def parquet_rows(url: str) -> int:
         return pq.ParquetFile(f).metadata.num_rows
 
 
+def write_row_groups(url: str, tables: list[pa.Table]) -> None:
+    """Atomically write tables of one schema as one Parquet file, table i as row group i (empty
+    ones included), so a reader can fetch any one with `read_row_group`."""
+    sink = io.BytesIO()
+    with pq.ParquetWriter(sink, tables[0].schema, compression=PARQUET_COMPRESSION) as writer:
+        for table in tables:
+            writer.write_table(table, row_group_size=max(table.num_rows, 1))
+    write_bytes(url, sink.getvalue())
+
+
+def read_row_group(url: str, index: int) -> pa.Table:
+    """Row group ``index`` of a Parquet file: reads the footer and that group's bytes only."""
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f).read_row_group(index)
+
+
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
     return fs.exists(path)

@@ -18,7 +18,8 @@ import numba
 import numpy as np
 import xxhash
 
-from taggant.sketches.ngrams import ngram_hashes
+from taggant.sketches.hashing import exact_hashes_packed, pack
+from taggant.sketches.ngrams import ngram_hashes_packed
 
 MINHASH_VERSION = "minhash.v1"
 
@@ -107,15 +108,35 @@ def signatures(texts: list[str], num_perm: int = 128, ngram: int = 5, seed: int 
         uint32 (len(texts), num_perm). Row i depends only on texts[i] and the arguments, never
         on the batch it was computed in.
     """
+    return _sketch(texts, num_perm, ngram, seed, with_exact=False)[1]
+
+
+def sketch(
+    texts: list[str], num_perm: int = 128, ngram: int = 5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """`hashing.exact_hashes` and `signatures` of texts from one normalization of each text.
+
+    Returns:
+        (uint64 (n, 2) exact hashes, uint32 (n, num_perm) signatures), equal to the two
+        functions' results.
+    """
+    return _sketch(texts, num_perm, ngram, seed, with_exact=True)
+
+
+def _sketch(texts, num_perm, ngram, seed, with_exact):
     a, b = permutations(num_perm, seed)
+    exact = np.empty((len(texts), 2), dtype=np.uint64) if with_exact else None
     out = np.empty((len(texts), num_perm), dtype=np.uint32)
     start, chars = 0, 0
     for stop, text in enumerate(texts, 1):
         chars += len(text)
         if chars >= _BATCH_CHARS or stop == len(texts):
-            out[start:stop] = _signatures_kernel(*ngram_hashes(texts[start:stop], ngram), a, b)
+            packed = pack(texts[start:stop])
+            out[start:stop] = _signatures_kernel(*ngram_hashes_packed(*packed, ngram), a, b)
+            if with_exact:
+                exact[start:stop] = exact_hashes_packed(*packed)
             start, chars = stop, 0
-    return out
+    return exact, out
 
 
 def jaccard_estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:

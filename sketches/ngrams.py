@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from taggant.sketches.hashing import normalize
+from taggant.sketches.hashing import IS_SPACE, pack
 
 NGRAMS_VERSION = "ngrams.v1"
 
@@ -33,9 +33,6 @@ _C1 = np.uint64(0x87C37B91114253D5)  # MurmurHash3 x64 chunk constants
 _C2 = np.uint64(0x4CF5AD432745937F)
 _F1 = np.uint64(0xFF51AFD7ED558CCD)  # fmix64 constants
 _F2 = np.uint64(0xC4CEB9FE1A85EC53)
-
-_IS_SPACE = np.zeros(256, dtype=np.bool_)
-_IS_SPACE[list(b" \t\n\v\f\r")] = True
 
 
 @dataclass(frozen=True)
@@ -63,19 +60,6 @@ class NgramSets:
         return self.values[self.offsets[i] : self.offsets[i + 1]]
 
 
-def pack(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Normalizes and concatenates texts for the numba kernels.
-
-    Returns:
-        (buf, offsets): uint8 (total_bytes,) normalized UTF-8 and int64 (n + 1,) byte offsets;
-        text i is buf[offsets[i]:offsets[i + 1]].
-    """
-    parts = [normalize(t) for t in texts]
-    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
-    np.cumsum([len(p) for p in parts], out=offsets[1:])
-    return np.frombuffer(b"".join(parts), dtype=np.uint8), offsets
-
-
 @numba.njit(inline="always")
 def fmix64(h):
     """MurmurHash3's 64-bit finalizer: a bijection of uint64 with full avalanche.
@@ -101,7 +85,7 @@ def _word_hashes(buf, start, end, words):
     count = 0
     i = start
     while True:
-        while i < end and _IS_SPACE[buf[i]]:
+        while i < end and IS_SPACE[buf[i]]:
             i += 1
         if i >= end:
             return count
@@ -109,7 +93,7 @@ def _word_hashes(buf, start, end, words):
         chunk = np.uint64(0)
         shift = np.uint64(0)
         length = 0
-        while i < end and not _IS_SPACE[buf[i]]:
+        while i < end and not IS_SPACE[buf[i]]:
             chunk |= np.uint64(buf[i]) << shift
             shift += np.uint64(8)
             length += 1
@@ -186,8 +170,13 @@ def ngram_hashes(texts: list[str], ngram: int = 5) -> tuple[np.ndarray, np.ndarr
         (values, offsets): uint64 (total,) and int64 (n + 1,); text i's shingles are
         values[offsets[i]:offsets[i + 1]], at least one per text. Deterministic.
     """
+    return ngram_hashes_packed(*pack(texts), ngram)
+
+
+def ngram_hashes_packed(buf: np.ndarray, offsets: np.ndarray, ngram: int = 5):
+    """`ngram_hashes` of texts already normalized and packed by `hashing.pack`."""
     _check_ngram(ngram)
-    return _hashes_kernel(*pack(texts), ngram, False)
+    return _hashes_kernel(buf, offsets, ngram, False)
 
 
 def ngram_sets(texts: list[str], ngram: int = 5) -> NgramSets:

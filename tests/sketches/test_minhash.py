@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import xxhash
 
-from taggant.sketches.minhash import MINHASH_VERSION, jaccard_estimate, signatures, signatures_from_hashes
+from taggant.sketches.hashing import exact_hashes
+from taggant.sketches.minhash import (
+    MINHASH_VERSION,
+    jaccard_estimate,
+    signatures,
+    signatures_from_hashes,
+    sketch,
+)
 from taggant.sketches.ngrams import ngram_hashes, ngram_sets
 
 
@@ -46,6 +53,13 @@ def test_rows_do_not_depend_on_batching_or_num_perm(copyright_texts):
     assert np.array_equal(forward, backward)
     assert np.array_equal(forward[5:6], signatures(copyright_texts[5:6]))
     assert np.array_equal(forward[:, :64], signatures(copyright_texts, num_perm=64))
+
+
+def test_sketch_gives_the_exact_hashes_and_signatures_of_one_normalization(copyright_texts):
+    texts = copyright_texts + ["", " \n ", "Ünïcode ΣΑΣ ﬁ"]  # several internal batches
+    exact, sig = sketch(texts, num_perm=64, ngram=3, seed=5)
+    assert np.array_equal(exact, exact_hashes(texts))
+    assert np.array_equal(sig, signatures(texts, num_perm=64, ngram=3, seed=5))
 
 
 def test_signatures_from_hashes_ignores_order_and_repeats(copyright_texts):
