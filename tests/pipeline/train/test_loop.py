@@ -32,7 +32,7 @@ def config(num_steps: int, checkpoint_steps: tuple[int, ...], lr: float = 3e-3,
                           vocab_size=VOCAB, seq_length=SEQ),
         seed=0, num_steps=num_steps, global_batch_sequences=8, micro_batch_sequences=4, lr=lr,
         min_lr=lr / 10, lr_schedule="cosine", warmup_steps=2, weight_decay=0.01,
-        tensor_parallel_size=1, checkpoint_steps=checkpoint_steps, **layout,
+        checkpoint_steps=checkpoint_steps, **{"tensor_parallel_size": 1, **layout},
     )
 
 

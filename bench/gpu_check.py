@@ -1,0 +1,344 @@
+"""One run that tells whether taggant's GPU training path works and how fast it is (no Ray).
+
+Run it through ``bench/gpu_check.sh``, which sets up the imports (megatron-core from carried
+wheels where it is missing). Usage:
+
+    python bench/gpu_check.py [--tiny] [--out DIR] [--budget-s 420]
+
+What it does, for each preset (``gpt-125m`` and ``gpt-350m`` on a GPU; ``tiny-2m`` with
+``--tiny``, which runs the same code on CPU in about a minute):
+
+1. Builds a real run folder without Ray: the Python standard library's own source as the corpus,
+   a byte-level BPE trained on it, the base tokenized into a Megatron dataset, 64 canaries planned
+   at 4 and 16 copies with controls (``pipeline.perturb.plan``; no decontamination pass, which
+   needs Ray), the manifests completed and the run prepared (``pipeline.data``), so training
+   reads the sample stream *with its overlay*.
+2. Trains ``pipeline.train.loop.Trainer`` (megatron DDP + optimizer + schedule; on a GPU bf16
+   weights with fp32 main params in the optimizer, NCCL, SDPA attention or Transformer Engine's
+   when installed): warm-up steps, then timed steps, then one step that saves and commits a
+   checkpoint.
+3. Probes the committed checkpoint into a Parquet store (``jobs.probe.probe_step``: load, loss and
+   exact-match probes, rows, store commit) and times commit → probe rows in the store.
+4. Times the probe pass (``probe_items``) against a plain forward of the same model over the same
+   tokens in the same batches.
+5. Trains on a few steps past the checkpoint, then resumes a new trainer from the checkpoint and
+   trains the same steps again: same step, and losses equal up to ``RESUME_LOSS_TOLERANCE``.
+
+Figures printed (and written to ``<out>/gpu_check.json``): training tokens/s; MFU = model FLOPs/s
+over the dense bf16 peak of an H100/H200 SXM (989 TFLOP/s), with model FLOPs per token
+``6·N + 12·L·d·s`` (PaLM's count: ``N`` all parameters with the tied embedding once, since the
+output layer multiplies by it; ``12·L·d·s`` the attention score and value products of a causal
+layer counted in full, forward and backward); checkpoint save + commit seconds; commit → probe
+rows seconds; probe tokens/s and plain-forward tokens/s. The exit status is 1 if any check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from taggant.jobs import plan as plan_job
+from taggant.jobs import probe as probe_job
+from taggant.pipeline import data, io, manifest, stage, store, tokenize
+from taggant.pipeline.models import MODEL_PRESETS
+from taggant.pipeline.perturb import canary, plan
+from taggant.pipeline.probe.run import probe_items
+from taggant.pipeline.spec import ExperimentSpec, parse_spec
+from taggant.pipeline.stage import StageKey
+from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo
+from taggant.pipeline.train import checkpoint
+from taggant.pipeline.train.loop import TrainConfig, Trainer
+
+PEAK_BF16_FLOPS = 989e12
+"""Dense bf16 tensor-core peak of an H100 / H200 SXM (NVIDIA's data sheet, without sparsity)."""
+RESUME_LOSS_TOLERANCE = 0.05
+"""Absolute, per step: a resumed run repeats the uninterrupted one's losses; on a GPU, bf16 and
+non-deterministic kernel choices move them in the second or third decimal."""
+PROBES = ["loss", "exact_match"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """The batch shape and step counts of one mode."""
+
+    presets: tuple[str, ...]
+    seq: int
+    global_batch: int
+    micro_batch: int
+    warmup_steps: int
+    timed_steps: int
+    resume_steps: int
+    corpus_bytes: int
+    vocab_size: int
+    canaries: int
+
+
+GPU = Shape(presets=("gpt-125m", "gpt-350m"), seq=2048, global_batch=64, micro_batch=16,
+            warmup_steps=10, timed_steps=150, resume_steps=10, corpus_bytes=12_000_000,
+            vocab_size=32_000, canaries=64)
+TINY = Shape(presets=("tiny-2m",), seq=64, global_batch=8, micro_batch=4, warmup_steps=2,
+             timed_steps=8, resume_steps=3, corpus_bytes=400_000, vocab_size=512, canaries=8)
+
+
+def flops_per_token(preset: str, padded_vocab: int, seq: int) -> float:
+    """Model FLOPs per trained token: ``6·N + 12·L·d·s`` (module docstring)."""
+    shape = MODEL_PRESETS[preset]
+    return 6 * shape.num_params(padded_vocab) + 12 * shape.num_layers * shape.hidden_size * seq
+
+
+def stdlib_corpus(folder: str, max_bytes: int) -> str:
+    """The standard library's ``.py`` files (sorted, tests left out) up to ``max_bytes`` as one
+    corpus shard; returns the corpus folder."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    ids, texts, size = [], [], 0
+    for path in sorted(root.rglob("*.py")):
+        if "test" in path.relative_to(root).parts[0] or "site-packages" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip():
+            continue
+        ids.append(str(path.relative_to(root)))
+        texts.append(text)
+        size += len(text.encode())
+        if size >= max_bytes:
+            break
+    corpus = io.join(folder, "corpus")
+    io.write_table(io.join(corpus, "shard-00000.parquet"), pa.table(
+        {"doc_id": ids, "text": texts, "source": ["python-stdlib"] * len(ids)}))
+    return corpus
+
+
+def experiment(shape: Shape, folder: str, corpus: str) -> ExperimentSpec:
+    steps = shape.warmup_steps + shape.timed_steps + 1 + shape.resume_steps
+    return parse_spec({
+        "name": "gpu-check", "seed": 3, "work_dir": folder,
+        "corpus": {"paths": [corpus]},
+        "perturbations": [{"kind": "canary", "name": "canaries", "count": shape.canaries,
+                           "dup_levels": [4, 16], "control_frac": 0.25, "secret_length": 4}],
+        "tokenizer": {"kind": "bpe", "vocab_size": shape.vocab_size,
+                      "train_bytes": min(shape.corpus_bytes, 3_000_000)},
+        "runs": {"model_sizes": list(shape.presets), "train_tokens": [steps * shape.global_batch
+                                                                       * shape.seq],
+                 "seq_length_tokens": shape.seq, "global_batch_sequences": shape.global_batch,
+                 "micro_batch_sequences": shape.micro_batch, "lr": 3e-4, "min_lr": 3e-5,
+                 "warmup_frac": 0.05, "standard_twin": False},
+        "probes": {"names": PROBES, "prefix_tokens": 8, "suffix_tokens": 8, "batch_items": 32},
+        "store": {"url": io.join(folder, "store")},
+    })
+
+
+def prepare(spec: ExperimentSpec, folder: str, corpus: str) -> tuple[str, str]:
+    """Plan, tokenize (in this process) and commit the stages; returns (plan, tokenize) folders."""
+    plan_folder, tok_folder = io.join(folder, "plan"), io.join(folder, "tokenize")
+    [pset] = spec.perturbations
+    drafts = canary.CanarySource(pset, spec.seed).draw(0, pset.count)
+    plan.write_manifests(plan_folder, spec, plan.items_table([pset], [drafts], spec.seed))
+    # What the probes read besides the items; the plan stage writes it the same way.
+    plan_job._write_references(plan_folder, spec, [drafts])
+    out = TokenizeFolder(tok_folder)
+    shards = tokenize.list_corpus_shards(corpus)
+    tokenizer_json = tokenize.build_tokenizer(spec.tokenizer, shards).to_str()
+    info = tokenize.save_tokenizer(out, tokenizer_json)
+    stats = [tokenize.tokenize_shard(tokenizer_json, url, out.shard_prefix(i))
+             for i, url in enumerate(shards)]
+    tokenize.assemble(out, shards, info.dtype)
+    completed = data.complete_manifests(spec, out, io.join(plan_folder, "manifests"))
+    stage.commit(tok_folder, StageKey("tokenize", "gpu-check", {}), {},
+                 {"tokens": sum(s["tokens"] for s in stats), **completed})
+    return plan_folder, tok_folder
+
+
+def check_preset(spec: ExperimentSpec, shape: Shape, run, folder: str, plan_folder: str,
+                 tok_folder: str) -> dict:
+    """Train, checkpoint, probe and resume one run; its figures and check results."""
+    run_dir = io.join(folder, "train", run.name)
+    data.prepare_run_dir(run_dir, spec, run, tok_folder)
+    samples = data.open_training_samples(run_dir)
+    warm, timed = shape.warmup_steps, shape.warmup_steps + shape.timed_steps
+    saved, last = timed + 1, timed + 1 + shape.resume_steps
+    config = dataclasses.replace(TrainConfig.from_spec(spec, run, samples.vocab_size),
+                                 checkpoint_steps=(saved,), log_interval_steps=max(1, timed // 6))
+    result: dict = {"preset": run.model_size, "num_params": MODEL_PRESETS[run.model_size]
+                    .num_params(config.model.padded_vocab_size), "checks": {}}
+
+    trainer = Trainer(config, samples, run_dir)
+    result["device"] = str(next(trainer.model.parameters()).device)
+    result["param_dtype"] = str(next(trainer.model.parameters()).dtype)
+    trainer.train_until(warm)
+    _sync()
+    start = time.perf_counter()
+    losses = dict(trainer.train_until(timed)["losses"])
+    _sync()
+    seconds = time.perf_counter() - start
+    tokens_per_s = shape.timed_steps * shape.global_batch * shape.seq / seconds
+    model_flops = flops_per_token(run.model_size, config.model.padded_vocab_size, shape.seq)
+    result.update(tokens_per_s=tokens_per_s, step_s=seconds / shape.timed_steps,
+                  mfu=tokens_per_s * model_flops / PEAK_BF16_FLOPS if torch.cuda.is_available()
+                  else None, flops_per_token=model_flops,
+                  peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30
+                  if torch.cuda.is_available() else None)
+    result["checks"]["loss_falls"] = losses[timed] < losses[warm + 1]
+
+    start = time.perf_counter()
+    trainer.train_until(saved)  # one step, then the checkpoint's save and commit
+    result["step_and_save_s"] = time.perf_counter() - start
+    result["checks"]["committed"] = checkpoint.committed_steps(run_dir) == [saved]
+
+    target = probe_job.targets(spec, io.join(folder, "train"), tok_folder, plan_folder)[
+        spec.runs.grid().index(run)]
+    probe_job.register_run(target, spec)
+    start = time.perf_counter()
+    rows = probe_job.probe_step(target, saved)
+    result["commit_to_probe_rows_s"] = time.perf_counter() - start
+    stored = store.read_probes(spec.store.url).to_pandas()
+    result["checks"]["probe_rows_in_store"] = rows > 0 and len(
+        stored[(stored["run"] == run.name) & (stored["step"] == saved)]) == rows
+    items_url = TokenizeFolder(tok_folder).manifest(run.name)  # the completed manifest
+    result.update(probe_vs_forward(tok_folder, items_url, run_dir, saved, spec))
+
+    reference = dict(trainer.train_until(last)["losses"])
+    trainer.close()
+    resumed = Trainer(config, samples, run_dir)
+    result["checks"]["resumed_at_checkpoint"] = resumed.step == saved
+    again = dict(resumed.train_until(last)["losses"])
+    resumed.close()
+    diffs = [abs(again[s] - reference[s]) for s in range(saved + 1, last + 1)]
+    result["resume_max_loss_diff"] = max(diffs)
+    result["checks"]["resume_matches"] = max(diffs) <= RESUME_LOSS_TOLERANCE
+    result["losses"] = {"first": losses[warm + 1], "timed_last": losses[timed],
+                        "last": reference[last]}
+    return result
+
+
+def probe_vs_forward(tok_folder: str, items_url: str, run_dir: str, step: int,
+                     spec: ExperimentSpec) -> dict:
+    """Tokens/s of ``probe_items`` and of a plain forward over the same tokens and batches."""
+    folder = TokenizeFolder(tok_folder)
+    items, _, _ = manifest.read(items_url)
+    eod = TokenizerInfo.read(folder).eod_id
+    tokenizer = folder.load_tokenizer()
+    logits_fn = checkpoint.load_logits_fn(run_dir, step)
+    sequences = [[eod, *ids] for ids in items["token_ids"].to_pylist()]
+    tokens = sum(len(s) for s in sequences)
+    batch = spec.probes.batch_items
+
+    def run_probe():
+        probe_items(logits_fn, items, PROBES, spec.probes.prefix_tokens,
+                    spec.probes.suffix_tokens, batch,
+                    lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
+                    tokens_seen=0, bos_id=eod)
+
+    def run_forward():
+        for i in range(0, len(sequences), batch):
+            chunk = sequences[i:i + batch]
+            ids = np.full((len(chunk), max(map(len, chunk))), eod, dtype=np.int64)
+            for row, seq in enumerate(chunk):
+                ids[row, :len(seq)] = seq
+            logits_fn(ids).float().cpu()
+
+    out = {}
+    for name, fn in (("probe", run_probe), ("plain_forward", run_forward)):
+        fn()  # warm-up
+        _sync()
+        start = time.perf_counter()
+        fn()
+        _sync()
+        out[f"{name}_tokens_per_s"] = tokens / (time.perf_counter() - start)
+    out["probe_over_forward"] = out["probe_tokens_per_s"] / out["plain_forward_tokens_per_s"]
+    return out
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def environment() -> dict:
+    import megatron.core
+
+    env = {"python": sys.version.split()[0], "torch": torch.__version__,
+           "megatron_core": megatron.core.__version__,
+           "transformer_engine": _has("transformer_engine"), "apex": _has("apex"),
+           "cuda": torch.cuda.is_available()}
+    if env["cuda"]:
+        env["gpu"] = torch.cuda.get_device_name(0)
+        env["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+    return env
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true",
+                        help="the tiny-2m preset on small batches: the CPU mode, seconds")
+    parser.add_argument("--out", default=os.environ.get("OUT") or ".",
+                        help="folder for gpu_check.json (default: $OUT, else .)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("taggant.pipeline.train").setLevel(logging.INFO)
+    shape = TINY if args.tiny else GPU
+    if not args.tiny and not torch.cuda.is_available():
+        print("no CUDA device: run with --tiny on CPU", file=sys.stderr)
+        return 2
+    env = environment()
+    print(json.dumps(env))
+    report = {"environment": env, "shape": dataclasses.asdict(shape), "presets": []}
+    with tempfile.TemporaryDirectory(prefix="taggant-gpu-check-") as folder:
+        start = time.perf_counter()
+        corpus = stdlib_corpus(folder, shape.corpus_bytes)
+        spec = experiment(shape, folder, corpus)
+        plan_folder, tok_folder = prepare(spec, folder, corpus)
+        report["prepare_s"] = time.perf_counter() - start
+        print(f"run folders ready in {report['prepare_s']:.1f} s")
+        for run in spec.runs.grid():
+            result = check_preset(spec, shape, run, folder, plan_folder, tok_folder)
+            report["presets"].append(result)
+            print_result(result)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "gpu_check.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    failed = [f"{r['preset']}:{name}" for r in report["presets"]
+              for name, ok in r["checks"].items() if not ok]
+    print("ALL CHECKS PASSED" if not failed else f"FAILED CHECKS: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def print_result(r: dict) -> None:
+    mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a (CPU)"
+    print(f"{r['preset']}: {r['num_params'] / 1e6:.1f}M params on {r['device']} ({r['param_dtype']})"
+          f"\n  train        {r['tokens_per_s']:,.0f} tokens/s, {r['step_s']:.3f} s/step, "
+          f"MFU {mfu} (6N + 12·L·d·s = {r['flops_per_token'] / 1e9:.2f} GFLOP/token, "
+          f"peak 989 TFLOP/s)"
+          f"\n  checkpoint   one step + save + commit {r['step_and_save_s']:.2f} s"
+          f"\n  probe        commit -> probe rows in the store {r['commit_to_probe_rows_s']:.2f} s; "
+          f"probe {r['probe_tokens_per_s']:,.0f} tokens/s vs plain forward "
+          f"{r['plain_forward_tokens_per_s']:,.0f} tokens/s ({r['probe_over_forward']:.2f}x)"
+          f"\n  resume       max |loss diff| {r['resume_max_loss_diff']:.4f} "
+          f"(tolerance {RESUME_LOSS_TOLERANCE})"
+          f"\n  losses       {r['losses']}"
+          f"\n  checks       {r['checks']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
