@@ -14,7 +14,10 @@ the resumed run's). The file holds wall-clock figures: it is for watching a run,
 output that is hashed or compared (``checkpoint.TRAIN_LOG`` is the deterministic record).
 
 With ``tensorboard`` the same scalars go to TensorBoard events in ``<run_dir>/tensorboard/``
-(``train/loss``, ``train/lr``, ``train/grad_norm``, ``train/tokens_per_s``), keyed by step.
+(``train/loss``, ``train/lr``, ``train/grad_norm``, ``train/tokens_per_s``), keyed by step, and
+the probe stage adds each probed checkpoint's summary there (``write_probe_summary``): the mean
+value of every metric per set and duplication level. The store's Parquet rows stay the source of
+truth; TensorBoard is a view for watching.
 """
 
 from __future__ import annotations
@@ -47,6 +50,34 @@ def tensorboard_writer(run_dir: str):
                     "`pip install 'taggant[tensorboard]'`. Progress goes to %s only.", e, METRICS)
         return None
     return SummaryWriter(os.path.join(run_dir, TENSORBOARD))
+
+
+def probe_summary(rows) -> dict[str, float]:
+    """Mean ``value`` of one checkpoint's probe rows (``pipeline.store.PROBE_SCHEMA``) per set,
+    duplication level, probe and metric, tagged ``probe/<set>/dup<level>/<probe>/<metric>``
+    (``dup0`` holds the controls)."""
+    import pyarrow as pa
+
+    keys = ["set", "dup_level", "probe", "metric"]
+    means = pa.TableGroupBy(rows.select([*keys, "value"]), keys).aggregate([("value", "mean")])
+    return {
+        f"probe/{r['set']}/dup{r['dup_level']}/{r['probe']}/{r['metric']}": r["value_mean"]
+        for r in means.sort_by([(k, "ascending") for k in keys]).to_pylist()
+    }
+
+
+def write_probe_summary(run_dir: str, step: int, rows) -> None:
+    """Add ``probe_summary(rows)`` at ``step`` to the run's TensorBoard events (their own file
+    beside training's: the probe stage runs in another process)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        log.warning("runs.tensorboard is on but TensorBoard cannot be loaded (%s); install it with "
+                    "`pip install 'taggant[tensorboard]'`. Probe rows are in the store only.", e)
+        return
+    with SummaryWriter(os.path.join(run_dir, TENSORBOARD), filename_suffix=".probe") as writer:
+        for tag, value in probe_summary(rows).items():
+            writer.add_scalar(tag, value, step)
 
 
 class Progress:

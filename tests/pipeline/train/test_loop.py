@@ -84,20 +84,6 @@ def test_loss_falls_on_real_text_and_progress_is_recorded(samples, trainers, tmp
     assert {"train/lr", "train/tokens_per_s"} <= set(events.Tags()["scalars"])
 
 
-def test_progress_without_tensorboard_installed_goes_on_with_a_message(tmp_path, monkeypatch,
-                                                                       caplog):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
-    run = progress.Progress(str(tmp_path), num_steps=2, tokens_per_step=8, interval_steps=1,
-                            tensorboard=True)
-    assert "pip install 'taggant[tensorboard]'" in caplog.text
-    run.start()
-    assert run.step_done({"step": 1, "loss": 2.0, "lr": 0.1, "grad_norm": None})["loss"] == 2.0
-    assert [r["step"] for r in progress.read_metrics(str(tmp_path))] == [1]
-    assert not (tmp_path / progress.TENSORBOARD).exists()
-
-
 def test_resume_continues_exactly_like_the_uninterrupted_run(samples, trainers, tmp_path):
     run_dir = str(tmp_path)
     first = trainers(config(10, (5, 6)), samples, run_dir)
@@ -136,6 +122,9 @@ def test_checkpoints_are_committed_with_step_and_tokens(samples, trainers, tmp_p
     assert record["step"] == 3
     assert record["samples_seen"] == 24 and record["tokens_seen"] == 24 * SEQ
     assert record["model"] == config(4, ()).model.to_dict()
+    # The probe stage reads whether the run keeps TensorBoard views from here.
+    assert record["train"]["tensorboard"] is False
+    assert record["train"]["pipeline_parallel_size"] == 1
     tracker = os.path.join(checkpoint.checkpoints_dir(run_dir), checkpoint.TRACKER)
     assert Path(tracker).read_text() == "4\n"
 
