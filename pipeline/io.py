@@ -30,6 +30,12 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return url_to_fs(url, use_listings_cache=False)
 
 
+def is_local(url: str) -> bool:
+    """Whether ``url`` is a local path (or ``file://``) rather than an object store or other
+    remote filesystem."""
+    return fsspec.utils.get_protocol(url) in ("file", "local")
+
+
 def join(url: str, *parts: str) -> str:
     """Join path parts onto a URL or local path with ``/``."""
     return "/".join([url.rstrip("/"), *parts])
