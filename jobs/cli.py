@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -76,8 +75,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from taggant.jobs.submit import submit
 
-    job_id = submit(args.spec, args.address, args.set or [], follow=args.follow, until=args.until,
-                    env=args.env or [])
+    job_id = submit(args.spec, args.address, args.set or [], follow=args.follow, until=args.until)
     if args.follow:
         print(f"job {job_id} SUCCEEDED")
     else:
@@ -88,10 +86,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from taggant.jobs.submit import status
+    from taggant.jobs import graph
 
     table = Table("stage", "hash", "status", "folder", "summary")
-    for row in status(_load(args)):
+    for row in graph.status(_load(args)):
         table.add_row(row["stage"], row["hash"], row["status"], row["folder"], row["summary"])
     Console().print(table)
     return 0
@@ -214,15 +212,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _run(spec: ExperimentSpec, address: str | None, num_cpus: int | None, until: str | None = None) -> int:
     from taggant.jobs import graph
     from taggant.jobs.runtime import ray_session
-    from taggant.jobs.storage import check_work_dir
 
-    check_work_dir(spec.work_dir, until)
-    # The log is a local file: beside the stages, or in the temp dir when they are on an object store.
-    logs = (io.join(spec.work_dir, "logs") if io.is_local(spec.work_dir)
-            else str(Path(tempfile.gettempdir()) / "taggant" / spec.name / "logs"))
-    _log_to(io.join(logs, f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"))
+    _log_to(io.join(spec.work_dir, "logs", f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"))
     console = Console(stderr=True)
-    stages = graph.until(graph.build(spec), until)
+    stages = graph.build(spec, until)
     with ray_session(address, num_cpus):
         graph.run(spec.model_dump(mode="json"), stages, console)
     last = stages[-1]
@@ -258,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_spec("plan", "show the stage graph, hashes and status").set_defaults(func=cmd_plan)
     run = with_spec("run", "run the experiment on an embedded local Ray or a cluster")
     _ray_options(run)
-    run.add_argument("--until", metavar="STAGE", help="stop after this stage (e.g. dedup)")
+    run.add_argument("--until", metavar="STAGE",
+                     help="run only this stage and the stages it depends on (e.g. dedup)")
     run.set_defaults(func=cmd_run)
     dedup = sub.add_parser("dedup", help="ingest and deduplicate corpus files (exact + MinHash-LSH)")
     dedup.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL(.zst/.gz) or Parquet files, folders, globs")
@@ -277,9 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--follow", action="store_true",
                         help="stream the job's logs until it ends; exit 1 unless it succeeded")
     submit.add_argument("--until", metavar="STAGE", help="stop after this stage")
-    submit.add_argument("--env", action="append", metavar="NAME[=VALUE]",
-                        help="an environment variable for the job (its value here without "
-                             "=VALUE), e.g. AWS_ENDPOINT_URL; never a secret")
     submit.set_defaults(func=cmd_submit)
     with_spec("status", "each stage's status and stats, read from the spec's work_dir").set_defaults(func=cmd_status)
     audit = sub.add_parser("audit", help="check a run's sample stream against its manifest")

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from taggant.pipeline import io
 from taggant.pipeline.dedup import (
+    DEDUP_VERSION,
     EXACT_KEY,
     DedupParams,
     band_column,
@@ -31,8 +32,18 @@ from taggant.pipeline.dedup import (
     sketch_shard,
     verify_edges,
 )
-from taggant.pipeline.stage import Counts
+from taggant.pipeline.stage import Counts, StageDecl
 
+STAGE = StageDecl(
+    name="dedup",
+    version=DEDUP_VERSION,
+    inputs=("ingest",),
+    config=lambda spec: DedupParams.from_spec(spec.dedup).to_dict(),
+    execute=lambda context: run(DedupParams.from_spec(context.spec.dedup), context.folder,
+                                context.folders["ingest"]),
+    # With both kinds off the ingested shards are the corpus.
+    skip=lambda spec: not (spec.dedup.exact or spec.dedup.near),
+)
 TASK_RETRIES = 3
 DUPLICATES_SCHEMA = pa.schema(
     [("doc_id", pa.string()), ("cluster_id", pa.int64()), ("kept_doc_id", pa.string()), ("reason", pa.string())]

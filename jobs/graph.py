@@ -1,45 +1,51 @@
-"""The stage graph of an experiment and its runner.
+"""The stage graph of an experiment, derived from the stages' declarations, and its runner.
 
-Stages run in dependency order. Each has a content-addressed folder (``pipeline.stage``): a
-finished one is skipped, a half-written one is cleared and redone (``train`` resumes instead):
-``ingest`` → ``dedup`` → ``plan`` → ``tokenize`` → ``train`` (with streaming probes) → ``probe``
-(probes any committed checkpoint not yet in the store) → ``fit``.
+Each stage module (``jobs/<stage>.py``) declares a ``STAGE`` (``pipeline.stage.StageDecl``); this
+module orders them (each after its inputs), derives every stage's key and content-addressed folder,
+and reads their status. Stages run in that order: a finished one is skipped, a half-written one is
+cleared and redone (``train`` resumes instead): ``ingest`` → ``dedup`` → ``plan`` →
+``tokenize`` → ``train`` (with streaming probes) → ``probe`` (probes any committed checkpoint not
+yet in the store) → ``fit``.
+
+Building the graph imports every stage module but starts nothing: the modules import Ray, torch
+and megatron only inside the functions that run a stage, so ``taggant plan`` and ``status`` stay
+quick (``tests/jobs/test_graph.py`` checks it).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 
-from taggant.jobs import dedup as dedup_job
-from taggant.jobs import fit as fit_job
-from taggant.jobs import ingest as ingest_job
-from taggant.jobs import plan as plan_job
-from taggant.jobs import probe as probe_job
-from taggant.jobs import tokenize as tokenize_job
-from taggant.jobs import train as train_job
-from taggant.pipeline import fit, ingest, io, stage, tokenize
-from taggant.pipeline.dedup import DEDUP_VERSION, DedupParams
+from taggant.jobs import dedup, fit, ingest, plan, probe, tokenize, train
+from taggant.pipeline import io, stage
 from taggant.pipeline.errors import ConfigError
-from taggant.pipeline.perturb import plan
 from taggant.pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec
-from taggant.pipeline.train.schedule import run_checkpoint_steps
-from taggant.pipeline.stage import StageKey
+from taggant.pipeline.stage import DataSpec, Spec, StageContext, StageDecl, StageKey
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One node of the graph: its key, output folder, and how to produce that folder's data."""
+    """One node of the graph: a declaration bound to a spec, with its key and folders."""
 
-    key: StageKey
-    folder: str
-    execute: Callable[[], dict[str, Any]]
-    resumable: bool = False
-    """A half-written folder is resumed (training from its last checkpoint), not cleared."""
+    decl: StageDecl
+    context: StageContext
+
+    @property
+    def key(self) -> StageKey:
+        return self.context.key
+
+    @property
+    def folder(self) -> str:
+        return self.context.folder
+
+    def execute(self) -> dict[str, Any]:
+        """Write the stage's data into its folder; returns its stats."""
+        return self.decl.execute(self.context)
 
     @property
     def status(self) -> str:
@@ -49,66 +55,130 @@ class Stage:
         return "partial" if io.exists(self.folder) else "pending"
 
 
-def build(spec: ExperimentSpec) -> list[Stage]:
-    """The stages of ``spec`` in run order. Lists the corpus files (their sizes enter the hash)."""
-    stages = data_stages(spec.corpus, spec.dedup, spec.work_dir)
-    corpus = stages[-1]
-    plan_key = StageKey("plan", plan.VERSION, plan_job.stage_config(spec), (corpus.key.hash,))
-    plan_folder = plan_key.folder(spec.work_dir)
-    stages.append(Stage(plan_key, plan_folder, lambda: plan_job.run(spec, plan_folder, corpus.folder)))
-    tokenize_key = StageKey("tokenize", tokenize.TOKENIZE_VERSION, tokenize_job.stage_config(spec), (plan_key.hash,))
-    tokenize_folder = tokenize_key.folder(spec.work_dir)
-    stages.append(Stage(tokenize_key, tokenize_folder, lambda: tokenize_job.run(
-        spec, tokenize_folder, plan_folder, io.join(plan_folder, "manifests"))))
-    train_key = StageKey("train", train_job.TRAIN_VERSION, train_job.stage_config(spec), (tokenize_key.hash,))
-    train_folder = train_key.folder(spec.work_dir)
-    targets = probe_job.targets(spec, train_folder, tokenize_folder, plan_folder)
-    final_steps = {run.name: max(run_checkpoint_steps(spec, run.train_tokens)) for run in spec.runs.grid()}
+def order(decls: Iterable[StageDecl]) -> list[StageDecl]:
+    """``decls`` in run order: every stage after its inputs, otherwise in the order given.
 
-    def train_and_probe() -> dict[str, Any]:
-        return probe_job.run(spec, targets, final_steps, lambda: train_job.run(spec, train_folder, tokenize_folder))
+    Raises:
+        ValueError: two declarations share a name, one names an undeclared input, or the
+            inputs form a cycle (a mistake in the declarations, not in a spec).
+    """
+    by_name: dict[str, StageDecl] = {}
+    for d in decls:
+        if d.name in by_name:
+            raise ValueError(f"two stages are declared as {d.name!r}")
+        by_name[d.name] = d
+    ordered: list[StageDecl] = []
+    visiting: list[str] = []
 
-    stages.append(Stage(train_key, train_folder, train_and_probe, resumable=True))
-    probe_key = StageKey("probe", probe_job.PROBE_VERSION,
-                         {"probes": spec.probes.model_dump(mode="json"), "store": spec.store.url}, (train_key.hash,))
-    stages.append(Stage(probe_key, probe_key.folder(spec.work_dir),
-                        lambda: probe_job.run(spec, targets, final_steps, lambda: None)))
-    fit_key = StageKey("fit", fit.FIT_VERSION, {"store": spec.store.url}, (probe_key.hash,))
-    fit_folder = fit_key.folder(spec.work_dir)
-    stages.append(Stage(fit_key, fit_folder, lambda: fit_job.run(spec, fit_folder)))
+    def visit(d: StageDecl) -> None:
+        if d.name in {o.name for o in ordered}:
+            return
+        if d.name in visiting:
+            cycle = " → ".join([*visiting[visiting.index(d.name):], d.name])
+            raise ValueError(f"the stage inputs form a cycle: {cycle}")
+        visiting.append(d.name)
+        for name in d.inputs:
+            if name not in by_name:
+                raise ValueError(f"stage {d.name!r} reads {name!r}, which no stage declares")
+            visit(by_name[name])
+        visiting.pop()
+        ordered.append(d)
+
+    for d in by_name.values():
+        visit(d)
+    return ordered
+
+
+def upstream(ordered: list[StageDecl]) -> dict[str, set[str]]:
+    """Each stage's name → its own name and the names of every stage it depends on, directly or
+    through others (``ordered`` in run order)."""
+    names: dict[str, set[str]] = {}
+    for d in ordered:
+        names[d.name] = {d.name}.union(*(names[name] for name in d.inputs))
+    return names
+
+
+DECLARED = order(m.STAGE for m in (ingest, dedup, plan, tokenize, train, probe, fit))
+"""Every stage's declaration, in run order (which follows from their inputs)."""
+UPSTREAM = upstream(DECLARED)
+
+
+def build(spec: Spec, until: str | None = None) -> list[Stage]:
+    """The stages of ``spec`` in run order: all of them, or with ``until`` only the stage of that
+    name and those it depends on. Lists the corpus files (their sizes enter the ingest hash).
+
+    Raises:
+        ConfigError: ``until`` names no declared stage.
+    """
+    if until is not None and until not in UPSTREAM:
+        raise ConfigError([("--until", f"no stage {until!r}; stages: {', '.join(UPSTREAM)}")])
+    hashes: dict[str, str] = {}
+    folders: dict[str, str] = {}
+    stages = []
+    for d in DECLARED:
+        if until is not None and d.name not in UPSTREAM[until]:
+            continue
+        if d.skip is not None and d.skip(spec):
+            assert len(d.inputs) == 1, f"stage {d.name!r} can be skipped, so it needs one input"
+            hashes[d.name], folders[d.name] = hashes[d.inputs[0]], folders[d.inputs[0]]
+            continue
+        key = StageKey(d.name, d.version, d.config(spec), tuple(hashes[name] for name in d.inputs))
+        hashes[d.name], folders[d.name] = key.hash, key.folder(spec.work_dir)
+        stages.append(Stage(d, StageContext(spec, key, {n: folders[n] for n in UPSTREAM[d.name]})))
     return stages
 
 
-def data_stages(corpus: CorpusSpec, dedup: DedupSpec, work_dir: str) -> list[Stage]:
-    """``ingest`` and (unless both kinds are off) ``dedup``; the last one's folder holds the
-    corpus shards later stages read."""
-    inputs = ingest.list_inputs(corpus)
-    ingest_key = StageKey(
-        "ingest",
-        ingest.INGEST_VERSION,
-        {"corpus": corpus.model_dump(mode="json"), "files": ingest.input_fingerprint(inputs)},
+def data_stages(corpus: CorpusSpec, dedup_spec: DedupSpec, work_dir: str) -> list[Stage]:
+    """``ingest`` and (unless both kinds are off) ``dedup`` of a corpus without an experiment; the
+    last one's folder holds the corpus shards."""
+    return build(DataSpec(corpus, dedup_spec, work_dir), until="dedup")
+
+
+def status(spec: ExperimentSpec) -> list[dict[str, str]]:
+    """One row per stage of ``spec``, in run order.
+
+    Returns:
+        Rows with ``stage``, ``hash`` (8 hex digits, as in the folder name), ``status`` (``done``,
+        ``partial`` or ``pending``), ``folder``, and ``summary``: one line from the stage's
+        ``stats.json`` when it is done, else empty.
+    """
+    rows = []
+    for s in build(spec):
+        done = s.status == "done"
+        rows.append({
+            "stage": s.key.name,
+            "hash": s.key.hash[:8],
+            "status": s.status,
+            "folder": s.folder,
+            "summary": summarize(io.read_json(io.join(s.folder, "stats.json"))) if done else "",
+        })
+    return rows
+
+
+def summarize(stats: dict[str, Any]) -> str:
+    """One line from a stage's stats.
+
+    Stages that keep record accounting (``counts``) show ``input``, ``kept``, and removals and
+    quarantine by reason. Other stages show their top-level numbers, and the size of each
+    top-level table or list.
+    """
+    counts = stats.get("counts")
+    if counts:
+        parts = [f"{counts['input']} in, {counts['kept']} kept"]
+        for label in ("removed", "quarantined"):
+            if counts[label]:
+                reasons = ", ".join(f"{reason} {n}" for reason, n in counts[label].items())
+                parts.append(f"{label}: {reasons}")
+        return "; ".join(parts)
+    return ", ".join(
+        f"{key} {value}" if isinstance(value, int | float) else f"{key}: {len(value)}"
+        for key, value in stats.items()
+        if isinstance(value, int | float | dict | list) and not isinstance(value, bool)
     )
-    ingest_folder = ingest_key.folder(work_dir)
-    stages = [Stage(ingest_key, ingest_folder, lambda: ingest_job.run(corpus, ingest_folder, inputs))]
-    if dedup.exact or dedup.near:
-        params = DedupParams.from_spec(dedup)
-        dedup_key = StageKey("dedup", DEDUP_VERSION, params.to_dict(), (ingest_key.hash,))
-        dedup_folder = dedup_key.folder(work_dir)
-        stages.append(Stage(dedup_key, dedup_folder, lambda: dedup_job.run(params, dedup_folder, ingest_folder)))
-    return stages
 
 
-def until(stages: list[Stage], last: str | None) -> list[Stage]:
-    """The stages up to and including the one named ``last`` (all when ``None``)."""
-    if last is None:
-        return stages
-    names = [s.key.name for s in stages]
-    if last not in names:
-        raise ConfigError([("--until", f"no stage {last!r}; stages: {', '.join(names)}")])
-    return stages[: names.index(last) + 1]
-
-
-def run(resolved_spec: dict[str, Any], stages: list[Stage], console: Console) -> list[dict[str, Any]]:
+def run(resolved_spec: dict[str, Any], stages: list[Stage],
+        console: Console) -> list[dict[str, Any]]:
     """Run every unfinished stage in order; returns one summary per stage. ``resolved_spec`` is
     written beside each stage's data."""
     summaries = []
@@ -118,12 +188,13 @@ def run(resolved_spec: dict[str, Any], stages: list[Stage], console: Console) ->
             console.print(f"[green]✓[/] {name} already done, skipped")
             summaries.append({"stage": s.key.name, "folder": s.folder, "skipped": True})
             continue
-        if not s.resumable:
+        if not s.decl.resumable:
             stage.begin(s.folder)
         start = time.perf_counter()
         with console.status(f"running {name}"):
             stats = s.execute()
-        elapsed = time.perf_counter() - start  # logged, not stored: stage outputs stay byte-identical
+        # Logged, not stored: stage outputs stay byte-identical.
+        elapsed = time.perf_counter() - start
         stage.commit(s.folder, s.key, resolved_spec, stats)
         console.print(f"[green]✓[/] {name} done in {elapsed:.1f} s: {stats.get('counts', stats)}")
         summaries.append({"stage": s.key.name, "folder": s.folder, "skipped": False, "stats": stats,

@@ -5,11 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 from taggant.pipeline import io
-from taggant.pipeline.ingest import InputFile, ingest_file
+from taggant.pipeline.errors import DataError
+from taggant.pipeline.ingest import (
+    INGEST_VERSION,
+    InputFile,
+    ingest_file,
+    input_fingerprint,
+    list_inputs,
+)
 from taggant.pipeline.spec import CorpusSpec
-from taggant.pipeline.stage import Counts
+from taggant.pipeline.stage import Counts, Spec, StageContext, StageDecl
 
 TASK_RETRIES = 3
+
+
+def stage_config(spec: Spec) -> dict[str, Any]:
+    """The corpus section and each input file's relative path and size: a corpus file that grows
+    or shrinks makes a new ingest folder."""
+    return {"corpus": spec.corpus.model_dump(mode="json"),
+            "files": input_fingerprint(list_inputs(spec.corpus))}
+
+
+def _execute(context: StageContext) -> dict[str, Any]:
+    # The files are listed again here: the key must describe the files that are read.
+    inputs = list_inputs(context.spec.corpus)
+    if input_fingerprint(inputs) != context.key.config["files"]:
+        raise DataError("corpus.paths: the corpus files changed after the stage graph was built; "
+                        "run again once they stop changing")
+    return run(context.spec.corpus, context.folder, inputs)
+
+
+STAGE = StageDecl(name="ingest", version=INGEST_VERSION, inputs=(), config=stage_config,
+                  execute=_execute)
 
 
 def run(corpus: CorpusSpec, folder: str, inputs: list[InputFile]) -> dict[str, Any]:

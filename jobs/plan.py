@@ -26,12 +26,52 @@ from taggant.pipeline import io
 from taggant.pipeline.perturb import canary, decontaminate, plan, registry, watermark
 from taggant.pipeline.perturb.decontaminate import Signatures
 from taggant.pipeline.spec import ExperimentSpec, WatermarkSpec
-from taggant.pipeline.stage import Counts
+from taggant.pipeline.stage import Counts, StageDecl
 
 TASK_RETRIES = 3
 REMOVED_SCHEMA = pa.schema([("doc_id", pa.string()), ("reason", pa.string())])
 REFERENCES_SCHEMA = pa.schema(
     [("set", pa.string()), ("reference_index", pa.int32()), ("secret", pa.string())]
+)
+
+
+def stage_versions(spec: ExperimentSpec) -> dict[str, str]:
+    """Algorithm versions the plan stage's output depends on (part of its stage hash)."""
+    versions = {
+        "plan": plan.VERSION,
+        "decontaminate": decontaminate.VERSION,
+        "sample_order": plan.SAMPLE_ORDER_VERSION,
+    }
+    versions.update(
+        {kind: registry.version_of(kind) for kind in sorted({p.kind for p in spec.perturbations})}
+    )
+    return versions
+
+
+def stage_config(spec: ExperimentSpec) -> dict[str, Any]:
+    """The spec fields the plan stage reads (its stage hash covers these, its versions and the
+    corpus stage's hash)."""
+    runs = spec.runs
+    return {
+        "seed": spec.seed,
+        "perturbations": [p.model_dump(mode="json") for p in spec.perturbations],
+        "runs": {
+            "model_sizes": runs.model_sizes,
+            "train_tokens": runs.train_tokens,
+            "seeds": runs.seeds,
+            "seq_length_tokens": runs.seq_length_tokens,
+            "global_batch_sequences": runs.global_batch_sequences,
+        },
+        "versions": stage_versions(spec),
+    }
+
+
+STAGE = StageDecl(
+    name="plan",
+    version=plan.VERSION,
+    inputs=("dedup",),  # the deduplicated corpus, or the ingested one when dedup is off
+    config=stage_config,
+    execute=lambda context: run(context.spec, context.folder, context.folders["dedup"]),
 )
 
 
@@ -139,34 +179,3 @@ def _write_references(folder: str, spec: ExperimentSpec, drafts: list[list]) -> 
         rows["reference_index"] += list(range(len(secrets)))
         rows["secret"] += secrets
     io.write_table(io.join(folder, "references.parquet"), pa.table(rows, schema=REFERENCES_SCHEMA))
-
-
-def stage_versions(spec: ExperimentSpec) -> dict[str, str]:
-    """Algorithm versions the plan stage's output depends on (part of its stage hash)."""
-    versions = {
-        "plan": plan.VERSION,
-        "decontaminate": decontaminate.VERSION,
-        "sample_order": plan.SAMPLE_ORDER_VERSION,
-    }
-    versions.update(
-        {kind: registry.version_of(kind) for kind in sorted({p.kind for p in spec.perturbations})}
-    )
-    return versions
-
-
-def stage_config(spec: ExperimentSpec) -> dict[str, Any]:
-    """The spec fields the plan stage reads (its stage hash covers these, its versions and the
-    corpus stage's hash)."""
-    runs = spec.runs
-    return {
-        "seed": spec.seed,
-        "perturbations": [p.model_dump(mode="json") for p in spec.perturbations],
-        "runs": {
-            "model_sizes": runs.model_sizes,
-            "train_tokens": runs.train_tokens,
-            "seeds": runs.seeds,
-            "seq_length_tokens": runs.seq_length_tokens,
-            "global_batch_sequences": runs.global_batch_sequences,
-        },
-        "versions": stage_versions(spec),
-    }

@@ -30,11 +30,32 @@ import pyarrow.compute as pc
 from taggant.pipeline import io, manifest, store
 from taggant.pipeline.models import MODEL_PRESETS
 from taggant.pipeline.spec import ExperimentSpec, ProbesSpec, RunId
+from taggant.pipeline.stage import StageContext, StageDecl
 from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo
+from taggant.pipeline.train.schedule import run_checkpoint_steps
 
 PROBE_VERSION = "probe-stage.v1"
 POLL_S = 2.0
 log = logging.getLogger(__name__)
+
+
+def run_watchers(context: StageContext, alongside: Callable[[], Any]) -> dict[str, Any]:
+    """``run`` for every run of the train folder in ``context.folders`` (the train stage streams
+    its probes this way; the probe stage catches up with ``alongside`` doing nothing)."""
+    spec, folders = context.spec, context.folders
+    runs = spec.runs.grid()
+    final_steps = {r.name: max(run_checkpoint_steps(spec, r.train_tokens)) for r in runs}
+    watched = targets(spec, folders["train"], folders["tokenize"], folders["plan"])
+    return run(spec, watched, final_steps, alongside)
+
+
+STAGE = StageDecl(
+    name="probe",
+    version=PROBE_VERSION,
+    inputs=("train",),
+    config=lambda spec: {"probes": spec.probes.model_dump(mode="json"), "store": spec.store.url},
+    execute=lambda context: run_watchers(context, alongside=lambda: None),
+)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from taggant.pipeline import data, io, tokenize
 from taggant.pipeline.spec import ExperimentSpec
+from taggant.pipeline.stage import StageDecl
 from taggant.pipeline.tokenize import TokenizeFolder
 
 TASK_RETRIES = 3
@@ -41,6 +42,16 @@ def stage_config(spec: ExperimentSpec) -> dict[str, Any]:
         fs, path = io.filesystem(spec.tokenizer.path)
         config["tokenizer_sha256"] = hashlib.sha256(fs.cat_file(path)).hexdigest()
     return config
+
+
+STAGE = StageDecl(
+    name="tokenize",
+    version=tokenize.TOKENIZE_VERSION,
+    inputs=("plan",),  # the plan folder holds both the corpus shards and the manifests
+    config=stage_config,
+    execute=lambda context: run(context.spec, context.folder, context.folders["plan"],
+                                io.join(context.folders["plan"], "manifests")),
+)
 
 
 def run(spec: ExperimentSpec, folder: str, corpus_folder: str,

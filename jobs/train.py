@@ -27,10 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
 from taggant.jobs import placement
+from taggant.jobs import probe as probe_job
 from taggant.pipeline import data, io
 from taggant.pipeline.errors import ConfigError, TaggantError
 from taggant.pipeline.models import MODEL_PRESETS
 from taggant.pipeline.spec import ExperimentSpec, RunId
+from taggant.pipeline.stage import StageDecl, section_config
 from taggant.pipeline.train import checkpoint
 
 TRAIN_VERSION = "train.v1"
@@ -47,13 +49,28 @@ def stage_config(spec: ExperimentSpec) -> dict[str, Any]:
     """The spec fields the train output depends on, for its ``StageKey`` (with ``TRAIN_VERSION``;
     the tokenize stage's hash goes in ``inputs``)."""
     return {
-        "runs": spec.runs.model_dump(mode="json"),
+        # How training is watched (progress lines, TensorBoard) never changes what is trained.
+        "runs": section_config(spec.runs, exclude={"log_interval_steps", "tensorboard"},
+                               added={"pipeline_parallel_size": 1, "init_from_hf": None}),
         "models": {m: dataclasses.asdict(MODEL_PRESETS[m]) for m in spec.runs.model_sizes},
         # keep_last is the probes' retention policy, not training's.
-        "checkpoints": spec.checkpoints.model_dump(mode="json", exclude={"keep_last"}),
+        "checkpoints": section_config(spec.checkpoints, exclude={"keep_last"},
+                                      added={"export_hf": False}),
         # Phase windows place the dense after-window checkpoints.
         "windows": [p.phase.model_dump(mode="json") for p in spec.perturbations],
     }
+
+
+STAGE = StageDecl(
+    name="train",
+    version=TRAIN_VERSION,
+    inputs=("tokenize",),
+    config=stage_config,
+    # Watchers probe each checkpoint as it is committed, while training runs.
+    execute=lambda context: probe_job.run_watchers(
+        context, alongside=lambda: run(context.spec, context.folder, context.folders["tokenize"])),
+    resumable=True,
+)
 
 
 def run(spec: ExperimentSpec, folder: str, tokenize_folder: str, *,

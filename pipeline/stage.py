@@ -1,11 +1,14 @@
 """Content-addressed stage outputs.
 
-A stage writes to ``<work_dir>/<stage>-<hash8>/`` where the hash covers the stage's name, the version
-of its algorithm, its declared config fields and the hashes of its inputs, so changing any of them
-makes a new folder instead of overwriting data already used downstream. Inside it the stage writes
-its data, ``spec.yaml`` (the resolved spec), ``stats.json``, and ``_SUCCESS`` last: a folder with
-``_SUCCESS`` is finished and skipped on re-run; a folder without it is half-written and is cleared
-and redone.
+A stage writes to ``<work_dir>/<stage>-<hash8>/`` where the hash covers the stage's name, the
+version of its algorithm, its declared config fields and the hashes of its inputs, so changing any
+of them makes a new folder instead of overwriting data already used downstream. Inside it the
+stage writes its data, ``spec.yaml`` (the resolved spec), ``stats.json``, and ``_SUCCESS`` last: a
+folder with ``_SUCCESS`` is finished and skipped on re-run; a folder without it is half-written and
+is cleared and redone.
+
+Each stage module declares itself with a ``StageDecl`` (name, version, inputs, config, how to run);
+``jobs.graph`` derives the keys, folders, run order and status from the declarations alone.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from taggant.pipeline import io
+from taggant.pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec
 
 SUCCESS = "_SUCCESS"
 
@@ -36,7 +42,8 @@ class StageKey:
     def hash(self) -> str:
         """Hex SHA-256 of the canonical JSON of the key."""
         canonical = json.dumps(
-            {"name": self.name, "version": self.version, "config": self.config, "inputs": self.inputs},
+            {"name": self.name, "version": self.version, "config": self.config,
+             "inputs": self.inputs},
             sort_keys=True,
             separators=(",", ":"),
         )
@@ -45,6 +52,78 @@ class StageKey:
     def folder(self, work_dir: str) -> str:
         """The stage's output folder under ``work_dir``."""
         return io.join(work_dir, f"{self.name}-{self.hash[:8]}")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The sections the data stages (``ingest``, ``dedup``) read, for ``taggant dedup``, which
+    has no experiment: their declarations read only these fields of an ``ExperimentSpec`` too."""
+
+    corpus: CorpusSpec
+    dedup: DedupSpec
+    work_dir: str
+
+
+Spec = ExperimentSpec | DataSpec
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage's ``execute`` is given."""
+
+    spec: Spec
+    key: StageKey
+    folders: Mapping[str, str]
+    """The output folder of this stage and of every stage it depends on, directly or through
+    others, by stage name (their hashes all reach this stage's key)."""
+
+    @property
+    def folder(self) -> str:
+        """This stage's output folder."""
+        return self.folders[self.key.name]
+
+
+@dataclass(frozen=True)
+class StageDecl:
+    """A stage as its module declares it, at import time and cheaply (no Ray, torch or megatron:
+    ``taggant plan`` and ``status`` read every declaration and run none).
+
+    The stage's key is ``StageKey(name, version, config(spec), hashes of inputs)``. A stage whose
+    ``skip(spec)`` is true is left out of the graph and passes its one input through: stages that
+    name it get that input's hash and folder in its place.
+    """
+
+    name: str
+    """The folder prefix, and how other stages name this one in ``inputs``."""
+    version: str
+    """Version of the stage's algorithm; a shipped version never changes its output."""
+    inputs: tuple[str, ...]
+    """Stages whose outputs this one reads, in the order their hashes enter its key."""
+    config: Callable[[Spec], dict[str, Any]]
+    """The spec fields (and versions of the algorithms it calls) the output depends on, as JSON
+    data. Called whenever the graph is built: no work beyond reading the spec (and, for ingest,
+    listing the corpus files)."""
+    execute: Callable[[StageContext], dict[str, Any]]
+    """Writes the stage's data into ``StageContext.folder`` and returns its stats; imports Ray,
+    torch and megatron inside."""
+    resumable: bool = False
+    """A half-written folder is resumed (training from its last checkpoint), not cleared."""
+    skip: Callable[[Spec], bool] | None = None
+    """Whether the stage has nothing to do for a spec (``None``: never)."""
+
+
+def section_config(section: BaseModel, exclude: Iterable[str] = (),
+                   added: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A spec section as JSON data for a stage's config: without the fields in ``exclude``, and
+    without each field of ``added`` that holds the value given there.
+
+    ``added`` names the fields added to the section after the stage's version shipped, each with
+    the value that reproduces that version's output: left at it, they keep the keys (and the
+    folders) of work dirs written before them.
+    """
+    added = added or {}
+    dumped = section.model_dump(mode="json", exclude=set(exclude))
+    return {k: v for k, v in dumped.items() if k not in added or v != added[k]}
 
 
 def is_done(folder: str) -> bool:
@@ -58,11 +137,13 @@ def begin(folder: str) -> None:
     io.remove(folder)
 
 
-def commit(folder: str, key: StageKey, resolved_spec: dict[str, Any], stats: dict[str, Any]) -> None:
+def commit(folder: str, key: StageKey, resolved_spec: dict[str, Any],
+           stats: dict[str, Any]) -> None:
     """Write the sidecars and then the ``_SUCCESS`` marker, which must be the last file written."""
     io.write_text(io.join(folder, "spec.yaml"), yaml.safe_dump(resolved_spec, sort_keys=True))
     io.write_json(io.join(folder, "stats.json"), stats)
-    io.write_json(io.join(folder, SUCCESS), {"stage": key.name, "version": key.version, "hash": key.hash})
+    io.write_json(io.join(folder, SUCCESS),
+                  {"stage": key.name, "version": key.version, "hash": key.hash})
 
 
 @dataclass

@@ -28,7 +28,8 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 from tests.net import free_ports
 
 from taggant.jobs.cli import EXPERIMENTS
-from taggant.jobs.submit import SubmitError, find_token, status, submit
+from taggant.jobs.graph import status
+from taggant.jobs.submit import SubmitError, find_token, submit
 from taggant.pipeline import corpora
 from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.spec import load_spec
