@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from taggant.jobs.submit import submit
 
-    job_id = submit(args.spec, args.address, args.set or [], follow=args.follow, until=args.until)
+    job_id = submit(args.spec, args.address, args.set or [], follow=args.follow, until=args.until,
+                    env=args.env or [])
     if args.follow:
         print(f"job {job_id} SUCCEEDED")
     else:
@@ -212,8 +214,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _run(spec: ExperimentSpec, address: str | None, num_cpus: int | None, until: str | None = None) -> int:
     from taggant.jobs import graph
     from taggant.jobs.runtime import ray_session
+    from taggant.jobs.storage import check_work_dir
 
-    _log_to(io.join(spec.work_dir, "logs", f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"))
+    check_work_dir(spec.work_dir, until)
+    # The log is a local file: beside the stages, or in the temp dir when they are on an object store.
+    logs = (io.join(spec.work_dir, "logs") if io.is_local(spec.work_dir)
+            else str(Path(tempfile.gettempdir()) / "taggant" / spec.name / "logs"))
+    _log_to(io.join(logs, f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"))
     console = Console(stderr=True)
     stages = graph.build(spec, until)
     with ray_session(address, num_cpus):
@@ -271,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--follow", action="store_true",
                         help="stream the job's logs until it ends; exit 1 unless it succeeded")
     submit.add_argument("--until", metavar="STAGE", help="stop after this stage")
+    submit.add_argument("--env", action="append", metavar="NAME[=VALUE]",
+                        help="an environment variable for the job (its value here without "
+                             "=VALUE), e.g. AWS_ENDPOINT_URL; never a secret")
     submit.set_defaults(func=cmd_submit)
     with_spec("status", "each stage's status and stats, read from the spec's work_dir").set_defaults(func=cmd_status)
     audit = sub.add_parser("audit", help="check a run's sample stream against its manifest")

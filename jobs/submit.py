@@ -2,10 +2,12 @@
 
 ``submit`` checks the spec here, so spec errors never reach the cluster. It then ships the code
 (``taggant.sketches``, ``taggant.pipeline`` and ``taggant.jobs``, staged as one ``taggant``
-package in ``py_modules``) and the spec file (alone in the job's ``working_dir``). On the cluster, the cluster's own ``python`` runs
-``python -m taggant.jobs run <spec> --address auto`` with the ``--set`` overrides. The shipped packages come
-first on the job's ``PYTHONPATH``, so the code that runs is the code that was submitted, even when
-the cluster's image has another taggant installed.
+package in ``py_modules``) and the spec file (alone in the job's ``working_dir``). On the
+cluster, the cluster's own ``python`` runs ``python -m taggant.jobs run <spec> --address auto``
+with the ``--set`` overrides and the ``--env`` variables. The shipped package comes first on the
+job's ``PYTHONPATH``, on the driver and on every worker, so the code that runs is the code that
+was submitted, even when the cluster's image has another taggant installed or none
+(``tests/cluster`` runs its nodes from a Python that cannot import taggant).
 
 Progress is ``taggant status`` (``jobs.graph.status``): it reads the stage folders under the
 spec's ``work_dir``, while a job runs and after it ends, from any machine that can read it.
@@ -40,6 +42,7 @@ import yaml
 from ray.exceptions import AuthenticationError
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from taggant.jobs.storage import check_work_dir
 from taggant.pipeline.errors import ConfigError, TaggantError
 from taggant.pipeline.spec import ExperimentSpec, apply_override, load_spec, parse_spec, resolve_paths
 
@@ -51,6 +54,8 @@ FINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
 STATUS_LAG_S = 30.0
 """How long after a job's log stream closes its status may take to turn final."""
 TOKEN_FIX = "set RAY_AUTH_TOKEN or RAY_AUTH_MODE=token with the cluster's token"
+SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "CREDENTIAL", "KEY")
+"""Variable names containing any of these are never put in a job's runtime_env."""
 
 
 class SubmitError(TaggantError):
@@ -102,7 +107,7 @@ def find_token() -> Token | None:
 
 
 def submit(spec_path: str | Path, address: str, overrides: Sequence[str] = (),
-           follow: bool = False, until: str | None = None) -> str:
+           follow: bool = False, until: str | None = None, env: Sequence[str] = ()) -> str:
     """Submit ``taggant run`` of a spec to the Ray cluster whose dashboard is at ``address``.
 
     Args:
@@ -114,31 +119,35 @@ def submit(spec_path: str | Path, address: str, overrides: Sequence[str] = (),
         overrides: ``a.b=v`` spec overrides; they are checked here and forwarded as ``--set``.
         follow: stream the job's logs to stdout until the job ends.
         until: the last stage to run (``taggant run --until``); all stages when ``None``.
+        env: environment variables for the job's driver and workers (``runtime_env``
+            ``env_vars``): ``NAME`` takes the value it has here, ``NAME=VALUE`` sets it, e.g. an
+            object store's endpoint (``AWS_ENDPOINT_URL``). Never secrets: see ``job_env``.
 
     Returns:
         The job's submission id (use it with ``ray job status|logs|stop``).
 
     Raises:
-        ConfigError: the spec (with its overrides) is invalid or has relative local paths.
+        ConfigError: the spec (with its overrides) is invalid, has relative local paths, or keeps
+            tokenize or a later stage on an object store; an ``env`` entry is unset here or names
+            a secret.
         SubmitError: the cluster cannot be reached or refuses the token, or a followed job ended
             FAILED or STOPPED.
     """
     spec_path = Path(spec_path)
     spec = check_shippable(spec_path, overrides)
+    check_work_dir(spec.work_dir, until)
+    env_vars = job_env(env)
     address = _http(address)
     client = _client(address)
     with tempfile.TemporaryDirectory(prefix="taggant-submit-") as staging:
-        shutil.copyfile(spec_path, Path(staging) / spec_path.name)
-        code = stage_code(Path(staging) / "code")
+        (Path(staging) / "spec").mkdir()
+        shutil.copyfile(spec_path, Path(staging) / "spec" / spec_path.name)
         set_args = [arg for override in overrides for arg in ("--set", override)]
-        command = ["python", "-m", "taggant.jobs", "run", spec_path.name, "--address", "auto", *set_args,
-                   *(["--until", until] if until else [])]
+        command = ["python", "-m", "taggant.jobs", "run", spec_path.name, "--address", "auto",
+                   *set_args, *(["--until", until] if until else [])]
         job_id = client.submit_job(
             entrypoint=shlex.join(command),
-            runtime_env={
-                "working_dir": staging,
-                "py_modules": [str(code)],
-            },
+            runtime_env=runtime_env(Path(staging), env_vars),
             metadata={"experiment": spec.name, "spec": spec_path.name},
         )
     if follow:
@@ -209,6 +218,43 @@ def check_shippable(spec_path: str | Path, overrides: Sequence[str] = ()) -> Exp
             for where, value in relative
         ])
     return spec
+
+
+def runtime_env(staging: Path, env_vars: dict[str, str]) -> dict[str, Any]:
+    """A job's runtime_env: ``staging/spec`` (what the entrypoint reads) as its working dir, the
+    code of this taggant staged in ``staging/code`` (``stage_code``) as its py_modules, and
+    ``env_vars``."""
+    code = stage_code(staging / "code")
+    return {"working_dir": str(staging / "spec"), "py_modules": [str(code)],
+            **({"env_vars": env_vars} if env_vars else {})}
+
+
+def job_env(entries: Sequence[str]) -> dict[str, str]:
+    """``--env`` entries as a job's ``env_vars``: ``NAME`` with its value here, or ``NAME=VALUE``.
+
+    A runtime_env is readable by anyone who can see the dashboard, so names that look like
+    secrets are refused: the nodes' cloud identity (an IAM role, workload identity) or their own
+    environment must supply credentials.
+
+    Raises:
+        ConfigError: a name is unset here, is not a valid variable name, or names a secret.
+    """
+    env, problems = {}, []
+    for entry in entries:
+        name, given, value = entry.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            problems.append(("--env", f"{entry!r} is not NAME or NAME=VALUE"))
+        elif any(word in name.upper() for word in SECRET_WORDS):
+            problems.append(("--env", f"{name} looks like a secret, and a job's runtime_env is "
+                                      "readable from the dashboard: give the nodes credentials "
+                                      "through their cloud identity or their own environment"))
+        elif not given and name not in os.environ:
+            problems.append(("--env", f"{name} is not set here; give its value as {name}=VALUE"))
+        else:
+            env[name] = value if given else os.environ[name]
+    if problems:
+        raise ConfigError(problems)
+    return env
 
 
 def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
