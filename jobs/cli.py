@@ -165,6 +165,55 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from taggant.pipeline.train import checkpoint, hf
+
+    run_dir = str(Path(args.run_dir).resolve())
+    steps = checkpoint.committed_steps(run_dir)
+    if not steps:
+        raise ConfigError([("RUN_DIR", f"{run_dir} has no committed checkpoint")])
+    step = args.step if args.step is not None else steps[-1]
+    experiment = args.experiment
+    train_spec = Path(run_dir).parent / "spec.yaml"  # written when the train stage finishes
+    if experiment is None and not train_spec.exists():
+        raise ConfigError([("--experiment", f"the train stage of {run_dir} has not finished, so "
+                            "its spec.yaml is missing; pass --experiment NAME")])
+    if experiment is None:
+        import yaml
+
+        experiment = yaml.safe_load(train_spec.read_text())["name"]
+    meta = hf.export_checkpoint(run_dir, step, str(Path(args.hf).resolve()), experiment)
+    print(f"{args.hf}: {meta['run']} step {meta['step']} ({meta['tokens_seen']:,} tokens) as "
+          "LlamaForCausalLM")
+    return 0
+
+
+def cmd_export_benchmark(args: argparse.Namespace) -> int:
+    from taggant.jobs import graph
+    from taggant.pipeline import manifest
+    from taggant.pipeline.benchmark_export import export_benchmark
+    from taggant.pipeline.tokenize import TokenizeFolder
+    from taggant.pipeline.train.hf import manifest_hash
+
+    spec = _load(args)
+    tokenize = {s.key.name: s for s in graph.build(spec)}["tokenize"]
+    if tokenize.status != "done":
+        raise ConfigError([("SPEC", f"its tokenize stage ({tokenize.folder}) is {tokenize.status}; "
+                            f"run `taggant run {args.spec} --until tokenize` first")])
+    runs = spec.runs.grid()
+    perturbed = [r.name for r in runs if r.perturbed]
+    # Every perturbed run's manifest holds the same items; their occurrences differ.
+    folder = TokenizeFolder(tokenize.folder).manifest(perturbed[0])
+    items, _, _ = manifest.read(folder)
+    about = {"experiment": spec.name, "seed": spec.seed, "manifest_hash": manifest_hash(folder),
+             "perturbed_runs": perturbed,
+             "standard_runs": [r.name for r in runs if not r.perturbed]}
+    counts = export_benchmark(items, str(Path(args.out).resolve()), about)["counts"]
+    for set_name, levels in counts.items():
+        print(f"{set_name}: " + ", ".join(f"×{k}: {n}" for k, n in levels.items()))
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     import json
 
@@ -304,6 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--batch-items", type=int, help="sequences per forward pass")
     probe.add_argument("--out", help="write the long-format rows to this Parquet file")
     probe.set_defaults(func=cmd_probe)
+    export = sub.add_parser("export", help="a checkpoint as a Hugging Face LlamaForCausalLM folder")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a run folder of the train stage")
+    export.add_argument("--step", type=int, help="checkpoint step (default: the newest committed)")
+    export.add_argument("--hf", required=True, metavar="OUT", help="output folder")
+    export.add_argument("--experiment", help="experiment name for the metadata (default: from the "
+                                             "train stage's spec.yaml)")
+    export.set_defaults(func=cmd_export)
+    bench = with_spec("export-benchmark", "members and controls as open-unlearning and MIMIR files")
+    bench.add_argument("--out", required=True, help="output folder")
+    bench.set_defaults(func=cmd_export_benchmark)
     fit = sub.add_parser("fit", help="scaling-law fits from a results store")
     fit.add_argument("--store", required=True, help="store URL (any fsspec URL)")
     fit.add_argument("--metric", default="loss.nll_mean", help="<probe>.<metric> to fit (default loss.nll_mean)")

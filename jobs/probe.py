@@ -93,6 +93,14 @@ def targets(spec: ExperimentSpec, train_folder: str, tokenize_folder: str, plan_
     ]
 
 
+def _num_params(spec: ExperimentSpec, run: RunId, vocab_size: int) -> int:
+    if spec.runs.init_from_hf is None:
+        return MODEL_PRESETS[run.model_size].num_params(vocab_size)
+    from taggant.pipeline.train import hf
+
+    return hf.num_params(spec.runs.init_from_hf)
+
+
 def register_run(target: Target, spec: ExperimentSpec) -> None:
     """Write the run's metadata and items (with their exposure steps) into the store."""
     items, occurrences, _ = manifest.read(target.items_url)
@@ -101,7 +109,7 @@ def register_run(target: Target, spec: ExperimentSpec) -> None:
     writer = store.StoreWriter(target.store_url, target.experiment)
     writer.write_run(run.name, {
         "run": run.name, "model_size": run.model_size, "train_tokens": run.train_tokens, "seed": run.seed,
-        "perturbed": run.perturbed, "num_params": MODEL_PRESETS[run.model_size].num_params(info.vocab_size),
+        "perturbed": run.perturbed, "num_params": _num_params(spec, run, info.vocab_size),
         "seq_length_tokens": spec.runs.seq_length_tokens, "global_batch_sequences": spec.runs.global_batch_sequences,
     })
     steps = occurrences.filter(pc.equal(occurrences["run"], run.model_copy(update={"perturbed": True}).name))

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
+from taggant.jobs import hf as jobs_hf
 from taggant.jobs import placement
 from taggant.jobs import probe as probe_job
 from taggant.pipeline import data, io
@@ -33,7 +35,7 @@ from taggant.pipeline.errors import ConfigError, TaggantError
 from taggant.pipeline.models import MODEL_PRESETS
 from taggant.pipeline.spec import ExperimentSpec, RunId
 from taggant.pipeline.stage import StageDecl, section_config
-from taggant.pipeline.train import checkpoint
+from taggant.pipeline.train import checkpoint, hf
 
 TRAIN_VERSION = "train.v1"
 MAX_RESTARTS = 3
@@ -52,7 +54,9 @@ def stage_config(spec: ExperimentSpec) -> dict[str, Any]:
         # How training is watched (progress lines, TensorBoard) never changes what is trained.
         "runs": section_config(spec.runs, exclude={"log_interval_steps", "tensorboard"},
                                added={"pipeline_parallel_size": 1, "init_from_hf": None}),
-        "models": {m: dataclasses.asdict(MODEL_PRESETS[m]) for m in spec.runs.model_sizes},
+        "models": ({m: dataclasses.asdict(MODEL_PRESETS[m]) for m in spec.runs.model_sizes}
+                   if spec.runs.init_from_hf is None
+                   else {"init_from_hf": hf.fingerprint(spec.runs.init_from_hf)}),
         # keep_last is the probes' retention policy, not training's.
         "checkpoints": section_config(spec.checkpoints, exclude={"keep_last"},
                                       added={"export_hf": False}),
@@ -94,6 +98,7 @@ def run(spec: ExperimentSpec, folder: str, tokenize_folder: str, *,
     run_dirs = [io.join(folder, r.name) for r in runs]
     for run_id, run_dir in zip(runs, run_dirs):
         data.prepare_run_dir(run_dir, spec, run_id, tokenize_folder)
+    jobs_hf.import_model(spec, folder, tokenize_folder)
     with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="train") as pool:
         futures = [pool.submit(train_run, spec, run_id, run_dir, cpus_per_rank=cpus_per_rank,
                                max_restarts=max_restarts)
@@ -143,6 +148,10 @@ def train_run(spec: ExperimentSpec, run_id: RunId, run_dir: str, *,
             log.warning("%s: its rank group failed (%s); restarting from step %d", run_id.name,
                         type(e).__name__, ([0] + checkpoint.committed_steps(run_dir))[-1])
     _check_replicas(run_id, digests, runs.tensor_parallel_size, runs.data_parallel_size)
+    unexported = jobs_hf.missing_exports(run_dir) if spec.checkpoints.export_hf else []
+    if unexported:
+        raise RuntimeError(f"{run_id.name}: checkpoints {unexported} were committed but not "
+                           "exported; the export hook has a bug")
     return {
         "run": run_id.name,
         "steps": status["step"],
@@ -152,6 +161,7 @@ def train_run(spec: ExperimentSpec, run_id: RunId, run_dir: str, *,
         "final_loss": checkpoint.read_train_log(run_dir)[status["step"]]["loss"],
         "restarts": attempt,
         "weights_digests": digests,
+        "exports": hf.exported_steps(run_dir),
     }
 
 
@@ -178,8 +188,16 @@ class RankWorker:
         logging.getLogger("taggant.pipeline").setLevel(logging.INFO)
         torch.set_num_threads(self.threads)
         samples = data.open_training_samples(self.run_dir)
-        config = TrainConfig.from_spec(self.spec, self.run_id, samples.vocab_size)
-        self.trainer = Trainer(config, samples, self.run_dir)
+        config = TrainConfig.from_spec(self.spec, self.run_id, samples.vocab_size,
+                                       jobs_hf.init_checkpoint(self.spec, self.run_dir))
+        on_commit = None
+        if self.spec.checkpoints.export_hf and os.environ["RANK"] == "0":
+            on_commit = self._export
+            self._export(0)  # checkpoints committed before a restart whose export was cut off
+        self.trainer = Trainer(config, samples, self.run_dir, on_commit)
+
+    def _export(self, step: int) -> None:
+        jobs_hf.export_missing(self.spec.name, self.run_dir)
 
     def train_until(self, step: int) -> dict[str, Any]:
         """``Trainer.train_until`` without the per-step losses (they are in the train log)."""

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.models import MODEL_PRESETS
@@ -348,8 +349,14 @@ class RunsSpec(_Spec):
     """The grid of training runs: every model size × token budget × seed, perturbed and (optionally)
     its standard twin, which reads the same samples with no insertions."""
 
+    init_from_hf: str | None = None
+    """Continued pretraining: a local Hugging Face Llama model folder (``config.json``,
+    ``*.safetensors``) every run starts from, with its shape instead of a preset's; ``model_sizes``
+    then holds one name of your choice for the runs (e.g. ``smollm2-135m``), and the tokenizer
+    must be the model's own (``tokenizer: {kind: file, path: <folder>/tokenizer.json}``)."""
     model_sizes: list[str] = Field(min_length=1)
-    """Model presets by name (see ``pipeline.models.MODEL_PRESETS``)."""
+    """Model presets by name (see ``pipeline.models.MODEL_PRESETS``); with ``init_from_hf``, one
+    name for the imported model."""
     train_tokens: list[int] = Field(min_length=1)
     """Token budgets; each run trains on ``train_tokens // seq_length_tokens`` samples, rounded down
     to whole global batches."""
@@ -391,7 +398,12 @@ class RunsSpec(_Spec):
 
     @field_validator("model_sizes")
     @classmethod
-    def _known_presets(cls, sizes: list[str]) -> list[str]:
+    def _known_presets(cls, sizes: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("init_from_hf"):
+            if len(sizes) != 1 or not re.match(NAME_PATTERN, sizes[0]):
+                raise ValueError(f"with init_from_hf, give one name for the imported model (got "
+                                 f"{sizes}), lowercase letters, digits, - and _")
+            return sizes
         for size in sizes:
             if size not in MODEL_PRESETS:
                 close = difflib.get_close_matches(size, MODEL_PRESETS, n=1)
@@ -416,7 +428,7 @@ class RunsSpec(_Spec):
             )
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr {self.min_lr} is above lr {self.lr}")
-        for size in self.model_sizes:
+        for size in self.model_sizes if self.init_from_hf is None else ():
             layers = MODEL_PRESETS[size].num_layers
             if layers % self.pipeline_parallel_size:
                 raise ValueError(
@@ -471,6 +483,11 @@ class CheckpointsSpec(_Spec):
     there)."""
     keep_last: int = Field(default=0, ge=0)
     """Checkpoints kept on disk after they are probed; 0 keeps all."""
+    export_hf: bool = False
+    """Also write each committed checkpoint as a Hugging Face ``LlamaForCausalLM`` folder
+    (safetensors, config, the run's tokenizer, ``taggant_export.json``) in
+    ``<run_dir>/hf/iter_<step>/``, before the next training step. ``keep_last`` deletes
+    checkpoints, never exports."""
 
 
 class ProbesSpec(_Spec):
@@ -535,6 +552,9 @@ def _check_cross_fields(spec: ExperimentSpec) -> list[tuple[str, str]]:
         seen.setdefault(pset.name, i)
     for budget in spec.runs.train_tokens:
         problems += _check_insertions_fit(spec.perturbations, spec.runs, budget)
+    if spec.runs.init_from_hf and spec.tokenizer.kind != "file":
+        problems.append(("tokenizer.kind", "runs.init_from_hf needs the model's own tokenizer; "
+                         "set tokenizer: {kind: file, path: <model folder>/tokenizer.json}"))
     return problems
 
 
@@ -654,6 +674,9 @@ def resolve_paths(spec: ExperimentSpec, base: Path) -> ExperimentSpec:
             for p in spec.perturbations
         ],
     }
+    if spec.runs.init_from_hf:
+        update["runs"] = spec.runs.model_copy(
+            update={"init_from_hf": absolute(spec.runs.init_from_hf)})
     if spec.tokenizer.path:
         update["tokenizer"] = spec.tokenizer.model_copy(update={"path": absolute(spec.tokenizer.path)})
     return spec.model_copy(update=update)

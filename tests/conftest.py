@@ -60,6 +60,14 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def smollm2_hf(tmp_path_factory) -> Path:
+    """SmolLM2-135M as a local Hugging Face folder (``tests.smollm2``); skips without the GGUF."""
+    from tests import smollm2
+
+    return smollm2.hf_folder(tmp_path_factory.mktemp("smollm2"))
+
+
 TINY_SPEC = {
     "name": "tiny",
     "seed": 7,

@@ -66,8 +66,11 @@ def load(path: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> 
     def tokenize(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    adds_bos = bool(getattr(tokenizer, "add_bos_token", False))
-    return HFModel(logits, tokenize, tokenizer.bos_token_id if adds_bos else None, len(tokenizer))
+    # What the tokenizer does, not its `add_bos_token` flag: a post-processor may put BOS there
+    # too (taggant's exports put the end-of-document token before every text).
+    bos = tokenizer.bos_token_id
+    adds_bos = bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+    return HFModel(logits, tokenize, bos if adds_bos else None, len(tokenizer))
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -215,6 +216,7 @@ def model_config_from_hf(folder: str, vocab_size: int, seq_length: int) -> Model
             express (biases, untied embeddings, scaled RoPE, another activation or head size).
         DataError: the tokenizer has more ids than the model has embedding rows.
     """
+    _require_transformers("runs.init_from_hf")
     path = os.path.join(folder, "config.json")
     if not os.path.exists(path):
         raise ConfigError([("runs.init_from_hf", f"{folder!r} has no config.json; give a local "
@@ -260,6 +262,11 @@ def model_config_from_hf(folder: str, vocab_size: int, seq_length: int) -> Model
     )
 
 
+def _require_transformers(field: str) -> None:
+    if importlib.util.find_spec("transformers") is None:
+        raise ConfigError([(field, "needs transformers: pip install 'taggant[hf]'")])
+
+
 # --- export ------------------------------------------------------------------------------------
 
 def export_dir(run_dir: str, step: int) -> str:
@@ -291,6 +298,7 @@ def export_checkpoint(run_dir: str, step: int, out: str, experiment: str) -> dic
     Raises:
         DataError: ``run_dir`` is not a prepared run folder.
     """
+    _require_transformers("checkpoints.export_hf")
     from safetensors.torch import save_file
 
     from taggant.pipeline.data import RunInfo
@@ -384,6 +392,21 @@ def read_hf_tensors(folder: str) -> dict[str, torch.Tensor]:
     for name in files:
         tensors.update(load_file(os.path.join(folder, name)))
     return tensors
+
+
+def num_params(folder: str) -> int:
+    """Parameters of the HF model in ``folder``, from its safetensors headers (a tied
+    ``lm_head`` counted once)."""
+    import math
+
+    from safetensors import safe_open
+
+    total = 0
+    for name in sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")):
+        with safe_open(os.path.join(folder, name), "pt") as weights:
+            total += sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys()
+                         if k != "lm_head.weight")
+    return total
 
 
 def fingerprint(folder: str) -> dict[str, int]:

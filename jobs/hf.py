@@ -1,0 +1,83 @@
+"""Hugging Face export and import on Ray, for the train stage.
+
+Both read or build a model at parallel size 1 (``pipeline.train.hf``), which a rank actor cannot do
+inside its own model-parallel group, so each runs as a Ray task in a worker process of its own, on
+CPU in float32 (``CUDA_VISIBLE_DEVICES`` empty: the GPUs stay with the ranks). The tasks take no
+CPU from the cluster's count: a run's ranks hold the CPUs and wait for them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from taggant.pipeline import io
+from taggant.pipeline.errors import TaggantError
+from taggant.pipeline.spec import ExperimentSpec
+from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo
+from taggant.pipeline.train import checkpoint, hf
+
+_TASK_OPTIONS = {"num_cpus": 0, "runtime_env": {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}}
+
+
+def missing_exports(run_dir: str) -> list[int]:
+    """Committed steps of ``run_dir`` without a finished export."""
+    done = set(hf.exported_steps(run_dir))
+    return [s for s in checkpoint.committed_steps(run_dir) if s not in done]
+
+
+def export_missing(experiment: str, run_dir: str) -> list[int]:
+    """Export every committed checkpoint of ``run_dir`` not exported yet (``hf.export_dir``);
+    returns the steps exported. Idempotent, so rank 0 calls it after each commit and after a
+    restart, which catches up on an export that a crash cut off."""
+    import ray
+
+    steps = missing_exports(run_dir)
+    if steps:
+        _get(ray.remote(_export).options(**_TASK_OPTIONS).remote(experiment, run_dir, steps))
+    return steps
+
+
+def _export(experiment: str, run_dir: str, steps: list[int]) -> None:
+    for step in steps:
+        hf.export_checkpoint(run_dir, step, hf.export_dir(run_dir, step), experiment)
+
+
+def init_dir(train_folder: str) -> str:
+    """Where the train stage keeps the imported ``runs.init_from_hf`` model (shared by its runs)."""
+    return io.join(train_folder, "init-hf")
+
+
+def import_model(spec: ExperimentSpec, train_folder: str,
+                 tokenize_folder: str) -> dict[str, Any] | None:
+    """Import ``runs.init_from_hf`` into ``init_dir(train_folder)`` once; returns its record, or
+    ``None`` when the spec trains from scratch.
+
+    Raises:
+        ConfigError, DataError: as ``pipeline.train.hf.import_hf``.
+    """
+    import ray
+
+    if spec.runs.init_from_hf is None:
+        return None
+    vocab_size = TokenizerInfo.read(TokenizeFolder(tokenize_folder)).vocab_size
+    task = ray.remote(hf.import_hf).options(**_TASK_OPTIONS)
+    return _get(task.remote(spec.runs.init_from_hf, init_dir(train_folder), vocab_size,
+                            spec.runs.seq_length_tokens))
+
+
+def _get(ref) -> Any:
+    """``ray.get``, raising a task's ``TaggantError`` as itself (its message names the fix)."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, TaggantError):
+            raise e.cause from None
+        raise
+
+
+def init_checkpoint(spec: ExperimentSpec, run_dir: str) -> str | None:
+    """The imported model a run of the train stage starts from, if any."""
+    return init_dir(os.path.dirname(run_dir)) if spec.runs.init_from_hf else None
