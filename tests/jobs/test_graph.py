@@ -175,14 +175,12 @@ def test_ingest_refuses_corpus_files_changed_after_the_graph_was_built(memory_co
         ingest.execute()
 
 
-HEAVY = ("torch", "megatron", "ray")
 WRAPPER = """
 import json, sys
 from taggant.jobs.cli import main
 code = main(sys.argv[1:])
-print(json.dumps({"code": code, "modules": sorted(m for m in sys.modules
-                                                  if m.split(".")[0] in %r)}))
-""" % (HEAVY,)
+print(json.dumps({"code": code, "packages": sorted({m.split(".")[0] for m in sys.modules})}))
+"""
 
 
 @pytest.mark.parametrize("command", ["plan", "status"])
@@ -195,7 +193,9 @@ def test_plan_and_status_start_without_ray_torch_or_megatron(command, debian_cor
     done = subprocess.run([sys.executable, "-c", WRAPPER, command, str(path)],
                           capture_output=True, text=True, check=True)
     report = json.loads(done.stdout.splitlines()[-1])
-    assert report == {"code": 0, "modules": []}
+    assert report["code"] == 0
+    assert "pyarrow" in report["packages"]  # what the wrapper reports is what was imported
+    assert not {"torch", "megatron", "ray"} & set(report["packages"])
     assert done.stdout.count("pending") == len(graph.DECLARED)
 
 
