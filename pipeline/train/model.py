@@ -82,7 +82,7 @@ def init_parallel(tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1
     Backends: gloo on CPU; NCCL for CUDA tensors plus gloo for CPU ones on GPUs. ``timeout_s``
     bounds a collective, so a dead peer surfaces as an error instead of a hang. Megatron's rank
     order puts tensor parallel innermost, then data parallel, then pipeline stages (outermost), so
-    ranks ``[k·TP, (k+1)·TP)`` form one tensor-parallel group (``parallel_layout``).
+    ranks ``[k·TP, (k+1)·TP)`` form one tensor-parallel group.
     """
     cpu_shim.install()
     if not dist.is_initialized():
