@@ -1,19 +1,28 @@
-"""The dedup stage on Ray: sketch shards in parallel, group each band across the corpus, verify,
-take connected components, and filter shards in parallel.
+"""The dedup stage on Ray, with no step that holds the corpus, its band table or its graph whole.
 
-1. sketch (one task per corpus shard) → ``sketches/shard-*.parquet``;
-2. band buckets (one task per LSH band, plus one for exact hashes): each reads a single column
-   of every sketch file, so its memory is that column of the band table, never the corpus;
-3. verify (one task per shard, for the near edges whose higher end lies in it);
-4. connected components in the driver over ``doc_index`` (8 bytes a document);
-5. filter (one task per shard) → ``shard-*.parquet`` with the kept documents, same schema.
+1. sketch (a task per corpus shard) → ``sketches/<shard>`` (exact hashes, MinHash signatures) and
+   ``keys/<shard>``: the shard's bucket rows sorted by key, one Parquet row group per key
+   partition and kind (`pipeline.dedup.sketch_shard`);
+2. bucket (a task per key partition): reads its row groups of every key file, so its memory is
+   1/P of the band table; gives exact edges and candidate pairs, each sent to the node partition
+   (a run of consecutive shards) of its higher end;
+3. verify (a task per node partition): exact Jaccard of the candidates, reading the texts of the
+   documents they name, and only those;
+4. connected components by star contraction: large-star and small-star steps alternate, a task
+   per node partition each, edges passed between them as Ray objects, until no step changes the
+   graph; every cluster is then a star around its lowest doc_index;
+5. finish (a task per shard) → ``shard-*.parquet`` with the kept documents, same schema, and
+   ``duplicates.parquet/shard-*.parquet`` with the removed ones (one Parquet dataset).
 
-Every file name depends only on the shard's name and every task is a pure function of its inputs,
-so retries (a killed worker) and re-runs write the same bytes.
+The driver holds shard offsets, object references and counts, never an array over documents.
+Every file name depends only on the shard's name, every task is a pure function of its inputs
+and is retried, so a killed worker or node (Ray rebuilds lost objects from their lineage) and a
+re-run write the same bytes, whatever the partition or worker count.
 """
 
 from __future__ import annotations
 
+import math
 import posixpath
 from typing import Any
 
@@ -21,132 +30,239 @@ import numpy as np
 import pyarrow as pa
 
 from taggant.pipeline import io
-from taggant.pipeline.dedup import (
-    DEDUP_VERSION,
-    EXACT_KEY,
-    DedupParams,
-    band_column,
-    bucket_edges,
-    confirm_exact,
-    representatives,
-    sketch_shard,
-    verify_edges,
-)
+from taggant.pipeline.dedup import DEDUP_VERSION, DedupParams, bucket, sketch_shard, verify_edges
 from taggant.pipeline.stage import Counts, StageDecl
+from taggant.sketches import components
+
+TASK_RETRIES = 3
+PARTITION_DOCS = 1_000_000
+"""Documents per key partition and (at least one shard) per node partition: ~0.5 GB of band
+rows (24 bytes × 19 keys a document) per bucket task."""
+DUPLICATES_SCHEMA = pa.schema([
+    ("doc_id", pa.string()), ("cluster_id", pa.int64()), ("kept_doc_id", pa.string()),
+    ("reason", pa.string()),
+])
 
 STAGE = StageDecl(
     name="dedup",
     version=DEDUP_VERSION,
     inputs=("ingest",),
     config=lambda spec: DedupParams.from_spec(spec.dedup).to_dict(),
-    execute=lambda context: run(DedupParams.from_spec(context.spec.dedup), context.folder,
-                                context.folders["ingest"]),
-    # With both kinds off the ingested shards are the corpus.
+    execute=lambda context: run(
+        DedupParams.from_spec(context.spec.dedup), context.folder, context.folders["ingest"]
+    ),
     skip=lambda spec: not (spec.dedup.exact or spec.dedup.near),
 )
-TASK_RETRIES = 3
-DUPLICATES_SCHEMA = pa.schema(
-    [("doc_id", pa.string()), ("cluster_id", pa.int64()), ("kept_doc_id", pa.string()), ("reason", pa.string())]
-)
 
 
-def _sketch(shard_url: str, first_index: int, params: DedupParams, out_url: str) -> None:
-    texts = io.read_table(shard_url, columns=["text"]).column("text").to_pylist()
-    io.write_table(out_url, sketch_shard(texts, first_index, params))
+def _edges(arrays, width: int = 2) -> np.ndarray:
+    """The distinct rows of int64 (m, width) arrays."""
+    return np.unique(np.concatenate([np.empty((0, width), np.int64), *arrays]), axis=0)
 
 
-def _column(sketch_urls: list[str], name: str) -> np.ndarray:
-    return np.concatenate([io.read_table(u, columns=[name]).column(name).to_numpy() for u in sketch_urls])
+def _partition_of(doc_index: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """The node partition q of each doc_index: bounds[q] <= doc_index < bounds[q + 1]."""
+    return np.searchsorted(bounds[1:-1], doc_index, side="right")
 
 
-def _bucket(sketch_urls: list[str], column: str) -> np.ndarray:
-    # Sketch files in shard order hold documents 0..n-1 in order: the index is the row number,
-    # so a bucket task reads one column, not two.
-    keys = _column(sketch_urls, column)
-    return bucket_edges(keys, np.arange(len(keys), dtype=np.int64))
+def _by_high_end(edges: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
+    """Edges split by the node partition of their high end."""
+    part = _partition_of(edges[:, 1], bounds)
+    return [edges[part == q] for q in range(len(bounds) - 1)]
 
 
-def _take(shard_urls: list[str], offsets: np.ndarray, wanted: np.ndarray, column: str) -> dict[int, str]:
-    """``column`` of the documents ``wanted`` (doc_index values), reading only their shards."""
-    values: dict[int, str] = {}
+def _by_either_end(edges: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
+    """Edges split by the node partitions of their ends (one copy where both ends share one)."""
+    low, high = _partition_of(edges[:, 0], bounds), _partition_of(edges[:, 1], bounds)
+    return [edges[(low == q) | (high == q)] for q in range(len(bounds) - 1)]
+
+
+def _take(
+    urls: list[str], offsets: np.ndarray, wanted: np.ndarray, columns: list[str]
+) -> pa.Table:
+    """``columns`` of the documents ``wanted`` (sorted distinct doc_index values), in that order,
+    reading only the files (one per shard, ``urls``) that hold them."""
     shard_of = np.searchsorted(offsets, wanted, side="right") - 1
-    for shard in np.unique(shard_of):
-        rows = wanted[shard_of == shard]
-        data = io.read_table(shard_urls[shard], columns=[column]).column(column)
-        values.update(zip(rows.tolist(), data.take(pa.array(rows - offsets[shard])).to_pylist()))
-    return values
+    tables = [
+        io.read_table(urls[shard], columns=columns)
+        .take(pa.array(wanted[shard_of == shard] - offsets[shard]))
+        for shard in np.unique(shard_of)
+    ]
+    if not tables:
+        return io.read_table(urls[0], columns=columns).slice(0, 0)
+    return pa.concat_tables(tables)
 
 
-def _verify(edges: np.ndarray, shard_urls: list[str], offsets: np.ndarray, params: DedupParams) -> np.ndarray:
-    return verify_edges(edges, _take(shard_urls, offsets, np.unique(edges), "text"), params)
+def _sketch(
+    shard_url: str, first_index: int, params: DedupParams, parts: int, sketch_url: str,
+    keys_url: str,
+) -> None:
+    texts = io.read_table(shard_url, columns=["text"]).column("text").to_pylist()
+    sketch, key_tables = sketch_shard(texts, first_index, params, parts)
+    io.write_table(sketch_url, sketch)
+    io.write_row_groups(keys_url, key_tables)
 
 
-def _filter(shard_url: str, keep: np.ndarray, out_url: str) -> None:
-    docs = io.read_table(shard_url)
+def _bucket(keys_urls: list[str], part: int, parts: int, bounds: np.ndarray) -> tuple:
+    """Key partition ``part`` → per node partition, its edges as int64 (m, 3) rows (low, high,
+    exact); last, the number of bucket rows read."""
+    rows = [
+        pa.concat_tables([io.read_row_group(u, kind * parts + part) for u in keys_urls])
+        for kind in (0, 1)  # exact rows, band rows
+    ]
+    exact, candidates = bucket(*rows)
+    tagged = np.concatenate([
+        np.c_[exact, np.ones(len(exact), np.int64)],
+        np.c_[candidates, np.zeros(len(candidates), np.int64)],
+    ])
+    part_of = _partition_of(tagged[:, 1], bounds)
+    return (*(tagged[part_of == q] for q in range(len(bounds) - 1)), sum(r.num_rows for r in rows))
+
+
+def _verify(
+    shard_urls: list[str], offsets: np.ndarray, params: DedupParams, bounds: np.ndarray,
+    *tagged: np.ndarray,
+) -> tuple:
+    """One node partition's exact edges and verified candidates, split for the first large-star
+    step; last, its counts."""
+    tagged = _edges(tagged, width=3)
+    exact, near = tagged[tagged[:, 2] == 1, :2], tagged[tagged[:, 2] == 0, :2]
+    if params.verify and len(near):
+        wanted = np.unique(near)
+        texts = _take(shard_urls, offsets, wanted, ["text"]).column("text").to_pylist()
+        near = verify_edges(near, dict(zip(wanted.tolist(), texts)), params)
+    counts = {"candidate_edges": len(tagged), "exact_edges": len(exact),
+              "verified_near_edges": len(near)}
+    return (*_by_either_end(np.concatenate([exact, near]), bounds), counts)
+
+
+def _large_star(bounds: np.ndarray, q: int, *edges: np.ndarray) -> tuple:
+    stars, changed = components.large_star(_edges(edges), bounds[q], bounds[q + 1])
+    return (*_by_high_end(stars, bounds), changed)
+
+
+def _small_star(bounds: np.ndarray, q: int, *edges: np.ndarray) -> tuple:
+    stars, changed = components.small_star(_edges(edges), bounds[q], bounds[q + 1])
+    return (*_by_either_end(stars, bounds), changed)
+
+
+def _finish(
+    shard_urls: list[str], sketch_urls: list[str], offsets: np.ndarray, shard: int, out_url: str,
+    duplicates_url: str, *stars: np.ndarray,
+) -> dict[str, int]:
+    """Filter one shard and write its duplicates, given the star edges (center, leaf) of its node
+    partition: a leaf is removed, and kept for it is its center."""
+    first, stop = offsets[shard], offsets[shard + 1]
+    stars = _edges(stars)
+    leaves = stars[(stars[:, 1] >= first) & (stars[:, 1] < stop)]
+    centers = np.unique(leaves[:, 0])
+    docs = io.read_table(shard_urls[shard])
+    keep = np.ones(docs.num_rows, dtype=bool)
+    keep[leaves[:, 1] - first] = False
     io.write_table(out_url, docs.filter(pa.array(keep)))
 
-
-def run(params: DedupParams, folder: str, corpus_folder: str) -> dict[str, Any]:
-    """Deduplicate the shards of ``corpus_folder`` into ``folder``; returns the stage stats."""
-    import ray
-
-    def remote(fn):
-        return ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(fn)
-
-    shard_urls = io.glob(io.join(corpus_folder, "shard-*.parquet"))
-    names = [posixpath.basename(u) for u in shard_urls]
-    offsets = np.concatenate([[0], np.cumsum([io.parquet_rows(u) for u in shard_urls])]).astype(np.int64)
-    num_docs = int(offsets[-1])
-
-    sketch_urls = [io.join(folder, "sketches", n) for n in names]
-    ray.get([remote(_sketch).remote(u, int(o), params, s) for u, o, s in zip(shard_urls, offsets, sketch_urls)])
-
-    columns = ([EXACT_KEY] if params.exact else []) + (
-        [band_column(b) for b in range(params.bands)] if params.near else []
+    rows = pa.array(leaves[:, 1] - first)
+    at = pa.array(np.searchsorted(centers, leaves[:, 0]))
+    halves = ["exact_hi", "exact_lo"]
+    mine = io.read_table(sketch_urls[shard], columns=halves).take(rows)
+    theirs = _take(sketch_urls, offsets, centers, halves).take(at)
+    is_exact = np.logical_and.reduce(
+        [mine.column(h).to_numpy() == theirs.column(h).to_numpy() for h in halves]
     )
-    bucket = remote(_bucket)
-    edge_sets = ray.get([bucket.remote(sketch_urls, c) for c in columns])
-    edges = np.unique(np.concatenate([np.empty((0, 2), np.int64), *edge_sets]), axis=0)
-
-    exact_hi, exact_lo = _column(sketch_urls, "exact_hi"), _column(sketch_urls, "exact_lo")
-    exact_edge = confirm_exact(edges, exact_hi, exact_lo)
-    near = edges[~exact_edge]
-    if params.verify and len(near):
-        owner = np.searchsorted(offsets, near[:, 1], side="right") - 1
-        verify = remote(_verify)
-        near = np.concatenate([np.empty((0, 2), np.int64), *ray.get([
-            verify.remote(near[owner == s], shard_urls, offsets, params) for s in np.unique(owner)
-        ])])
-    rep = representatives(num_docs, np.concatenate([edges[exact_edge], near]))
-
-    keep = rep == np.arange(num_docs)
-    ray.get([
-        remote(_filter).remote(u, keep[offsets[i]:offsets[i + 1]], io.join(folder, n))
-        for i, (u, n) in enumerate(zip(shard_urls, names))
-    ])
-
-    removed = np.flatnonzero(~keep)
-    is_exact = (exact_hi[removed] == exact_hi[rep[removed]]) & (exact_lo[removed] == exact_lo[rep[removed]])
-    ids = _take(shard_urls, offsets, np.unique(np.concatenate([removed, rep[removed]])), "doc_id")
     duplicates = pa.table(
         {
-            "doc_id": [ids[i] for i in removed.tolist()],
-            "cluster_id": rep[removed],
-            "kept_doc_id": [ids[i] for i in rep[removed].tolist()],
+            "doc_id": docs.column("doc_id").take(rows),
+            "cluster_id": leaves[:, 0],
+            "kept_doc_id": _take(shard_urls, offsets, centers, ["doc_id"])["doc_id"].take(at),
             "reason": np.where(is_exact, "exact", "near"),
         },
         schema=DUPLICATES_SCHEMA,
     )
-    io.write_table(io.join(folder, "duplicates.parquet"), duplicates)
-
+    io.write_table(duplicates_url, duplicates)
     n_exact = int(is_exact.sum())
-    counts = Counts(input=num_docs, kept=int(keep.sum()))
-    counts.removed.update({"exact_dup": n_exact, "near_dup": len(removed) - n_exact})
     return {
-        "counts": counts.to_dict(),
-        "params": params.to_dict(),
-        "candidate_edges": len(edges),
-        "verified_near_edges": len(near),
-        "clusters_with_duplicates": int(len(np.unique(rep[removed]))),
+        "kept": int(keep.sum()),
+        "exact_dup": n_exact,
+        "near_dup": len(leaves) - n_exact,
+        "clusters": len(np.unique(stars[(stars[:, 0] >= first) & (stars[:, 0] < stop), 0])),
     }
 
+
+def node_bounds(offsets: np.ndarray, partition_docs: int) -> np.ndarray:
+    """Node partitions: runs of consecutive shards of up to ``partition_docs`` documents (at least
+    one shard each), as doc_index bounds (q + 1,)."""
+    bounds = [0]
+    for start, stop in zip(offsets[:-1], offsets[1:]):
+        if stop - bounds[-1] > partition_docs and start > bounds[-1]:
+            bounds.append(start)
+    return np.array([*bounds, offsets[-1]], dtype=np.int64)
+
+
+def run(
+    params: DedupParams, folder: str, corpus_folder: str, partition_docs: int = PARTITION_DOCS
+) -> dict[str, Any]:
+    """Deduplicate the shards of ``corpus_folder`` into ``folder``; returns the stage stats.
+
+    ``partition_docs`` sets the work per task (see `PARTITION_DOCS`), never the result.
+    """
+    import ray
+
+    def remote(fn, returns: int = 1):
+        return ray.remote(num_cpus=1, max_retries=TASK_RETRIES, num_returns=returns)(fn)
+
+    shard_urls = io.glob(io.join(corpus_folder, "shard-*.parquet"))
+    names = [posixpath.basename(u) for u in shard_urls]
+    rows = [io.parquet_rows(u) for u in shard_urls]
+    offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+    num_docs = int(offsets[-1])
+    parts = max(1, math.ceil(num_docs / partition_docs))
+    bounds = node_bounds(offsets, partition_docs)
+    nodes = len(bounds) - 1
+    fan_out = nodes + 1  # a task's outputs: one per node partition, then its counts or flag
+
+    sketch_urls = [io.join(folder, "sketches", n) for n in names]
+    keys_urls = [io.join(folder, "keys", n) for n in names]
+    ray.get([
+        remote(_sketch).remote(u, int(o), params, parts, s, k)
+        for u, o, s, k in zip(shard_urls, offsets, sketch_urls, keys_urls)
+    ])
+    bucket_task, verify_task = remote(_bucket, fan_out), remote(_verify, fan_out)
+    buckets = [bucket_task.remote(keys_urls, p, parts, bounds) for p in range(parts)]
+    edges = [
+        verify_task.remote(shard_urls, offsets, params, bounds, *(b[q] for b in buckets))
+        for q in range(nodes)
+    ]
+    counts = ray.get([e[-1] for e in edges])
+    bucket_rows = sum(ray.get([b[-1] for b in buckets]))
+
+    large_task, small_task = remote(_large_star, fan_out), remote(_small_star, fan_out)
+    for rounds in range(1, components.MAX_ROUNDS + 1):
+        large = [large_task.remote(bounds, q, *(e[q] for e in edges)) for q in range(nodes)]
+        edges = [small_task.remote(bounds, q, *(s[q] for s in large)) for q in range(nodes)]
+        if not any(ray.get([s[-1] for s in large] + [e[-1] for e in edges])):
+            break
+    else:
+        raise RuntimeError(f"star contraction did not converge in {rounds} rounds")
+
+    node_of = _partition_of(offsets[:-1], bounds)
+    finish_task = remote(_finish)
+    finished = ray.get([
+        finish_task.remote(
+            shard_urls, sketch_urls, offsets, i, io.join(folder, n),
+            io.join(folder, "duplicates.parquet", n), *(e[node_of[i]] for e in edges),
+        )
+        for i, n in enumerate(names)
+    ])
+    n_exact, n_near = sum(f["exact_dup"] for f in finished), sum(f["near_dup"] for f in finished)
+    stats = Counts(input=num_docs, kept=sum(f["kept"] for f in finished))
+    stats.removed.update({"exact_dup": n_exact, "near_dup": n_near})
+    return {
+        "counts": stats.to_dict(),
+        "params": params.to_dict(),
+        **{k: sum(c[k] for c in counts) for k in counts[0]},
+        "clusters_with_duplicates": sum(f["clusters"] for f in finished),
+        "bucket_rows": bucket_rows,
+        "key_partitions": parts,
+        "node_partitions": nodes,
+        "components_rounds": rounds,
+    }

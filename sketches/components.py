@@ -1,11 +1,11 @@
 """From candidate edges to clusters: exact verification, then connected components.
 
-Clusters are the connected components of the verified edges. Each is keyed by its lowest doc
-id, which is the document a dedup keeps: the result does not depend on edge order, batch
-boundaries or worker count.
+Clusters are the connected components of the verified edges, found by star contraction
+(`large_star`, `small_star`), which works on node ranges so that no process needs the whole
+graph. Each is keyed by its lowest doc id, which is the document a dedup keeps: the result does
+not depend on edge order, batch boundaries or worker count.
 """
 
-import numba
 import numpy as np
 
 from taggant.sketches.ngrams import NgramSets, jaccard
@@ -46,34 +46,82 @@ def verify_edges(
     return edges[jaccard(sets, order[at[:, 0]], order[at[:, 1]]) >= threshold]
 
 
-@numba.njit(inline="always")
-def _find(parent, x):
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]  # path halving
-        x = parent[x]
-    return x
+MAX_ROUNDS = 200
+"""Star contraction takes O(log(n)**2) rounds (a few on real dedup graphs); more means a bug."""
 
 
-@numba.njit(cache=True)
-def _union_find(n, left, right):
-    parent = np.arange(n)
-    for e in range(left.shape[0]):
-        a = _find(parent, left[e])
-        b = _find(parent, right[e])
-        # The lower root wins, so every parent is below its child and each root is its
-        # component's minimum.
-        if a < b:
-            parent[b] = a
-        elif b < a:
-            parent[a] = b
-    # parent[i] <= i, so one ascending pass resolves every node to its root.
-    for i in range(n):
-        parent[i] = parent[parent[i]]
-    return parent
+def large_star(edges: np.ndarray, low: int, high: int) -> tuple[np.ndarray, bool]:
+    """The large-star step of star contraction (Kiveris et al., "Connected Components in
+    MapReduce and Beyond", 2014) for the nodes u in [low, high).
+
+    Each such u with neighbours N(u) and m(u) = min(N(u) + {u}) gives the edges (m(u), v) for
+    v in N(u) with v > u: every node hooks its higher neighbours onto its lowest one.
+
+    Args:
+        edges: int64 (m, 2) undirected edges (low, high) with low < high, which must include
+            every edge with an endpoint in [low, high) (others are ignored).
+
+    Returns:
+        (edges, changed): the distinct new edges (low, high) that the nodes in range emit, and
+        whether any differs from the edge it replaces.
+    """
+    src = np.concatenate([edges[:, 0], edges[:, 1]])
+    dst = np.concatenate([edges[:, 1], edges[:, 0]])
+    inside = (src >= low) & (src < high)
+    src, dst = src[inside], dst[inside]
+    order = np.lexsort((dst, src))
+    src, dst = src[order], dst[order]
+    starts = np.ones(len(src), dtype=bool)
+    starts[1:] = src[1:] != src[:-1]
+    # Sorted by (src, dst): each node's first arc holds its lowest neighbour.
+    lowest = np.minimum(src, dst[np.flatnonzero(starts)[np.cumsum(starts) - 1]])
+    up = dst > src
+    out = np.stack([lowest[up], dst[up]], axis=1)
+    return _distinct(out), bool(np.any(lowest[up] != src[up]))
+
+
+def small_star(edges: np.ndarray, low: int, high: int) -> tuple[np.ndarray, bool]:
+    """The small-star step for the nodes v in [low, high): v and each of its lower neighbours
+    hook onto the lowest of them, m(v); v's higher neighbours are left to them.
+
+    Args:
+        edges: int64 (m, 2) undirected edges (low, high) with low < high, which must include
+            every edge whose high end is in [low, high) (others are ignored).
+
+    Returns:
+        (edges, changed): the distinct new edges, and whether some v had two or more lower
+        neighbours (otherwise the edges come back unchanged).
+    """
+    lo, hi = edges[:, 0], edges[:, 1]
+    inside = (hi >= low) & (hi < high)
+    lo, hi = lo[inside], hi[inside]
+    order = np.lexsort((lo, hi))
+    lo, hi = lo[order], hi[order]
+    starts = np.ones(len(hi), dtype=bool)
+    starts[1:] = hi[1:] != hi[:-1]
+    lowest = lo[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
+    moved = lo != lowest
+    out = np.concatenate([np.stack([lowest[moved], lo[moved]], axis=1),
+                          np.stack([lowest[starts], hi[starts]], axis=1)])
+    return _distinct(out), bool(moved.any())
+
+
+def _distinct(edges: np.ndarray) -> np.ndarray:
+    return np.unique(edges.reshape(-1, 2), axis=0)
+
+
+def normalized(edges: np.ndarray) -> np.ndarray:
+    """Distinct undirected edges as (low, high) with low < high; self loops dropped."""
+    edges = np.sort(np.asarray(edges, dtype=np.int64).reshape(-1, 2), axis=1)
+    return _distinct(edges[edges[:, 0] != edges[:, 1]])
 
 
 def connected_components(doc_ids: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """The representative of each document: the lowest doc id of its connected component.
+
+    Star contraction in one partition: large-star and small-star steps alternate until neither
+    changes the graph, which leaves every component a star around its lowest node. The
+    distributed dedup runs the same steps per node range (`jobs.dedup`).
 
     Args:
         doc_ids: int64 (n,) distinct ids, any order.
@@ -84,9 +132,17 @@ def connected_components(doc_ids: np.ndarray, edges: np.ndarray) -> np.ndarray:
         (a singleton or its cluster's lowest id). Memory O(n + m).
     """
     order, sorted_ids, _, at = _prepare(doc_ids, edges)
-    # Union-find runs on positions in ascending id order, so the lowest position is the
-    # lowest id.
-    root = _union_find(len(order), at[:, 0], at[:, 1])
+    # Positions in ascending id order: the lowest position is the lowest id.
+    stars = normalized(at)
+    for _ in range(MAX_ROUNDS):
+        stars, large_changed = large_star(stars, 0, len(order))
+        stars, small_changed = small_star(stars, 0, len(order))
+        if not (large_changed or small_changed):
+            break
+    else:
+        raise RuntimeError(f"star contraction did not converge in {MAX_ROUNDS} rounds")
+    root = np.arange(len(order))
+    root[stars[:, 1]] = stars[:, 0]
     representative = np.empty_like(sorted_ids)
     representative[order] = sorted_ids[root]
     return representative

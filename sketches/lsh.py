@@ -14,6 +14,7 @@ an S-curve with its steepest rise near J ~ (1 / b)**(1 / r). With 128 permutatio
      9 x 13    0.00  0.01  0.08  0.20  0.399  0.69  0.93   (datasketch's choice for 0.8)
 
 Candidates are then verified (`components.verify_edges`), so false candidates cost time only.
+Each bucket gives pairs among its first members and the rest (`bucket_pairs`), not a star.
 """
 
 import numba
@@ -88,13 +89,73 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return _band_keys_kernel(signatures, bands, rows)
 
 
-def candidate_pairs(keys: np.ndarray, doc_ids: np.ndarray) -> np.ndarray:
-    """Star edges joining every document to the lowest doc id in each shared band bucket.
+LEADERS = 8
+"""Members per bucket paired with every other member (see `bucket_pairs`)."""
 
-    A bucket of k documents gives k - 1 edges (not k (k - 1) / 2 pairs), which is enough for
-    connected components. Memory is O(n) per band plus the edges. After verification a true
-    pair survives through any band whose bucket minimum is similar to both; one whose every
-    shared bucket is led by a dissimilar document is lost (none on the Debian copyright test).
+
+def bucket_pairs(
+    keys: np.ndarray, doc_ids: np.ndarray, groups: np.ndarray, leaders: int = LEADERS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs among rows of equal key (a bucket), with copies collapsed first.
+
+    Inside a bucket, rows of equal `groups` value (e.g. equal exact hashes: copies of one text)
+    are one member, its lowest doc id; the others come back as `copies` edges to it. Members are
+    then paired, not starred to the bucket's lowest id: each of the `leaders` lowest members
+    with every higher one, so a bucket of m members gives all m (m - 1) / 2 pairs up to
+    m = leaders + 1 and fewer than leaders * m beyond. A star (leaders = 1) verified against
+    exact Jaccard loses a true pair (a, b) whenever every bucket they share is led by a
+    document similar to neither; here that needs both beyond the first `leaders` members of
+    every shared bucket, and none of those leaders similar to both.
+
+    Args:
+        keys: uint64 (m,) bucket keys (all bands may share one array: band keys carry their
+            band index).
+        doc_ids: int64 (m,) doc ids; distinct within a bucket.
+        groups: uint64 (m,) copy groups.
+        leaders: >= 1.
+
+    Returns:
+        (copies, pairs): int64 (c, 2) and (p, 2) distinct edges (low, high), sorted.
+    """
+    keys = np.asarray(keys, dtype=np.uint64)
+    doc_ids = np.asarray(doc_ids, dtype=np.int64)
+    groups = np.asarray(groups, dtype=np.uint64)
+    if keys.ndim != 1 or doc_ids.shape != keys.shape or groups.shape != keys.shape:
+        raise ValueError(f"keys {keys.shape}, doc_ids {doc_ids.shape}, groups {groups.shape}")
+    if leaders < 1:
+        raise ValueError(f"leaders must be >= 1, got {leaders}")
+    order = np.lexsort((doc_ids, groups, keys))
+    keys, doc_ids, groups = keys[order], doc_ids[order], groups[order]
+    new_member = np.ones(len(keys), dtype=bool)
+    new_member[1:] = (keys[1:] != keys[:-1]) | (groups[1:] != groups[:-1])
+    # Sorted by (key, group, id): each member's first row holds its lowest id.
+    member_id = doc_ids[np.flatnonzero(new_member)[np.cumsum(new_member) - 1]]
+    copies = np.stack([member_id[~new_member], doc_ids[~new_member]], axis=1)
+
+    keys, doc_ids = keys[new_member], doc_ids[new_member]
+    order = np.lexsort((doc_ids, keys))
+    keys, doc_ids = keys[order], doc_ids[order]
+    starts = np.ones(len(keys), dtype=bool)
+    starts[1:] = keys[1:] != keys[:-1]
+    first = np.flatnonzero(starts)[np.cumsum(starts) - 1]
+    rank = np.arange(len(keys)) - first
+    pairs = [np.empty((0, 2), dtype=np.int64)]
+    for i in range(leaders):
+        later = rank > i
+        if not later.any():
+            break
+        pairs.append(np.stack([doc_ids[first[later] + i], doc_ids[later]], axis=1))
+    return _distinct(copies), _distinct(np.concatenate(pairs))
+
+
+def _distinct(edges: np.ndarray) -> np.ndarray:
+    return np.unique(edges.reshape(-1, 2), axis=0)
+
+
+def candidate_pairs(
+    keys: np.ndarray, doc_ids: np.ndarray, leaders: int = LEADERS
+) -> np.ndarray:
+    """Candidate pairs of documents that share a band bucket (`bucket_pairs` on every band).
 
     Args:
         keys: uint64 (n, bands) from `band_keys`.
@@ -107,14 +168,7 @@ def candidate_pairs(keys: np.ndarray, doc_ids: np.ndarray) -> np.ndarray:
     doc_ids = np.asarray(doc_ids, dtype=np.int64)
     if keys.ndim != 2 or doc_ids.shape != (keys.shape[0],):
         raise ValueError(f"keys {keys.shape} and doc_ids {doc_ids.shape} do not match")
-    edges = [np.empty((0, 2), dtype=np.int64)]
-    for band in keys.T:
-        order = np.lexsort((doc_ids, band))
-        band, ids = band[order], doc_ids[order]
-        starts = np.ones(len(band), dtype=bool)
-        starts[1:] = band[1:] != band[:-1]
-        # Sorted by (key, id), each bucket's first row holds its lowest id.
-        low = ids[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
-        edges.append(np.stack([low[~starts], ids[~starts]], axis=1))
-    edges = np.concatenate(edges)
-    return np.unique(edges, axis=0)
+    rows = np.repeat(doc_ids, keys.shape[1])
+    # Every row its own group: no copies.
+    groups = np.arange(len(rows), dtype=np.uint64)
+    return bucket_pairs(keys.reshape(-1), rows, groups, leaders)[1]

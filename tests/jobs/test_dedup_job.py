@@ -1,6 +1,7 @@
 """The dedup stage on a real local Ray and real text with natural duplicates: quality against exact
 Jaccard ground truth, accounting, and byte-identical output after a worker dies mid-stage."""
 
+import glob
 import hashlib
 import os
 
@@ -83,10 +84,13 @@ def test_counts_add_up_and_kept_documents_are_unique(deduped):
     assert all(order[r["kept_doc_id"]] < order[r["doc_id"]] for r in dups.to_pylist())
 
 
-def digests(folder) -> dict[str, str]:
+def digests(folder, skip=("spec.yaml",)) -> dict[str, str]:
+    """sha256 of every file under ``folder`` by relative path, but those whose path starts or
+    ends with one of ``skip``."""
     fs, path = io.filesystem(folder)
-    return {f.rsplit("/", 1)[-1]: hashlib.sha256(fs.cat_file(f)).hexdigest()
-            for f in sorted(fs.find(path)) if not f.endswith("spec.yaml")}
+    files = {f[len(path.rstrip("/")) + 1:]: f for f in sorted(fs.find(path))}
+    return {name: hashlib.sha256(fs.cat_file(f)).hexdigest() for name, f in files.items()
+            if not any(name.startswith(s) or name.endswith(s) for s in skip)}
 
 
 def test_a_worker_killed_mid_stage_is_retried_and_the_output_is_byte_identical(
@@ -95,16 +99,35 @@ def test_a_worker_killed_mid_stage_is_retried_and_the_output_is_byte_identical(
     real_sketch = dedup_job._sketch
     marker = tmp_path / "crashed-once"
 
-    def sketch_but_die_once(shard_url, first_index, params, out_url):
+    def sketch_but_die_once(shard_url, *args):
         if shard_url.endswith("shard-00000-0002.parquet") and not marker.exists():
             marker.touch()
             os._exit(1)  # the worker process dies, as an OOM kill would
-        real_sketch(shard_url, first_index, params, out_url)
+        real_sketch(shard_url, *args)
 
     monkeypatch.setattr(dedup_job, "_sketch", sketch_but_die_once)
     _, folder = run_stages(debian_corpus, tmp_path / "work")
     assert marker.exists()
     assert digests(folder) == digests(deduped[1])
+
+
+def test_output_does_not_depend_on_the_partition_count(deduped, tmp_path):
+    _, folder = deduped
+    (ingest_folder,) = glob.glob(os.path.join(os.path.dirname(folder), "ingest-*"))
+    # Shards of 120 documents and partitions of 50: a node partition per shard.
+    stats = dedup_job.run(DedupParams.from_spec(DedupSpec()), str(tmp_path), ingest_folder, 50)
+    shards = len(io.glob(io.join(ingest_folder, "shard-*.parquet")))
+    assert shards >= 5
+    assert stats["key_partitions"] == -(-stats["counts"]["input"] // 50)
+    assert stats["node_partitions"] == shards
+    one = io.read_json(io.join(folder, "stats.json"))
+    assert (one["key_partitions"], one["node_partitions"]) == (1, 1)
+    same = ["counts", "candidate_edges", "exact_edges", "verified_near_edges",
+            "clusters_with_duplicates"]
+    assert {k: stats[k] for k in same} == {k: one[k] for k in same}
+    # The key files differ (their row groups are the partitions); nothing else does.
+    skip = ("spec.yaml", "stats.json", "_SUCCESS", "keys/")
+    assert digests(tmp_path, skip) == digests(folder, skip)
 
 
 def test_exact_only_removes_only_exact_duplicates(debian_corpus, tmp_path, local_ray):

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from taggant.sketches.components import connected_components, verify_edges
+from taggant.sketches.components import (
+    MAX_ROUNDS,
+    connected_components,
+    large_star,
+    normalized,
+    small_star,
+    verify_edges,
+)
 from taggant.sketches.ngrams import jaccard, ngram_sets
 
 
@@ -40,6 +47,32 @@ def test_matches_graph_search_on_random_graphs(seed):
     # Order and direction of edges do not matter.
     shuffled = rng.permutation(edges)[:, ::-1]
     assert np.array_equal(connected_components(doc_ids, shuffled), expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_star_steps_on_node_ranges_match_one_range(seed):
+    # How the dedup job runs them: each range sees only the edges that touch it.
+    rng = np.random.default_rng(seed)
+    n = 400
+    edges = normalized(rng.integers(0, n, size=(300, 2)))
+    bounds = [0, 37, 150, 151, 300, n]
+    ranges = list(zip(bounds[:-1], bounds[1:]))
+
+    def touching(e, low, high, ends):
+        return e[np.any((e[:, ends] >= low) & (e[:, ends] < high), axis=1)]
+
+    stars = edges
+    for _ in range(MAX_ROUNDS):
+        step = [large_star(touching(stars, a, b, [0, 1]), a, b) for a, b in ranges]
+        stars = normalized(np.concatenate([e for e, _ in step]))
+        step2 = [small_star(touching(stars, a, b, [1]), a, b) for a, b in ranges]
+        stars = normalized(np.concatenate([e for e, _ in step2]))
+        if not any(changed for _, changed in step + step2):
+            break
+    root = np.arange(n)
+    root[stars[:, 1]] = stars[:, 0]
+    assert len(np.unique(stars[:, 1])) == len(stars)  # a star: every leaf has one center
+    assert np.array_equal(root, _components_by_search(np.arange(n), edges))
 
 
 def test_without_edges_every_document_is_its_own_representative():

@@ -1,8 +1,17 @@
 import numpy as np
 import pytest
 
-from taggant.sketches.lsh import band_keys, candidate_pairs, candidate_probability, choose_bands
+from taggant.sketches.components import connected_components, verify_edges
+from taggant.sketches.lsh import (
+    LEADERS,
+    band_keys,
+    bucket_pairs,
+    candidate_pairs,
+    candidate_probability,
+    choose_bands,
+)
 from taggant.sketches.minhash import signatures
+from taggant.sketches.ngrams import jaccard, ngram_sets
 
 
 def test_default_banding_catches_95_percent_at_jaccard_0_8():
@@ -63,18 +72,61 @@ def test_band_keys_hash_band_contents_and_index():
         band_keys(sig, bands=3, rows=2)
 
 
-def test_candidate_pairs_are_star_edges_to_each_bucket_minimum():
-    rng = np.random.default_rng(1)
-    keys = rng.integers(0, 6, size=(40, 3)).astype(np.uint64)  # small key range: big buckets
-    doc_ids = rng.permutation(1000)[:40].astype(np.int64) - 500
-    expected = set()
-    for band in keys.T:
-        for key in np.unique(band):
-            bucket = sorted(doc_ids[band == key].tolist())
-            expected |= {(bucket[0], other) for other in bucket[1:]}
-    edges = candidate_pairs(keys, doc_ids)
-    assert edges.dtype == np.int64 and edges.shape[1] == 2
-    assert [tuple(e) for e in edges.tolist()] == sorted(expected)
+def _bucket_pairs_by_enumeration(keys, doc_ids, groups, leaders):
+    copies, pairs = set(), set()
+    for key in np.unique(keys):
+        inside = keys == key
+        members = {}
+        for doc, group in sorted(zip(doc_ids[inside].tolist(), groups[inside].tolist())):
+            if group in members:
+                copies.add((members[group], doc))
+            else:
+                members[group] = doc
+        heads = sorted(members.values())
+        pairs |= {(heads[i], heads[j]) for i in range(min(leaders, len(heads)))
+                  for j in range(i + 1, len(heads))}
+    return sorted(copies), sorted(pairs)
+
+
+@pytest.mark.parametrize("leaders", [1, 3, 100])
+def test_bucket_pairs_collapse_copies_then_pair_the_first_members_with_all(leaders):
+    rng = np.random.default_rng(leaders)
+    keys = rng.integers(0, 8, size=300).astype(np.uint64)  # small key range: big buckets
+    doc_ids = rng.permutation(10_000)[:300].astype(np.int64) - 5000
+    groups = rng.integers(0, 40, size=300).astype(np.uint64)
+    copies, pairs = bucket_pairs(keys, doc_ids, groups, leaders)
+    expected_copies, expected_pairs = _bucket_pairs_by_enumeration(keys, doc_ids, groups, leaders)
+    assert copies.dtype == pairs.dtype == np.int64
+    assert [tuple(e) for e in copies.tolist()] == expected_copies
+    assert [tuple(e) for e in pairs.tolist()] == expected_pairs
+
+
+def test_a_true_pair_in_a_bucket_led_by_a_dissimilar_document_is_found(copyright_texts):
+    # Hand-built bucket {0, 1, 2}: document 0 leads it and resembles neither 1 nor 2, which are
+    # one text with a few words changed (Jaccard >= 0.8). A star (each member to the bucket's
+    # lowest document) offers only (0, 1) and (0, 2), both rejected: the pair was lost.
+    base = max(copyright_texts, key=len)[:6000]
+    words = base.split()
+    edited = " ".join(w if i % 97 else "changed" for i, w in enumerate(words))
+    texts = [copyright_texts[0], base, edited]
+    doc_ids = np.arange(3)
+    sets = ngram_sets(texts)
+    similarity = jaccard(sets, [0, 0, 1], [1, 2, 2])
+    assert similarity[0] < 0.8 and similarity[1] < 0.8 and similarity[2] >= 0.8
+    keys = np.full(3, 7, dtype=np.uint64)
+
+    def clusters(leaders):
+        _, pairs = bucket_pairs(keys, doc_ids, doc_ids.astype(np.uint64), leaders)
+        return connected_components(doc_ids, verify_edges(pairs, doc_ids, sets, 0.8)).tolist()
+
+    assert clusters(leaders=1) == [0, 1, 2]  # the star: 1 and 2 stay apart
+    assert clusters(leaders=LEADERS) == [0, 1, 1]
+
+
+def test_candidate_pairs_pair_documents_that_share_any_band():
+    keys = np.array([[1, 2], [1, 3], [4, 3], [5, 6]], dtype=np.uint64)
+    doc_ids = np.array([10, 20, 30, 40])
+    assert candidate_pairs(keys, doc_ids).tolist() == [[10, 20], [20, 30]]
 
 
 def test_candidate_pairs_without_collisions():
