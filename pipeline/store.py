@@ -6,6 +6,7 @@ Layout under the store URL::
     checkpoints/experiment=<id>/run=<id>/step=<n>/commit.parquet          one row: the commit record
     runs/experiment=<id>/run=<id>/run.parquet                             one row per run
     items/experiment=<id>/run=<id>/items.parquet                          the run's items and exposures
+    mia/experiment=<id>/run=<id>/mia.parquet                              membership inference + audit
 
 Partition values live in the paths only (readers add them back as columns). A checkpoint becomes
 visible when its commit record exists, which ``commit_checkpoint`` writes after every probe file
@@ -61,6 +62,19 @@ ITEM_SCHEMA = pa.schema(
 """A run's items: their set's phase window (fractions of training) and the first and last step
 that trained on them (-1 for controls and for every item of a standard run), so fits need nothing
 but the store."""
+MIA_SCHEMA = pa.schema(
+    [("step", pa.int64()), ("set", pa.string()), ("dup_level", pa.int32()), ("attack", pa.string()),
+     ("members", pa.int64()), ("controls", pa.int64()), ("auroc", pa.float64()),
+     ("auroc_ci_low", pa.float64()), ("auroc_ci_high", pa.float64()), ("auroc_ci_reason", pa.string()),
+     ("tpr_at_1pct_fpr", pa.float64()), ("tpr_at_1pct_fpr_reason", pa.string()),
+     ("tpr_at_0p1pct_fpr", pa.float64()), ("tpr_at_0p1pct_fpr_reason", pa.string()),
+     ("fpr", pa.list_(pa.float64())), ("tpr", pa.list_(pa.float64())), ("epsilon_lb", pa.float64()),
+     ("audit_pairs", pa.int64()), ("audit_guesses", pa.int64()), ("audit_correct", pa.int64()),
+     ("audit_confidence", pa.float64()), ("version", pa.string())]
+)
+"""A run's membership inference (``pipeline.mia``), one row per (step, set, dup level, attack):
+AUROC with its bootstrap CI, TPR at low FPR (null with a reason when the controls cannot resolve
+it), the empirical ROC, and the one-run audit's ε lower bound (``pipeline.privacy_audit``)."""
 PARTITIONS = pa.schema([("experiment", pa.string()), ("run", pa.string()), ("step", pa.int64())])
 
 
@@ -88,6 +102,11 @@ class StoreWriter:
         """Record the run's items (``ITEM_SCHEMA``): what was inserted, how often and when."""
         path = io.join(self.url, "items", f"experiment={self.experiment}", f"run={run}", "items.parquet")
         io.write_table(path, items.select(ITEM_SCHEMA.names).cast(ITEM_SCHEMA).sort_by("item_id"))
+
+    def write_mia(self, run: str, rows: pa.Table) -> None:
+        """Record the run's membership inference (``MIA_SCHEMA``), replacing any earlier one."""
+        path = io.join(self.url, "mia", f"experiment={self.experiment}", f"run={run}", "mia.parquet")
+        io.write_table(path, rows.select(MIA_SCHEMA.names).cast(MIA_SCHEMA))
 
     def begin_checkpoint(self, run: str, step: int) -> None:
         """Hide a step and drop its rows, so it can be probed (again) from nothing."""
@@ -154,6 +173,11 @@ def read_runs(url: str, experiment: str | None = None) -> pa.Table:
 def read_items(url: str, experiment: str | None = None) -> pa.Table:
     """Items of every run (``ITEM_SCHEMA`` plus ``experiment, run``)."""
     return _read_per_run(url, "items", pa.unify_schemas([ITEM_SCHEMA, pa.schema(list(PARTITIONS)[:2])]), experiment)
+
+
+def read_mia(url: str, experiment: str | None = None) -> pa.Table:
+    """Membership inference of every run (``MIA_SCHEMA`` plus ``experiment, run``)."""
+    return _read_per_run(url, "mia", pa.unify_schemas([MIA_SCHEMA, pa.schema(list(PARTITIONS)[:2])]), experiment)
 
 
 def _read_per_run(url: str, table: str, schema: pa.Schema | None, experiment: str | None) -> pa.Table:

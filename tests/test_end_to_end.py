@@ -142,17 +142,22 @@ def test_the_store_reads_back_with_pyarrow_pandas_and_duckdb(tiny):
 def test_taggant_fit_fits_the_duplicates_law(tiny, capsys):
     spec, stages, _ = tiny
     assert main(["fit", "--store", spec.store.url, "--json"]) == 0
-    fits = json.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)
+    fits = report["fits"]
     duplicates = [f for f in fits if f["name"] == "duplicates"]
     assert [f["set"] for f in duplicates] == ["canaries"]  # the only set with two dup levels
     [canaries] = duplicates
     assert canaries["x"] == "dup_level" and canaries["n"] == 18  # 9 items at ×2, 9 at ×16
     assert canaries["slope"] < canaries["ci_high"] < 0  # more duplicates, further below controls
     assert {f["name"] for f in fits} >= {"duplicates", "forgetting"}
+    membership = {(r["run"].rsplit("-", 1)[1], r["set"], r["dup_level"], r["attack"]): r
+                  for r in report["membership"]}
+    assert membership["perturbed", "canaries", 16, "loss"]["auroc"] >= 0.9
+    assert ("standard", "canaries", 16, "twin_reference") not in membership  # a twin has no twin
 
     folder = Path(stages["fit"].folder)
     assert json.loads((folder / "fits.json").read_text()) == fits
-    for png in ("dose_response.png", "over_training.png"):
+    for png in ("dose_response.png", "over_training.png", "auroc.png"):
         assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (folder / png).stat().st_size > 10_000
 
@@ -161,7 +166,7 @@ def test_canaries_seen_16_times_are_memorized(tiny):
     """At the last checkpoint the canaries inserted 16 times sit well below the controls in loss,
     and the standard twin, which never saw them, shows no such gap."""
     spec, _, _ = tiny
-    levels = fit.level_summary(spec.store.url, "loss.nll_mean", spec.name)
+    levels = fit.level_summary(fit.load(spec.store.url, spec.name), "loss.nll_mean")
     gap = {(r["run"].rsplit("-", 1)[1], r["set"], r["dup_level"]): r
            for r in levels.to_dict("records")}
     perturbed, twin = gap["perturbed", "canaries", 16], gap["standard", "canaries", 16]

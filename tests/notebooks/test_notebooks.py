@@ -15,7 +15,7 @@ from nbclient.exceptions import CellExecutionError
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 FIGURES = {
-    "scaling_laws.ipynb": ["dose_response.png", "over_training.png"],
+    "scaling_laws.ipynb": ["dose_response.png", "over_training.png", "auroc.png"],
     "dedup_insertion_report.ipynb": ["duplicate_clusters.png", "insertions.png"],
 }
 
@@ -69,7 +69,8 @@ def test_scaling_laws(tiny, tmp_path):
                                         "metric": "loss.nll_mean", "out_dir": str(out)}, tmp_path)
     for png in FIGURES["scaling_laws.ipynb"]:
         assert (out / png).stat().st_size > 0, png
-    assert sum("image/png" in o.get("data", {}) for o in outputs(nb)) == 2, "both figures are shown inline"
+    assert sum("image/png" in o.get("data", {}) for o in outputs(nb)) == 3, "every figure is shown inline"
+    assert "AUROC" in "".join(o.get("data", {}).get("text/plain", "") for o in outputs(nb))
 
 
 @pytest.mark.ray
