@@ -8,15 +8,17 @@
 #
 # Needs python3 (or $PYTHON) with torch, numpy, pyarrow, fsspec, pyyaml, tokenizers, xxhash,
 # scipy and psutil. megatron-core 0.16.1 and pydantic 2 are often missing on GPU images: they are
-# installed from the wheels in $TAGGANT_WHEELS (default .whl/, about 5.4 MB; `--fetch-wheels`
-# downloads them for Python 3.12 / x86-64), or the script stops and names what it needs.
+# installed from the wheels in $TAGGANT_WHEELS (default .whl/, 5.4 MB in all; `--fetch-wheels`
+# downloads them for Python 3.12 / x86-64), or the script stops and names what it needs. A GPU
+# machine without PyPI gets .whl/ carried beside the working tree (it is git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 WHEELS=${TAGGANT_WHEELS:-.whl}
-# Pinned to what the CPU virtualenv holds; pydantic-core must match pydantic exactly.
+# Pinned to what the CPU virtualenv holds; pydantic-core must match pydantic exactly. The last
+# two are floors of megatron-core and pydantic that an older image may not meet.
 PINS=(megatron-core==0.16.1 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0
-      typing-inspection==0.4.5)
+      typing-inspection==0.4.5 typing-extensions==4.16.0 packaging==26.4)
 
 if [[ "${1:-}" == "--fetch-wheels" ]]; then
     "$PY" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -46,4 +48,4 @@ if ! "$PY" -c "import taggant.pipeline" 2>/dev/null; then
     export PYTHONPATH="$SITE/src:$PYTHONPATH"
 fi
 export PYTHONUNBUFFERED=1 CUDA_DEVICE_MAX_CONNECTIONS=1 TOKENIZERS_PARALLELISM=true
-exec timeout 470 "$PY" bench/gpu_check.py "$@"
+timeout 470 "$PY" bench/gpu_check.py "$@"
