@@ -7,9 +7,9 @@ cleared and redone (``train`` resumes instead): ``ingest`` → ``dedup`` → ``p
 ``tokenize`` → ``train`` (with streaming probes) → ``probe`` (probes any committed checkpoint not
 yet in the store) → ``fit``.
 
-Building the graph imports every stage module but starts nothing: the modules import Ray, torch
-and megatron only inside the functions that run a stage, so ``taggant plan`` and ``status`` stay
-quick (``tests/jobs/test_graph.py`` checks it).
+Building the graph imports every stage module but runs nothing: the modules import Ray, torch
+and megatron only inside the functions that run a stage, so ``taggant plan`` and ``status`` never
+load them (``tests/jobs/test_graph.py`` checks it).
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ def build(spec: Spec, until: str | None = None) -> list[Stage]:
             continue
         key = StageKey(d.name, d.version, d.config(spec), tuple(hashes[name] for name in d.inputs))
         hashes[d.name], folders[d.name] = key.hash, key.folder(spec.work_dir)
-        stages.append(Stage(d, StageContext(spec, key, {n: folders[n] for n in UPSTREAM[d.name]})))
+        read = {name: folder for name, folder in folders.items() if name in UPSTREAM[d.name]}
+        stages.append(Stage(d, StageContext(spec, key, read)))
     return stages
 
 
