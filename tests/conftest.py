@@ -83,7 +83,8 @@ TINY_SPEC = {
              "global_batch_sequences": 4, "micro_batch_sequences": 4, "lr_schedule": "constant",
              "lr": 3.0e-3},
     "checkpoints": {"log_spaced": 2, "interval_steps": 80, "after_window_steps": [10]},
-    "probes": {"names": ["loss", "exact_match"], "prefix_tokens": 8, "suffix_tokens": 8},
+    "probes": {"names": ["loss", "zlib_ratio", "min_k", "min_k_plus_plus", "exact_match"], "prefix_tokens": 8,
+               "suffix_tokens": 8},
 }
 """A whole experiment small enough for the test suite: 160 steps of a tiny model and its twin,
 checkpoints at steps 1, 9, 64 (the early window closes), 74, 80 and 160. Secrets of 4 words keep

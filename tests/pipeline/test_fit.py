@@ -193,11 +193,14 @@ def test_slope_cis_cover_the_true_slope_at_their_nominal_rate(kind):
     covered = []
     for _ in range(REPLICATES[kind]):
         data, truth = simulate(kind, rng)
-        fits = [f for f in fit_all(data, "loss.nll_mean", num_bootstrap=200) if f.name == kind]
+        table = fit.scores(data.probes, "loss.nll_mean")
+        fits = FITTERS[kind](table, data.items if kind == "forgetting" else data.runs, "y", 200)
         assert fits
         covered += [f.ci_low <= truth <= f.ci_high for f in fits]
     assert 0.90 <= np.mean(covered) <= 0.99, f"{kind}: 95% CIs covered the truth {np.mean(covered):.3f} of the time"
 
 
-REPLICATES = {"duplicates": 200, "dilution": 200, "model_size": 60, "forgetting": 200}
+REPLICATES = {"duplicates": 150, "dilution": 150, "model_size": 60, "forgetting": 150}
 """Replicates per kind (model size yields one fit per dup level, four per replicate)."""
+FITTERS = {"duplicates": fit.fit_duplicates, "dilution": fit.fit_dilution, "model_size": fit.fit_model_size,
+           "forgetting": fit.fit_forgetting}
