@@ -182,6 +182,23 @@ def test_tensor_parallel_training_matches_data_parallel_and_reshards_for_probes(
     assert logits.shape == (1, 8, 512)
 
 
+@pytest.mark.slow
+def test_pipeline_parallel_training_through_ray(tokenized, tmp_path):
+    spec, tokenize_folder = tokenized
+    runs = spec.runs.model_copy(update={"data_parallel_size": 1, "pipeline_parallel_size": 2})
+    spec = spec.model_copy(update={"runs": runs})
+    [(name, stats)] = train_job.run(spec, str(tmp_path), tokenize_folder)["runs"].items()
+    first, second = stats["weights_digests"]
+    assert first != second  # each stage holds its own layers
+    assert stats["steps"] == STEPS and stats["restarts"] == 0
+    losses = [r["loss"] for r in checkpoint.read_train_log(str(tmp_path / name)).values()]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 1.5
+    model = checkpoint.load_model(str(tmp_path / name), STEPS)  # two stages read into one model
+    with torch.no_grad():
+        logits = model(torch.zeros(1, 8, dtype=torch.long), None, None)
+    assert logits.shape == (1, 8, 512)
+
+
 def test_a_data_error_fails_the_run_without_restarts(tokenized, tmp_path):
     spec, _ = tokenized
     [run_id] = spec.runs.grid()
