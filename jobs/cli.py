@@ -2,15 +2,21 @@
 
 Exit codes: 0 success; 2 spec errors, one ``field.path: message`` line each; 1 runtime failure,
 with a one-line cause and the path of the log holding the traceback.
+
+Every command logs to a file: ``run``, ``demo`` and ``dedup`` under their work folder's ``logs/``,
+the others under ``$XDG_CACHE_HOME/taggant/logs/`` (``~/.cache`` by default), one file per call.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,13 +24,15 @@ from rich.console import Console
 from rich.table import Table
 
 from taggant.pipeline import io
-from taggant.pipeline.errors import ConfigError, TaggantError
-from taggant.pipeline.spec import CorpusSpec, DedupSpec, ExperimentSpec, load_spec, parse_section
+from taggant.pipeline.errors import ConfigError, TaggantError, one_line
+from taggant.pipeline.spec import (CorpusSpec, DedupSpec, ExperimentSpec, ProbesSpec, load_spec,
+                                   parse_section)
 
 EXPERIMENTS = Path(__file__).parent / "experiments"
 log = logging.getLogger("taggant")
 log.addHandler(logging.NullHandler())  # until _log_to adds a file, failures are printed, not logged twice
 _log_path: str | None = None
+_log_handler: logging.Handler | None = None
 
 
 def _load(args: argparse.Namespace) -> ExperimentSpec:
@@ -118,51 +126,79 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
 
-    from taggant.pipeline import manifest
-    from taggant.pipeline.probe.run import probe_items
-    from taggant.pipeline.spec import ProbesSpec
-
     probes = parse_section(ProbesSpec, {k: v for k, v in {
         "names": args.probes.split(","), "prefix_tokens": args.prefix_tokens,
         "suffix_tokens": args.suffix_tokens, "batch_items": args.batch_items}.items() if v is not None}, "probes")
-    if args.checkpoint:
-        from taggant.pipeline.data import RunInfo
-        from taggant.pipeline.tokenize import tokenizer_from_str
-        from taggant.pipeline.train.checkpoint import committed_steps, load_logits_fn, read_commit
-
-        run_dir = str(Path(args.checkpoint).resolve())
-        info = RunInfo.read(run_dir)
-        steps = committed_steps(run_dir)
-        if not steps:
-            raise ConfigError([("--checkpoint", f"{run_dir} has no committed checkpoint")])
-        step = args.step if args.step is not None else steps[-1]
-        logits_fn, tokens_seen = load_logits_fn(run_dir, step), read_commit(run_dir, step)["tokens_seen"]
-        tokenizer = tokenizer_from_str(Path(info.tokenizer_json).read_text())
-        tokenize, bos_id, manifest_dir = (lambda t: tokenizer.encode(t, add_special_tokens=False).ids,
-                                          info.tokenizer["eod_id"], args.manifest or info.manifest)
-    else:
-        from taggant.pipeline.probe import hf
-
-        if not args.manifest:
-            raise ConfigError([("--manifest", "required with --hf: the folder of the items to probe")])
-        model = hf.load(args.hf)
-        logits_fn, tokenize, bos_id, tokens_seen, manifest_dir = model.logits, model.tokenize, model.bos_id, 0, args.manifest
-    items, _, _ = manifest.read(manifest_dir)
-    if args.hf:  # another tokenizer: the manifest's token ids do not apply
-        items = items.set_column(items.schema.get_field_index("token_ids"), "token_ids",
-                                 pa.array([[] for _ in range(items.num_rows)], pa.list_(pa.int32())))
-    rows = probe_items(logits_fn, items, probes.names, probes.prefix_tokens, probes.suffix_tokens,
-                       probes.batch_items, tokenize, tokens_seen=tokens_seen, bos_id=bos_id)
+    rows, title = _probe_checkpoint(args, probes) if args.checkpoint else _probe_hf(args, probes)
     if args.out:
         io.write_table(str(Path(args.out).resolve()), rows)
     summary = rows.filter(pc.not_equal(rows["item_id"], rows["set"])).group_by(
         ["set", "dup_level", "probe", "metric"]).aggregate([("value", "mean"), ("value", "count")])
-    table = Table("set", "dup level", "probe", "metric", "mean", "items")
+    table = Table("set", "dup level", "probe", "metric", "mean", "items", title=title)
     for r in summary.sort_by([("set", "ascending"), ("probe", "ascending"), ("metric", "ascending"),
                               ("dup_level", "ascending")]).to_pylist():
         table.add_row(r["set"], str(r["dup_level"]), r["probe"], r["metric"], f"{r['value_mean']:.4g}", str(r["value_count"]))
-    Console().print(table)
+    _console().print(table)
     return 0
+
+
+def _probe_checkpoint(args: argparse.Namespace, probes: ProbesSpec) -> tuple[pa.Table, str]:
+    """Rows of the checkpoint ``--step`` of the run folder ``--checkpoint``, probed as the watchers
+    probe it (``native.probe_checkpoint``), and a title."""
+    from taggant.pipeline.probe.inputs import RunInputs
+    from taggant.pipeline.probe.native import probe_checkpoint
+    from taggant.pipeline.train.checkpoint import committed_steps
+
+    for option, value in (("--run", args.run), ("--manifest", args.manifest)):
+        if value is not None:
+            raise ConfigError([(option, "only with --hf: a checkpoint is probed on its own run's "
+                                "items")])
+    run_dir = _existing("--checkpoint", args.checkpoint)
+    inputs = RunInputs.read(run_dir)
+    steps = committed_steps(run_dir)
+    if not steps:
+        raise ConfigError([("--checkpoint", f"{run_dir} has no committed checkpoint yet")])
+    step = steps[-1] if args.step is None else args.step
+    if step not in steps:
+        committed = ", ".join(map(str, steps))
+        raise ConfigError([("--step", f"{step} is not a committed checkpoint of {run_dir}; "
+                            f"committed steps: {committed}")])
+    probed = probe_checkpoint(run_dir, step, probes, inputs)
+    return probed.rows, f"{Path(run_dir).name} step {step} ({probed.tokens_seen:,} tokens)"
+
+
+def _probe_hf(args: argparse.Namespace, probes: ProbesSpec) -> tuple[pa.Table, str]:
+    """Rows of the Hugging Face model ``--hf`` on the items of the run folder ``--run`` (with its
+    canary references) or of the manifest folder ``--manifest``, tokenized with the model's own
+    tokenizer, and a title."""
+    from taggant.pipeline import manifest
+    from taggant.pipeline.probe import hf
+    from taggant.pipeline.probe.inputs import RunInputs
+    from taggant.pipeline.probe.run import probe_model
+
+    if args.step is not None:
+        raise ConfigError([("--step", "only with --checkpoint")])
+    if (args.run is None) == (args.manifest is None):
+        raise ConfigError([("--run", "with --hf, give the items to probe: --run RUN_DIR (a run "
+                            "folder: its items and canary references) or --manifest DIR (items "
+                            "only)")])
+    if args.run:
+        loaded = RunInputs.read(_existing("--run", args.run)).load()
+        items, references, source = loaded.items, loaded.references, args.run
+    else:
+        items, references = manifest.read(_existing("--manifest", args.manifest))[0], None
+        source = args.manifest
+    model = hf.load(args.hf)
+    rows = probe_model(model, items, probes, tokens_seen=0, references=references,
+                       manifest_tokens=False)
+    return rows, f"{args.hf} on the items of {source}"
+
+
+def _existing(option: str, path: str) -> str:
+    resolved = Path(path).resolve()
+    if not resolved.exists():
+        raise ConfigError([(option, f"{path} does not exist")])
+    return str(resolved)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -342,13 +378,36 @@ def _run(spec: ExperimentSpec, address: str | None, num_cpus: int | None, until:
 
 
 def _log_to(path: str) -> None:
-    global _log_path
+    """Log to the file ``path`` from now on; what this command logged before moves there."""
+    global _log_path, _log_handler
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
+    if _log_handler is not None:
+        logging.getLogger().removeHandler(_log_handler)
+        _log_handler.close()
+        if os.path.exists(_log_path):
+            shutil.move(_log_path, path)
+    _log_handler = logging.FileHandler(path)
+    _log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(_log_handler)
     logging.getLogger().setLevel(logging.INFO)
     _log_path = path
+
+
+def _close_log() -> None:
+    """Stop logging to this command's file (``main`` may be called again in one process)."""
+    global _log_path, _log_handler
+    if _log_handler is not None:
+        logging.getLogger().removeHandler(_log_handler)
+        _log_handler.close()
+    _log_path, _log_handler = None, None
+
+
+def _default_log(command: str) -> str:
+    """``$XDG_CACHE_HOME/taggant/logs/<command>-<time>-<random>.log`` (``~/.cache`` by
+    default): one file per call, however many calls a second or a process makes."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    name = f"{command}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.log"
+    return os.path.join(cache, "taggant", "logs", name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -398,12 +457,17 @@ def build_parser() -> argparse.ArgumentParser:
     materialize.add_argument("run_dir", help="a perturbed run folder of the train stage")
     materialize.add_argument("out", help="output folder for the .bin/.idx and document order")
     materialize.set_defaults(func=cmd_materialize)
-    probe = sub.add_parser("probe", help="probe a checkpoint or a Hugging Face model on a manifest's items")
+    probe = sub.add_parser("probe",
+                           help="probe a checkpoint or a Hugging Face model on a run's items")
     target = probe.add_mutually_exclusive_group(required=True)
-    target.add_argument("--checkpoint", metavar="RUN_DIR", help="a run folder of the train stage")
+    target.add_argument("--checkpoint", metavar="RUN_DIR",
+                        help="a run folder of the train stage (<work_dir>/train-*/<run>)")
     target.add_argument("--hf", metavar="MODEL", help="a local Hugging Face model folder or .gguf file")
     probe.add_argument("--step", type=int, help="checkpoint step (default: the newest committed)")
-    probe.add_argument("--manifest", help="manifest folder of the items (default for --checkpoint: the run's)")
+    probe.add_argument("--run", metavar="RUN_DIR",
+                       help="with --hf: the run folder whose items to probe")
+    probe.add_argument("--manifest", metavar="DIR", help="with --hf: a manifest folder whose "
+                                                         "items to probe (no canary references)")
     probe.add_argument("--probes", default="loss,exact_match",
                        help="comma-separated probe names (default: loss,exact_match)")
     probe.add_argument("--prefix-tokens", type=int, help="prompt tokens for items without a prompt")
@@ -442,19 +506,31 @@ def _ray_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _log_to(_default_log(args.command))
+    log.info("taggant %s", " ".join(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
-    except ConfigError as e:
-        for path, message in e.problems:
-            print(f"{path}: {message}", file=sys.stderr)
-        return 2
-    except TaggantError as e:  # a user-facing failure: its message already says the fix
-        log.error("taggant %s failed: %s", args.command, e)
-        where = f" (log: {_log_path})" if _log_path else ""
-        print(f"error: {e}{where}", file=sys.stderr)
-        return 1
     except Exception as e:  # noqa: BLE001 — the CLI's one boundary: log it whole, say it in a line
+        cause = _cause(e)
+        if isinstance(cause, ConfigError):
+            for path, message in cause.problems:
+                print(f"{path}: {message}", file=sys.stderr)
+            return 2
         log.exception("taggant %s failed", args.command)
-        where = f" (log: {_log_path})" if _log_path else ""
-        print(f"error: {type(e).__name__}: {e}{where}", file=sys.stderr)
+        # A TaggantError's message already says the fix; anything else is named by its type.
+        line = one_line(cause, with_type=not isinstance(cause, TaggantError))
+        print(f"error: {line} (log: {_log_path})", file=sys.stderr)
         return 1
+    finally:
+        _close_log()
+
+
+def _cause(error: Exception) -> BaseException:
+    """The error a Ray task raised, for one that ``ray.get`` re-raised (whose message is the
+    remote traceback); any other error itself. Ray is not imported for this: an error from a task
+    means it already was."""
+    ray_exceptions = sys.modules.get("ray.exceptions")
+    while (ray_exceptions and isinstance(error, ray_exceptions.RayTaskError)
+           and error.cause is not None):
+        error = error.cause
+    return error

@@ -5,10 +5,14 @@ step order — every one, not only the newest — then, if ``checkpoints.keep_la
 probed checkpoints beyond the newest ``keep_last`` (never the newest committed one, which resume
 needs). Probing a step means: clear the step in the store, write one file per probe, then the
 step's commit record. The store's commit records are the watcher's memory: a restarted watcher (or
-a re-run) skips the steps committed with the same probe list and redoes a half-written one, so a
-checkpoint ends with exactly one row set whatever was killed when. A checkpoint that cannot be
-loaded or probed (truncated, malformed) is reported in the stats with its reason and skipped;
-training goes on.
+a re-run) skips the steps committed with the same probe versions and redoes a half-written one, so
+a checkpoint ends with exactly one row set whatever was killed when.
+
+Only a checkpoint that cannot be read (``pipeline.probe.native.UnreadableCheckpoint``: truncated
+or garbled files, a malformed commit record) is skipped: it is reported in the stats with its
+reason, and training goes on. The run's final checkpoint unreadable fails the stage (there would
+be nothing to fit), and so does every other failure (an item that cannot be probed, a store that
+cannot be written, a bug): a stage never reports success for probes it did not write.
 
 The perturbed run and its standard twin are probed on the same items: the twin's ``items`` table
 in the store keeps each item's dup level (what it would have been) with no exposure steps.
@@ -16,25 +20,29 @@ in the store keeps each item's dup level (what it would have been) with no expos
 
 from __future__ import annotations
 
-import functools
 import logging
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from taggant.pipeline import io, manifest, store
+from taggant.pipeline.errors import DataError
 from taggant.pipeline.models import MODEL_PRESETS
 from taggant.pipeline.spec import ExperimentSpec, ProbesSpec, RunId
 from taggant.pipeline.stage import StageContext, StageDecl
 from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo
 from taggant.pipeline.train.schedule import run_checkpoint_steps
 
-PROBE_VERSION = "probe-stage.v1"
+if TYPE_CHECKING:  # pipeline.probe imports torch: only the functions that probe load it
+    from taggant.pipeline.probe.inputs import RunInputs
+
+PROBE_VERSION = "probe-stage.v2"
+"""v2: only unreadable checkpoints are skipped; commit records hold probe versions."""
 POLL_S = 2.0
 log = logging.getLogger(__name__)
 
@@ -65,9 +73,7 @@ class Target:
     experiment: str
     run: RunId
     run_dir: str
-    tokenize_folder: str
-    items_url: str
-    plan_folder: str
+    inputs: RunInputs
     store_url: str
     probes: ProbesSpec
     keep_last: int
@@ -76,15 +82,19 @@ class Target:
 def targets(spec: ExperimentSpec, train_folder: str, tokenize_folder: str, plan_folder: str) -> list[Target]:
     """One target per run of the grid; both runs of a twin pair read the perturbed run's items.
     Only paths: the stages that fill them may not have run yet."""
+    from taggant.pipeline.probe.inputs import RunInputs
+
     folder = TokenizeFolder(tokenize_folder)
     return [
         Target(
             experiment=spec.name,
             run=run,
             run_dir=io.join(train_folder, run.name),
-            tokenize_folder=tokenize_folder,
-            items_url=folder.manifest(run.model_copy(update={"perturbed": True}).name),
-            plan_folder=plan_folder,
+            inputs=RunInputs(
+                tokenize_folder=tokenize_folder,
+                items_url=folder.manifest(run.model_copy(update={"perturbed": True}).name),
+                references_url=io.join(plan_folder, "references.parquet"),
+            ),
             store_url=spec.store.url,
             probes=spec.probes,
             keep_last=spec.checkpoints.keep_last,
@@ -102,9 +112,11 @@ def _num_params(spec: ExperimentSpec, run: RunId, vocab_size: int) -> int:
 
 
 def register_run(target: Target, spec: ExperimentSpec) -> None:
-    """Write the run's metadata and items (with their exposure steps) into the store."""
-    items, occurrences, _ = manifest.read(target.items_url)
-    info = TokenizerInfo.read(TokenizeFolder(target.tokenize_folder))
+    """Write the run's metadata and items (with their exposure steps) into the store, and the
+    run's probe inputs into its folder (``taggant probe --checkpoint`` reads them there)."""
+    target.inputs.write(target.run_dir)
+    items, occurrences, _ = manifest.read(target.inputs.items_url)
+    info = TokenizerInfo.read(TokenizeFolder(target.inputs.tokenize_folder))
     run = target.run
     writer = store.StoreWriter(target.store_url, target.experiment)
     writer.write_run(run.name, {
@@ -122,55 +134,36 @@ def register_run(target: Target, spec: ExperimentSpec) -> None:
         "last_step", pa.array([last.get(i, -1) for i in ids], pa.int64())))
 
 
-def references(plan_folder: str) -> dict[str, list[str]]:
-    """Canary set → its reference secrets in draw order (the plan stage's ``references.parquet``)."""
-    url = io.join(plan_folder, "references.parquet")
-    refs: dict[str, list[str]] = {}
-    if not io.exists(url):
-        return refs
-    for row in io.read_table(url).sort_by([("set", "ascending"), ("reference_index", "ascending")]).to_pylist():
-        refs.setdefault(row["set"], []).append(row["secret"])
-    return refs
-
-
-@functools.lru_cache(maxsize=8)
-def _probe_inputs(tokenize_folder: str, items_url: str, plan_folder: str) -> tuple[Any, int, pa.Table, dict]:
-    """What every checkpoint of a run is probed with, read once per watcher process: the
-    tokenizer, the EOD id, the items and the canary references."""
-    folder = TokenizeFolder(tokenize_folder)
-    items, _, _ = manifest.read(items_url)
-    return folder.load_tokenizer(), TokenizerInfo.read(folder).eod_id, items, references(plan_folder)
-
-
 def probe_step(target: Target, step: int) -> int:
-    """Probe one committed checkpoint into the store; returns the rows written."""
-    from taggant.pipeline.probe.run import probe_items
-    from taggant.pipeline.train.checkpoint import load_logits_fn, read_commit
+    """Probe one committed checkpoint into the store; returns the rows written.
 
-    tokenizer, eod, items, refs = _probe_inputs(target.tokenize_folder, target.items_url, target.plan_folder)
-    tokens_seen = read_commit(target.run_dir, step)["tokens_seen"]
-    rows = probe_items(
-        load_logits_fn(target.run_dir, step), items, target.probes.names, target.probes.prefix_tokens,
-        target.probes.suffix_tokens, target.probes.batch_items,
-        lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
-        tokens_seen=tokens_seen, bos_id=eod, canary_references=refs,
-    )
+    Raises:
+        UnreadableCheckpoint: the checkpoint cannot be read; the store is left as it was.
+    """
+    from taggant.pipeline.probe.native import probe_checkpoint
+
+    probed = probe_checkpoint(target.run_dir, step, target.probes, target.inputs)
+    rows = probed.rows
     writer = store.StoreWriter(target.store_url, target.experiment)
     writer.begin_checkpoint(target.run.name, step)
     for name in sorted(set(target.probes.names)):
         writer.write_probe_rows(target.run.name, step, name, 0, rows.filter(pc.equal(rows["probe"], name)))
-    writer.commit_checkpoint(target.run.name, step, tokens_seen, list(target.probes.names), rows.num_rows)
-    from taggant.pipeline.train import checkpoint, progress
-
-    if checkpoint.read_commit(target.run_dir, step)["train"].get("tensorboard"):
-        progress.write_probe_summary(target.run_dir, step, rows)  # a view; the store is the truth
+    writer.commit_checkpoint(target.run.name, step, probed.tokens_seen,
+                             probe_versions(target.probes), rows.num_rows)
     return rows.num_rows
 
 
+def probe_versions(probes: ProbesSpec) -> list[str]:
+    """The versions of the probes a spec asks for, sorted: what a commit record holds."""
+    from taggant.pipeline.probe.registry import PROBES
+
+    return sorted({PROBES[name].version for name in probes.names})
+
+
 def probed_steps(target: Target) -> set[int]:
-    """Steps of the run whose store commit record lists exactly this target's probes."""
+    """Steps of the run whose store commit record lists exactly this target's probe versions."""
     done = store.read_checkpoints(target.store_url, target.experiment)
-    wanted = sorted(set(target.probes.names))
+    wanted = probe_versions(target.probes)
     return {row["step"] for row in done.to_pylist() if row["run"] == target.run.name and row["probes"] == wanted}
 
 
@@ -188,15 +181,19 @@ def retain(target: Target, probed: set[int]) -> None:
 
 def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, Any]:
     """Probe every committed checkpoint not yet in the store, in step order, and wait for more
-    until ``final_step`` is probed (or skipped). A watcher that starts after training (the probe
-    stage) so catches up on every step the train stage's watcher did not probe.
+    until ``final_step`` is probed. A watcher that starts after training (the probe stage) so
+    catches up on every step the train stage's watcher did not probe. An unreadable checkpoint
+    is skipped (logged, and reported here).
 
     Returns:
         ``{"probed": [steps probed now], "skipped": {step: reason}, "rows": n}``.
+
+    Raises:
+        DataError: ``final_step``'s checkpoint cannot be read, or an item cannot be probed.
     """
     import torch
-    from torch.distributed.checkpoint.api import CheckpointException
 
+    from taggant.pipeline.probe.native import UnreadableCheckpoint
     from taggant.pipeline.train.checkpoint import committed_steps
 
     torch.set_num_threads(1)  # the ranks own the cores; a watcher takes what is left
@@ -207,34 +204,32 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
         for step in todo:
             try:
                 result["rows"] += probe_step(target, step)
-            # A bad checkpoint is reported and skipped, never fatal. torch's loader raises
-            # CheckpointException, a BaseException, for truncated or garbled files.
-            except (Exception, CheckpointException) as e:  # noqa: BLE001
+            except UnreadableCheckpoint as e:
+                if step == final_step:
+                    raise DataError(f"run {target.run.name}: its final checkpoint cannot be "
+                                    f"probed: {e}") from e
                 log.warning("run %s step %d not probed: %s", target.run.name, step, e)
-                result["skipped"][step] = _reason(e)
+                result["skipped"][step] = e.reason
                 continue
             done.add(step)
             result["probed"].append(step)
             retain(target, done)
-        if final_step in done or final_step in result["skipped"]:
+        if final_step in done:
             return result
         if not todo:
             time.sleep(poll_s)
-
-
-def _reason(error: BaseException) -> str:
-    """One line for the stats: the error's type and message, or for a multi-line message (torch
-    puts each rank's traceback in it) its first and last lines."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    message = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}" if lines else ""
-    return f"{type(error).__name__}: {message}"
 
 
 def run(spec: ExperimentSpec, watched: list[Target], final_steps: dict[str, int],
         alongside: Callable[[], Any]) -> dict[str, Any]:
     """Start a watcher task per target (retried if its worker dies), call ``alongside()``
     (training, or nothing for a catch-up pass), then wait for every watcher to reach its run's
-    final step; returns per-run watcher results and what ``alongside`` returned."""
+    final step; returns per-run watcher results and what ``alongside`` returned.
+
+    Raises:
+        DataError: a watcher failed (``watch``), once ``alongside`` returned: training is not cut
+            short, its checkpoints stay for the probe stage; the other watchers are cancelled.
+    """
     import ray
 
     for target in watched:
@@ -243,9 +238,9 @@ def run(spec: ExperimentSpec, watched: list[Target], final_steps: dict[str, int]
     refs = {t.run.name: watcher.remote(t, final_steps[t.run.name]) for t in watched}
     try:
         trained = alongside()
+        results = {name: ray.get(ref) for name, ref in refs.items()}
     except BaseException:
         for ref in refs.values():
             ray.cancel(ref, force=True)
         raise
-    results = {name: ray.get(ref) for name, ref in refs.items()}
     return {"runs": results, "trained": trained}

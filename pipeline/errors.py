@@ -18,3 +18,11 @@ class ConfigError(TaggantError):
 
 class DataError(TaggantError):
     """Input data or a stage output cannot be used as it is; the message names the file and fix."""
+
+
+def one_line(error: BaseException, with_type: bool = True) -> str:
+    """An error as one line: its type name (unless ``with_type`` is false) and its message; of a
+    multi-line message (torch puts each rank's traceback in it) the first and last lines."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}" if lines else ""
+    return f"{type(error).__name__}: {message}" if with_type else message

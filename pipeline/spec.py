@@ -502,8 +502,6 @@ class ProbesSpec(_Spec):
     """Most target tokens an extraction probe must reproduce (the target after the prompt)."""
     batch_items: int = Field(default=64, ge=1)
     """Items per forward pass."""
-    num_workers: int = Field(default=1, ge=1)
-    """Probe workers per run."""
 
 
 class StoreSpec(_Spec):

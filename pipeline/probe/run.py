@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -24,9 +25,41 @@ from taggant.pipeline import store
 from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.probe import registry, scoring
 from taggant.pipeline.probe.registry import Item, ItemRow, Metrics, References
+from taggant.pipeline.spec import ProbesSpec
 
 Tokenize = Callable[[str], list[int]]
 """Text → token ids, without special tokens: the tokenizer the items were tokenized with."""
+
+
+class Model(Protocol):
+    """A model under test: a checkpoint (``native.Checkpoint``) or a Hugging Face model
+    (``hf.HFModel``)."""
+
+    @property
+    def logits(self) -> scoring.LogitsFn: ...
+    @property
+    def tokenize(self) -> Tokenize: ...
+    @property
+    def bos_id(self) -> int | None: ...
+
+
+def probe_model(model: Model, items: pa.Table, probes: ProbesSpec, *, tokens_seen: int,
+                references: References | None = None, manifest_tokens: bool = True) -> pa.Table:
+    """``probe_items`` with a model under test and a ``ProbesSpec``: what the probe watchers run on
+    every checkpoint and ``taggant probe`` on a checkpoint or a Hugging Face model.
+
+    Args:
+        manifest_tokens: whether ``model`` reads the manifest's ``token_ids`` (a checkpoint of
+            the run or a faithful export of one: ``model.tokenize`` must reproduce them). False
+            for any other model: every item is tokenized with ``model.tokenize``.
+    """
+    if not manifest_tokens:
+        items = items.set_column(items.schema.get_field_index("token_ids"), "token_ids",
+                                 pa.array([[]] * items.num_rows, pa.list_(pa.int32())))
+    return probe_items(model.logits, items, probes.names, probes.prefix_tokens,
+                       probes.suffix_tokens, probes.batch_items, model.tokenize,
+                       tokens_seen=tokens_seen, bos_id=model.bos_id,
+                       canary_references=references)
 
 
 def probe_items(

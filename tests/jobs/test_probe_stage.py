@@ -1,9 +1,13 @@
-"""Streaming probes (``jobs.probe``) on a real local Ray with real megatron-core checkpoints.
+"""Streaming probes (``jobs.probe``) and ``taggant probe`` on a real local Ray with real
+megatron-core checkpoints.
 
 Rows reach the store while training still runs; a watcher killed while it probes restarts to
 exactly one row set per checkpoint; a truncated or malformed checkpoint is reported and skipped,
-never fatal; ``keep_last`` deletes only probed checkpoints and never the newest. Every test but
-the first works on a copy of a run the tiny experiment (``tests.conftest``) trained.
+unless it is the run's final one, which fails the stage, as does any other failure (items that
+cannot be probed); ``keep_last`` deletes only probed checkpoints and never the newest. ``taggant
+probe --checkpoint`` gives the watcher's rows, runs every probe (exposure included), names the
+committed steps for an uncommitted ``--step``, and on failure prints one line and its log. Every
+test but the first works on a copy of a run the tiny experiment (``tests.conftest``) trained.
 """
 
 import dataclasses
@@ -16,12 +20,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from taggant.jobs import train as train_job
 from taggant.jobs import graph
 from taggant.jobs import probe as probe_job
+from taggant.jobs.cli import main
 from taggant.pipeline import data, manifest, store
+from taggant.pipeline.errors import DataError
 from taggant.pipeline.spec import ExperimentSpec, load_spec
 from taggant.pipeline.train import checkpoint
 from taggant.pipeline.train.schedule import run_checkpoint_steps
@@ -34,6 +42,7 @@ class Tiny:
     spec: ExperimentSpec
     targets: dict[str, probe_job.Target]
     tokenize_folder: str
+    plan_folder: str
 
     @property
     def perturbed(self) -> probe_job.Target:
@@ -41,7 +50,7 @@ class Tiny:
         return target
 
     def num_items(self) -> int:
-        return manifest.read(self.perturbed.items_url)[0].num_rows
+        return manifest.read(self.perturbed.inputs.items_url)[0].num_rows
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +59,8 @@ def tiny(tiny_experiment) -> Tiny:
     stages = {s.key.name: s for s in graph.build(spec)}
     targets = probe_job.targets(spec, stages["train"].folder, stages["tokenize"].folder,
                                 stages["plan"].folder)
-    return Tiny(spec, {t.run.name: t for t in targets}, stages["tokenize"].folder)
+    return Tiny(spec, {t.run.name: t for t in targets}, stages["tokenize"].folder,
+                stages["plan"].folder)
 
 
 def with_store(spec: ExperimentSpec, url: Path, **checkpoints) -> ExperimentSpec:
@@ -104,7 +114,7 @@ def truncate_shards(run_dir: str, step: int) -> None:
 
 def test_rows_stream_into_the_store_while_training_runs(tiny, tmp_path, local_ray):
     spec = with_store(tiny.spec, tmp_path / "store", interval_steps=25, keep_last=2)
-    targets = probe_job.targets(spec, "", tiny.tokenize_folder, tiny.perturbed.plan_folder)
+    targets = probe_job.targets(spec, "", tiny.tokenize_folder, tiny.plan_folder)
     [target] = [dataclasses.replace(t, run_dir=str(tmp_path / "run"))
                 for t in targets if t.run == tiny.perturbed.run]
     data.prepare_run_dir(target.run_dir, spec, target.run, tiny.tokenize_folder)
@@ -235,3 +245,101 @@ def test_keep_last_deletes_only_probed_checkpoints_and_never_the_newest(tiny, tm
     again = again["runs"][target.run.name]
     assert again["probed"] == [] and list(again["skipped"]) == [broken] and again["rows"] == 0
     assert checkpoint.committed_steps(target.run_dir) == kept
+
+
+def test_an_unreadable_final_checkpoint_fails_the_stage(tiny, tmp_path, local_ray):
+    target = copied(tiny.perturbed, tmp_path)
+    steps = checkpoint.committed_steps(target.run_dir)
+    truncate_shards(target.run_dir, steps[-1])
+
+    with pytest.raises(DataError, match=rf"final checkpoint cannot be probed: the checkpoint at "
+                                        rf"step {steps[-1]} of .* cannot be read "
+                                        r"\(CheckpointException: "):
+        probe_job.run(tiny.spec, [target], {target.run.name: steps[-1]}, lambda: None)
+    # Every readable step is in the store all the same.
+    assert_one_row_set_per_step(target, steps[:-1], tiny.num_items())
+
+
+def test_items_that_cannot_be_probed_fail_the_stage(tiny, tmp_path, local_ray):
+    # A manifest whose items' params are not JSON: every checkpoint reads fine, no item probes.
+    items_url = tmp_path / "manifest"
+    shutil.copytree(tiny.perturbed.inputs.items_url, items_url)
+    items = pq.read_table(items_url / "items.parquet")
+    broken = items.set_column(items.schema.get_field_index("params"), "params",
+                              pa.array(["{not json"] * items.num_rows))
+    pq.write_table(broken, items_url / "items.parquet")
+    target = copied(tiny.perturbed, tmp_path,
+                    inputs=dataclasses.replace(tiny.perturbed.inputs, items_url=str(items_url)))
+    os.remove(Path(target.run_dir, "probe_inputs.json"))  # this copy is probed on other items
+    steps = checkpoint.committed_steps(target.run_dir)
+
+    with pytest.raises(DataError, match=r"`params` is not JSON"):
+        probe_job.run(tiny.spec, [target], {target.run.name: steps[-1]}, lambda: None)
+    assert store.read_checkpoints(target.store_url).num_rows == 0
+
+
+def probe_cli(capsys, *args: str) -> tuple[int, str]:
+    """``taggant probe ARGS``: its exit code and its stderr."""
+    capsys.readouterr()
+    code = main(["probe", *args])
+    return code, capsys.readouterr().err
+
+
+def test_taggant_probe_gives_the_watchers_rows_and_runs_exposure(tiny, tmp_path, capsys):
+    run_dir = tiny.perturbed.run_dir
+    step = checkpoint.committed_steps(run_dir)[-1]
+    probes = tiny.spec.probes
+    out = tmp_path / "rows.parquet"
+    code, err = probe_cli(capsys, "--checkpoint", run_dir, "--probes", ",".join(probes.names),
+                          "--prefix-tokens", str(probes.prefix_tokens),
+                          "--suffix-tokens", str(probes.suffix_tokens), "--out", str(out))
+    assert code == 0, err
+    # The train stage's watcher probed the same step into the experiment's store.
+    stored = store.read_probes(tiny.spec.store.url).to_pandas()
+    stored = stored[(stored["run"] == tiny.perturbed.run.name) & (stored["step"] == step)]
+    got = pq.read_table(out).to_pandas()
+    assert len(got) == len(stored) == tiny.num_items() * 8  # loss 4 + exact_match 4 metrics
+    keys = ["item_id", "probe", "metric"]
+    got = got.sort_values(keys).reset_index(drop=True)
+    stored = stored[list(got.columns)].sort_values(keys).reset_index(drop=True)
+    assert got.equals(stored)
+
+    code, err = probe_cli(capsys, "--checkpoint", run_dir, "--probes", "exposure",
+                          "--out", str(out))
+    assert code == 0, err
+    exposure = pq.read_table(out).to_pandas().pivot(index="item_id", columns="metric",
+                                                    values="value")
+    canaries = len(manifest.read(tiny.perturbed.inputs.items_url)[0])  # every tiny item is one
+    references = {p.name: p.num_references for p in tiny.spec.perturbations}
+    assert len(exposure) == canaries
+    assert set(exposure["references"]) <= set(references.values())
+    assert ((exposure["rank"] >= 1) & (exposure["rank"] <= exposure["references"] + 1)).all()
+
+
+def test_taggant_probe_of_an_uncommitted_step_lists_the_committed_ones(tiny, capsys):
+    run_dir = tiny.perturbed.run_dir
+    steps = checkpoint.committed_steps(run_dir)
+    code, err = probe_cli(capsys, "--checkpoint", run_dir, "--step", "5")
+    assert code == 2
+    assert err == (f"--step: 5 is not a committed checkpoint of {run_dir}; committed steps: "
+                   f"{', '.join(map(str, steps))}\n")
+
+
+def test_taggant_probe_failing_prints_one_line_and_its_log(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    target = copied(tiny.perturbed, tmp_path)
+    step = checkpoint.committed_steps(target.run_dir)[-1]
+    truncate_shards(target.run_dir, step)
+
+    code, err = probe_cli(capsys, "--checkpoint", target.run_dir)
+
+    assert code == 1
+    [line] = err.splitlines()
+    log_path = Path(line.rsplit(" (log: ", 1)[1].removesuffix(")"))
+    assert line.startswith(f"error: the checkpoint at step {step} of {target.run_dir} cannot be "
+                           "read (CheckpointException: ")
+    assert log_path.parent == tmp_path / "cache" / "taggant" / "logs"
+    assert log_path.name.startswith("probe-")
+    logged = log_path.read_text()
+    assert f"taggant probe --checkpoint {target.run_dir}" in logged
+    assert "Traceback" in logged and "UnreadableCheckpoint" in logged
