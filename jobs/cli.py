@@ -290,7 +290,8 @@ def _print_fits(fits: list[dict], metric: str, source: str) -> None:
     for f in fits:
         for name, reason in f["reasons"].items():
             if f[name] is None and name not in ("run", "step"):
-                print(f"{f['name']} {f['experiment']}/{f['run'] or '*'} {f['set']}: {name} n/a: {reason}")
+                where = f"{f['experiment']}/{f['run'] or '*'} {f['set']}"
+                print(f"{f['name']} {where}: {name} n/a: {reason}")
 
 
 def _print_levels(levels: list[dict], metric: str) -> None:
@@ -330,8 +331,8 @@ def _print_membership(rows: list[dict], pairs_needed: list[dict]) -> None:
     for reason in sorted(reasons):
         print(f"TPR@1%FPR n/a: {reason}")
     if rows:
-        print("ε ≥: one-run audit (Steinke et al. 2023, δ = 0, 95%) on member/control pairs, replace-one; "
-              "add/remove ε ≥ half of it. Perfect attacks certify ε with "
+        print("ε ≥: one-run audit (Steinke et al. 2023, δ = 0, 95%) on member/control pairs, "
+              "replace-one; add/remove ε ≥ half of it. Perfect attacks certify ε with "
               + ", ".join(f"{p['pairs']} pairs for ε {p['epsilon']:g}" for p in pairs_needed))
 
 

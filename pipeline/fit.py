@@ -210,7 +210,7 @@ def without_controls(data: StoreData, metric: str) -> list[dict]:
                        & (data.probes["item_id"] != data.probes["set"])]
     has = rows.assign(control=rows["dup_level"] == 0).groupby(["experiment", "run", "set"])["control"].any()
     return [{"experiment": e, "run": r, "set": s,
-             "reason": "the set has no never-inserted controls (control_frac 0): nothing to compare with"}
+             "reason": "the set has no never-inserted controls (control_frac 0): nothing to compare"}
             for (e, r, s), ok in has.items() if not ok]
 
 

@@ -1,4 +1,4 @@
-"""The standard figures, drawn from what ``pipeline.fit`` and ``pipeline.mia`` compute (PNG files)."""
+"""The standard figures (PNG files) of what ``pipeline.fit`` and ``pipeline.mia`` compute."""
 
 from __future__ import annotations
 
