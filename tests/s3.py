@@ -9,6 +9,7 @@ server itself starts only when a test asks for the ``s3_server`` fixture.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ def moto_server() -> Iterator[S3]:
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=PORT, verbose=False)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
     server.start()
     try:
         client = boto3.client(
