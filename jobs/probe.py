@@ -150,6 +150,10 @@ def probe_step(target: Target, step: int) -> int:
         writer.write_probe_rows(target.run.name, step, name, 0, rows.filter(pc.equal(rows["probe"], name)))
     writer.commit_checkpoint(target.run.name, step, probed.tokens_seen,
                              probe_versions(target.probes), rows.num_rows)
+    from taggant.pipeline.train import checkpoint, progress
+
+    if checkpoint.read_commit(target.run_dir, step)["train"].get("tensorboard"):
+        progress.write_probe_summary(target.run_dir, step, rows)  # a view; the store is the truth
     return rows.num_rows
 
 
