@@ -39,6 +39,7 @@ def export_missing(experiment: str, run_dir: str) -> list[int]:
 
 
 def _export(experiment: str, run_dir: str, steps: list[int]) -> None:
+    _leave_the_rank_group()
     for step in steps:
         hf.export_checkpoint(run_dir, step, hf.export_dir(run_dir, step), experiment)
 
@@ -61,9 +62,22 @@ def import_model(spec: ExperimentSpec, train_folder: str,
     if spec.runs.init_from_hf is None:
         return None
     vocab_size = TokenizerInfo.read(TokenizeFolder(tokenize_folder)).vocab_size
-    task = ray.remote(hf.import_hf).options(**_TASK_OPTIONS)
+    task = ray.remote(_import).options(**_TASK_OPTIONS)
     return _get(task.remote(spec.runs.init_from_hf, init_dir(train_folder), vocab_size,
                             spec.runs.seq_length_tokens))
+
+
+def _import(folder: str, out: str, vocab_size: int, seq_length: int) -> dict[str, Any]:
+    _leave_the_rank_group()
+    return hf.import_hf(folder, out, vocab_size, seq_length)
+
+
+def _leave_the_rank_group() -> None:
+    """A task started by a rank actor inherits its runtime env, ``RANK``, ``WORLD_SIZE`` and
+    ``MASTER_PORT`` included: with them its world-size-1 group would rendezvous on the rank's
+    port (and hold it). Without them ``init_parallel`` makes a private group."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(name, None)
 
 
 def _get(ref) -> Any:

@@ -332,6 +332,7 @@ def export_checkpoint(run_dir: str, step: int, out: str, experiment: str) -> dic
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would keep the export from other users
     try:
         save_file(tensors, os.path.join(tmp, WEIGHTS), metadata={"format": "pt"})
         hf_config = llama_config(config, eod)
