@@ -200,7 +200,7 @@ def test_slope_cis_cover_the_true_slope_at_their_nominal_rate(kind):
     assert 0.90 <= np.mean(covered) <= 0.99, f"{kind}: 95% CIs covered the truth {np.mean(covered):.3f} of the time"
 
 
-REPLICATES = {"duplicates": 150, "dilution": 150, "model_size": 60, "forgetting": 150}
+REPLICATES = {"duplicates": 150, "dilution": 150, "model_size": 120, "forgetting": 150}
 """Replicates per kind (model size yields one fit per dup level, four per replicate)."""
 FITTERS = {"duplicates": fit.fit_duplicates, "dilution": fit.fit_dilution, "model_size": fit.fit_model_size,
            "forgetting": fit.fit_forgetting}
