@@ -99,13 +99,12 @@ class Cluster:
         return [p for p in psutil.process_iter() if _session(p.pid) in sessions]
 
     def raylet(self, node_id: str) -> tuple[int, psutil.Process]:
-        """The worker number (1-based) and the raylet process of the node ``node_id``."""
-        [(worker, raylet)] = [
-            (int(re.search(r"/ray-w(\d+)/", " ".join(p.cmdline()))[1]), p)
-            for p in self.family()
-            if p.name() == "raylet" and f"--node_id={node_id}" in p.cmdline()
-        ]
-        return worker, raylet
+        """The worker number (1-based; 0 for the head) and the raylet process of the node
+        ``node_id``."""
+        [(cmdline, raylet)] = [(" ".join(p.cmdline()), p) for p in self.family()
+                               if p.name() == "raylet" and f"--node_id={node_id}" in p.cmdline()]
+        worker = re.search(r"/ray-w(\d+)/", cmdline)
+        return (int(worker[1]) if worker else 0), raylet
 
     def state_api(self) -> StateApiClient:
         return StateApiClient(self.address, headers=self.headers)
@@ -114,7 +113,8 @@ class Cluster:
         """Ray's state API: every ``resource`` (tasks, nodes, ...) matching ``filters``."""
         options = ListApiOptions(filters=[(k, "=", v) for k, v in filters.items()], detail=True,
                                  limit=10_000)
-        return [asdict(x) for x in self.state_api().list(resource, options, True)]
+        # Not raise_on_missing_output: Ray counts the rows a filter drops as missing.
+        return [asdict(x) for x in self.state_api().list(resource, options, False)]
 
     def alive_nodes(self) -> list[dict]:
         return self.list(StateResource.NODES, state="ALIVE")
@@ -187,11 +187,13 @@ def write_spec(folder: Path, store: str) -> Path:
 
 @dataclass(frozen=True)
 class Run:
-    """An experiment submitted to the cluster: its spec, submission id and Ray job id."""
+    """An experiment submitted to the cluster: its spec, submission id, Ray job id, and the
+    node ids of the worker nodes it ran on."""
 
     spec: Path
     submission: str
     job_id: str
+    workers: frozenset[str]
 
     @property
     def work_dir(self) -> Path:
@@ -218,5 +220,6 @@ def clean_run(cluster, token_env, s3_server, debian_corpus, tmp_path_factory) ->
     s3_server.client.upload_file(str(debian_corpus / "debian-copyright.jsonl.zst"), BUCKET,
                                  CORPUS_KEY)
     spec = write_spec(tmp_path_factory.mktemp("clean"), f"s3://{BUCKET}/store")
+    workers = frozenset(n["node_id"] for n in cluster.alive_nodes() if not n["is_head_node"])
     submission = submit(spec, cluster.address, follow=True, env=JOB_ENV)
-    return Run(spec, submission, cluster.jobs().get_job_info(submission).job_id)
+    return Run(spec, submission, cluster.jobs().get_job_info(submission).job_id, workers)

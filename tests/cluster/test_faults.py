@@ -59,7 +59,7 @@ def node_processes(cluster, number: int) -> list[psutil.Process]:
 
 @pytest.mark.ray
 @pytest.mark.slow
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("stage, copied, task_title", [
     ("dedup", ("ingest",), None),
     ("tokenize", ("ingest", "dedup", "plan"), "tokenize_shard"),

@@ -13,7 +13,7 @@ from tests.cluster.conftest import SCRIPT, WORKERS
 
 @pytest.mark.ray
 @pytest.mark.slow
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(1800)
 def test_a_head_and_two_workers_with_token_auth(cluster):
     assert requests.get(f"{cluster.address}/api/version", timeout=10).status_code == 401
     reply = requests.get(f"{cluster.address}/api/version", headers=cluster.headers, timeout=10)
@@ -26,7 +26,7 @@ def test_a_head_and_two_workers_with_token_auth(cluster):
 
 
 @pytest.mark.ray
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(1800)
 def test_a_running_worker_is_not_started_twice(cluster):
     again = subprocess.run(["bash", str(SCRIPT), "node", "1"], env=cluster.env,
                            capture_output=True, text=True, timeout=60)

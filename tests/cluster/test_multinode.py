@@ -51,7 +51,7 @@ def wait(cluster, submission: str, timeout_s: float = 300) -> JobStatus:
 
 @pytest.mark.ray
 @pytest.mark.slow
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(1800)
 def test_the_nodes_cannot_import_taggant_so_jobs_run_the_shipped_copy(cluster, tmp_path):
     bare = subprocess.run([str(cluster.python), "-c", "import taggant"], env=cluster.env,
                           capture_output=True, text=True)
@@ -77,25 +77,29 @@ def test_the_nodes_cannot_import_taggant_so_jobs_run_the_shipped_copy(cluster, t
 
 @pytest.mark.ray
 @pytest.mark.slow
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(1800)
 def test_a_submitted_experiment_runs_on_both_nodes_and_lands_in_the_store(cluster, clean_run):
     tasks = cluster.list(StateResource.TASKS, job_id=clean_run.job_id)
-    head = {n["node_id"] for n in cluster.alive_nodes() if n["is_head_node"]}
-    by_node: dict[str, set[str]] = {}
+    workers = clean_run.workers
+    ran_on: dict[str, set[str]] = {}
     for task in tasks:
         if task["type"] == "NORMAL_TASK" and task["state"] == "FINISHED":
-            by_node.setdefault(task["node_id"], set()).add(task["func_or_class_name"])
-    print(json.dumps({k: sorted(v) for k, v in by_node.items()}, indent=1))
-    assert len(set(by_node) - head) == 2, by_node
-    actors = cluster.list(StateResource.ACTORS, job_id=clean_run.job_id)
-    print(json.dumps([(a["class_name"], a["node_id"]) for a in actors]))
+            ran_on.setdefault(task["func_or_class_name"], set()).add(task["node_id"])
+    # The data stages' shard tasks (one CPU each) ran on both worker nodes.
+    for name in ("_sketch", "tokenize_shard"):
+        assert ran_on.get(name) == workers, (name, ran_on)
+    assert "ingest_file" in ran_on and ran_on["ingest_file"] <= workers
+    # The two runs (perturbed and its standard twin) trained side by side, one on each node.
+    ranks = cluster.list(StateResource.ACTORS, job_id=clean_run.job_id, class_name="RankWorker")
+    assert sorted(a["node_id"] for a in ranks) == sorted(workers)
 
     for stage in ("ingest", "dedup", "plan", "tokenize", "train", "probe", "fit"):
         assert (clean_run.folder(stage) / "_SUCCESS").exists(), stage
     url = f"s3://{BUCKET}/store"
-    checkpoints = store.read_checkpoints(url)
-    steps = {run: sorted(checkpoints.filter(checkpoints["run"] == run)["step"].to_pylist())
-             for run in set(checkpoints["run"].to_pylist())}
+    checkpoints = store.read_checkpoints(url).to_pylist()
+    steps: dict[str, list[int]] = {}
+    for c in checkpoints:
+        steps.setdefault(c["run"], []).append(c["step"])
     assert len(steps) == 2 and all(s == [1, 9, 64, 74, 80, 160] for s in steps.values()), steps
     rows = store.read_probes(url)
-    assert rows.num_rows == sum(c["num_rows"] for c in checkpoints.to_pylist()) > 0
+    assert rows.num_rows == sum(c["num_rows"] for c in checkpoints) > 0
