@@ -32,12 +32,13 @@ def data_folders(work_dir: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def specs(tmp_path, debian_corpus, s3_server) -> tuple[Path, Path]:
-    """The tiny experiment twice: on local disk, and with every path on a bucket of its own."""
-    bucket = s3_server.bucket("data-stages")
+def specs(tmp_path, debian_corpus, s3_server, request) -> tuple[Path, Path, str]:
+    """The tiny experiment twice: on local disk, and with every path on a bucket of the test's
+    own; and that bucket's name."""
+    name = request.node.name.replace("_", "-")[:40].strip("-")
+    bucket = s3_server.bucket(name)
     corpus = "corpus/debian-copyright.jsonl.zst"
-    s3_server.client.upload_file(str(debian_corpus / "debian-copyright.jsonl.zst"), "data-stages",
-                                 corpus)
+    s3_server.client.upload_file(str(debian_corpus / "debian-copyright.jsonl.zst"), name, corpus)
     local = tiny_spec_file(tmp_path, debian_corpus)
     spec = yaml.safe_load(local.read_text())
     spec["corpus"]["max_shard_docs"] = SHARD_DOCS
@@ -46,7 +47,7 @@ def specs(tmp_path, debian_corpus, s3_server) -> tuple[Path, Path]:
                 work_dir=f"{bucket}/work", store={"url": f"{bucket}/store"})
     remote = tmp_path / "tiny-s3.yaml"
     remote.write_text(yaml.safe_dump(spec))
-    return local, remote
+    return local, remote, name
 
 
 @pytest.mark.ray
@@ -54,11 +55,11 @@ def specs(tmp_path, debian_corpus, s3_server) -> tuple[Path, Path]:
 @pytest.mark.timeout(600)
 def test_data_stages_on_s3_write_what_local_disk_gets_and_rerun_alike(specs, local_ray, s3_server,
                                                                        capsys):
-    local, remote = specs
+    local, remote, bucket = specs
     for spec in (local, remote):
         assert main(["run", str(spec), "--until", "plan"]) == 0
     on_disk, on_s3 = (data_folders(load_spec(spec).work_dir) for spec in (local, remote))
-    assert all(folder.startswith("s3://data-stages/work/") for folder in on_s3.values())
+    assert all(folder.startswith(f"s3://{bucket}/work/") for folder in on_s3.values())
     for name in OBJECT_STORE_STAGES:
         digests = folder_digests(on_s3[name], SIDECARS)
         assert digests == folder_digests(on_disk[name], SIDECARS), name
@@ -74,8 +75,9 @@ def test_data_stages_on_s3_write_what_local_disk_gets_and_rerun_alike(specs, loc
     assert {name: folder_digests(on_s3[name]) for name in OBJECT_STORE_STAGES} == before
 
     # A half-written stage (no _SUCCESS, a stray object) is cleared and redone to the same bytes.
-    s3_server.client.delete_object(Bucket="data-stages", Key=_key(on_s3["plan"], "_SUCCESS"))
-    s3_server.client.put_object(Bucket="data-stages", Key=_key(on_s3["plan"], "stray.parquet"),
+    plan = on_s3["plan"].removeprefix(f"s3://{bucket}/")
+    s3_server.client.delete_object(Bucket=bucket, Key=f"{plan}/_SUCCESS")
+    s3_server.client.put_object(Bucket=bucket, Key=f"{plan}/stray.parquet",
                                 Body=b"left by a killed attempt")
     assert main(["run", str(remote), "--until", "plan"]) == 0
     assert capsys.readouterr().err.count("already done, skipped") == len(OBJECT_STORE_STAGES) - 1
@@ -86,14 +88,10 @@ def test_data_stages_on_s3_write_what_local_disk_gets_and_rerun_alike(specs, loc
 
 def test_an_object_store_work_dir_is_refused_past_plan_before_ray_starts(specs, s3_server,
                                                                            capsys):
-    _, remote = specs
+    _, remote, bucket = specs
     assert main(["run", str(remote), "--until", "tokenize"]) == 2
     message = capsys.readouterr().err
-    assert message.startswith("work_dir: 's3://data-stages/work' is on an object store")
+    assert message.startswith(f"work_dir: 's3://{bucket}/work' is on an object store")
     assert "--set work_dir=/shared/work/NAME" in message
-    assert s3_server.keys("data-stages", "work/") == []  # nothing ran
+    assert s3_server.keys(bucket, "work/") == []  # nothing ran
 
-
-def _key(folder: str, name: str) -> str:
-    """The object key of ``name`` in a stage folder ``s3://data-stages/<prefix>``."""
-    return f"{folder.removeprefix('s3://data-stages/')}/{name}"
