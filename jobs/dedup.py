@@ -30,9 +30,17 @@ import numpy as np
 import pyarrow as pa
 
 from taggant.pipeline import io
-from taggant.pipeline.dedup import DEDUP_VERSION, DedupParams, bucket, sketch_shard, verify_edges
+from taggant.pipeline.dedup import (
+    DEDUP_VERSION,
+    DedupParams,
+    bucket,
+    ngram_sets,
+    sketch_shard,
+    verify_edges,
+)
 from taggant.pipeline.stage import Counts, StageDecl
 from taggant.sketches import components
+from taggant.sketches.ngrams import NgramSets
 
 TASK_RETRIES = 3
 PARTITION_DOCS = 1_000_000
@@ -80,16 +88,14 @@ def _by_either_end(edges: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
 def _take(
     urls: list[str], offsets: np.ndarray, wanted: np.ndarray, columns: list[str]
 ) -> pa.Table:
-    """``columns`` of the documents ``wanted`` (sorted distinct doc_index values), in that order,
-    reading only the files (one per shard, ``urls``) that hold them."""
+    """``columns`` of the documents ``wanted`` (sorted distinct doc_index values, at least one),
+    in that order, reading only the files (one per shard, ``urls``) that hold them."""
     shard_of = np.searchsorted(offsets, wanted, side="right") - 1
     tables = [
         io.read_table(urls[shard], columns=columns)
         .take(pa.array(wanted[shard_of == shard] - offsets[shard]))
         for shard in np.unique(shard_of)
     ]
-    if not tables:
-        return io.read_table(urls[0], columns=columns).slice(0, 0)
     return pa.concat_tables(tables)
 
 
@@ -104,8 +110,10 @@ def _sketch(
 
 
 def _bucket(keys_urls: list[str], part: int, parts: int, bounds: np.ndarray) -> tuple:
-    """Key partition ``part`` → per node partition, its edges as int64 (m, 3) rows (low, high,
-    exact); last, the number of bucket rows read."""
+    """Key partition ``part`` → per node partition q, the edges whose high end lies in q as int64
+    (m, 3) rows (low, high, exact); then per node partition q, the (low end, partition of the
+    high end) of its candidates whose ends lie in different partitions (those low ends' n-gram
+    sets are sent there); last, the number of bucket rows read."""
     rows = [
         pa.concat_tables([io.read_row_group(u, kind * parts + part) for u in keys_urls])
         for kind in (0, 1)  # exact rows, band rows
@@ -115,22 +123,64 @@ def _bucket(keys_urls: list[str], part: int, parts: int, bounds: np.ndarray) -> 
         np.c_[exact, np.ones(len(exact), np.int64)],
         np.c_[candidates, np.zeros(len(candidates), np.int64)],
     ])
-    part_of = _partition_of(tagged[:, 1], bounds)
-    return (*(tagged[part_of == q] for q in range(len(bounds) - 1)), sum(r.num_rows for r in rows))
+    nodes = len(bounds) - 1
+    high = _partition_of(tagged[:, 1], bounds)
+    low = _partition_of(candidates[:, 0], bounds)
+    away = low != high[len(exact):]
+    requests = np.c_[candidates[away, 0], high[len(exact):][away]]
+    return (
+        *(tagged[high == q] for q in range(nodes)),
+        *(requests[low[away] == q] for q in range(nodes)),
+        sum(r.num_rows for r in rows),
+    )
+
+
+def _local_sets(
+    shard_urls: list[str], offsets: np.ndarray, params: DedupParams, docs: np.ndarray
+) -> NgramSets:
+    """The n-gram sets of ``docs`` (sorted distinct doc_index values), read from their shards."""
+    if not len(docs):
+        return NgramSets(np.empty(0, np.uint64), np.zeros(1, np.int64))
+    texts = _take(shard_urls, offsets, docs, ["text"]).column("text").to_pylist()
+    return ngram_sets(texts, params)
+
+
+def _send_sets(
+    shard_urls: list[str], offsets: np.ndarray, params: DedupParams, nodes: int,
+    *requests: np.ndarray,
+) -> tuple:
+    """One node partition's requested documents → per node partition q, (doc_index values,
+    their n-gram sets) asked for by q; last, how many sets it sends. Each text is read where it
+    lives, and a set travels once to each partition that needs it."""
+    requests = _edges(requests)
+    docs = np.unique(requests[:, 0])
+    sets = _local_sets(shard_urls, offsets, params, docs) if params.verify else None
+    packages = []
+    for q in range(nodes):
+        wanted = requests[requests[:, 1] == q, 0]  # sorted distinct: requests are
+        packages.append(
+            (wanted, sets.take(np.searchsorted(docs, wanted)) if sets is not None else None)
+        )
+    return (*packages, len(requests))
 
 
 def _verify(
-    shard_urls: list[str], offsets: np.ndarray, params: DedupParams, bounds: np.ndarray,
-    *tagged: np.ndarray,
+    shard_urls: list[str], offsets: np.ndarray, params: DedupParams, bounds: np.ndarray, q: int,
+    buckets: int, *inputs,
 ) -> tuple:
     """One node partition's exact edges and verified candidates, split for the first large-star
-    step; last, its counts."""
-    tagged = _edges(tagged, width=3)
+    step; last, its counts. ``inputs``: the ``buckets`` edge arrays, then the set packages."""
+    tagged = _edges(inputs[:buckets], width=3)
     exact, near = tagged[tagged[:, 2] == 1, :2], tagged[tagged[:, 2] == 0, :2]
     if params.verify and len(near):
-        wanted = np.unique(near)
-        texts = _take(shard_urls, offsets, wanted, ["text"]).column("text").to_pylist()
-        near = verify_edges(near, dict(zip(wanted.tolist(), texts)), params)
+        docs = np.unique(near)
+        local = docs[(docs >= bounds[q]) & (docs < bounds[q + 1])]
+        packages = inputs[buckets:]
+        ids = np.concatenate([local, *(ids for ids, _ in packages)])
+        sets = NgramSets.concat(
+            [_local_sets(shard_urls, offsets, params, local), *(s for _, s in packages)]
+        )
+        near = verify_edges(near, ids, sets, params)
     counts = {"candidate_edges": len(tagged), "exact_edges": len(exact),
               "verified_near_edges": len(near)}
     return (*_by_either_end(np.concatenate([exact, near]), bounds), counts)
@@ -161,23 +211,26 @@ def _finish(
     keep[leaves[:, 1] - first] = False
     io.write_table(out_url, docs.filter(pa.array(keep)))
 
-    rows = pa.array(leaves[:, 1] - first)
-    at = pa.array(np.searchsorted(centers, leaves[:, 0]))
-    halves = ["exact_hi", "exact_lo"]
-    mine = io.read_table(sketch_urls[shard], columns=halves).take(rows)
-    theirs = _take(sketch_urls, offsets, centers, halves).take(at)
-    is_exact = np.logical_and.reduce(
-        [mine.column(h).to_numpy() == theirs.column(h).to_numpy() for h in halves]
-    )
-    duplicates = pa.table(
-        {
-            "doc_id": docs.column("doc_id").take(rows),
-            "cluster_id": leaves[:, 0],
-            "kept_doc_id": _take(shard_urls, offsets, centers, ["doc_id"])["doc_id"].take(at),
-            "reason": np.where(is_exact, "exact", "near"),
-        },
-        schema=DUPLICATES_SCHEMA,
-    )
+    duplicates = DUPLICATES_SCHEMA.empty_table()
+    is_exact = np.zeros(0, dtype=bool)
+    if len(leaves):
+        rows = pa.array(leaves[:, 1] - first)
+        at = pa.array(np.searchsorted(centers, leaves[:, 0]))
+        halves = ["exact_hi", "exact_lo"]
+        mine = io.read_table(sketch_urls[shard], columns=halves).take(rows)
+        theirs = _take(sketch_urls, offsets, centers, halves).take(at)
+        is_exact = np.logical_and.reduce(
+            [mine.column(h).to_numpy() == theirs.column(h).to_numpy() for h in halves]
+        )
+        duplicates = pa.table(
+            {
+                "doc_id": docs.column("doc_id").take(rows),
+                "cluster_id": leaves[:, 0],
+                "kept_doc_id": _take(shard_urls, offsets, centers, ["doc_id"])["doc_id"].take(at),
+                "reason": np.where(is_exact, "exact", "near"),
+            },
+            schema=DUPLICATES_SCHEMA,
+        )
     io.write_table(duplicates_url, duplicates)
     n_exact = int(is_exact.sum())
     return {
@@ -226,14 +279,26 @@ def run(
         remote(_sketch).remote(u, int(o), params, parts, s, k)
         for u, o, s, k in zip(shard_urls, offsets, sketch_urls, keys_urls)
     ])
-    bucket_task, verify_task = remote(_bucket, fan_out), remote(_verify, fan_out)
-    buckets = [bucket_task.remote(keys_urls, p, parts, bounds) for p in range(parts)]
+    buckets = [
+        remote(_bucket, 2 * nodes + 1).remote(keys_urls, p, parts, bounds) for p in range(parts)
+    ]
+    sent = [
+        remote(_send_sets, fan_out).remote(
+            shard_urls, offsets, params, nodes, *(b[nodes + q] for b in buckets)
+        )
+        for q in range(nodes)
+    ]
+    verify_task = remote(_verify, fan_out)
     edges = [
-        verify_task.remote(shard_urls, offsets, params, bounds, *(b[q] for b in buckets))
+        verify_task.remote(
+            shard_urls, offsets, params, bounds, q, parts, *(b[q] for b in buckets),
+            *(s[q] for s in sent),
+        )
         for q in range(nodes)
     ]
     counts = ray.get([e[-1] for e in edges])
     bucket_rows = sum(ray.get([b[-1] for b in buckets]))
+    sets_sent = sum(ray.get([s[-1] for s in sent]))
 
     large_task, small_task = remote(_large_star, fan_out), remote(_small_star, fan_out)
     for rounds in range(1, components.MAX_ROUNDS + 1):
@@ -262,6 +327,7 @@ def run(
         **{k: sum(c[k] for c in counts) for k in counts[0]},
         "clusters_with_duplicates": sum(f["clusters"] for f in finished),
         "bucket_rows": bucket_rows,
+        "sets_sent": sets_sent,
         "key_partitions": parts,
         "node_partitions": nodes,
         "components_rounds": rounds,

@@ -127,13 +127,19 @@ def bucket(exact_rows: pa.Table, band_rows: pa.Table) -> tuple[np.ndarray, np.nd
     return exact, np.unique(np.concatenate([collisions, candidates]), axis=0)
 
 
-def verify_edges(edges: np.ndarray, texts: dict[int, str], params: DedupParams) -> np.ndarray:
+def ngram_sets(texts: list[str], params: DedupParams) -> ngrams.NgramSets:
+    """The n-gram sets that verification compares (same shingles as the MinHash)."""
+    return ngrams.ngram_sets(texts, params.ngram_words)
+
+
+def verify_edges(
+    edges: np.ndarray, ids: np.ndarray, sets: ngrams.NgramSets, params: DedupParams
+) -> np.ndarray:
     """The edges whose documents' exact n-gram Jaccard reaches the threshold.
 
     Args:
         edges: int64 (m, 2) doc_index pairs.
-        texts: the text of every doc_index named in ``edges``.
+        ids: int64 (n,) distinct doc_index values, every one named in ``edges`` among them;
+            ``sets.doc(i)`` is the set of ``ids[i]``.
     """
-    ids = np.array(sorted(texts), dtype=np.int64)
-    sets = ngrams.ngram_sets([texts[i] for i in ids], params.ngram_words)
     return components.verify_edges(edges, ids, sets, params.threshold)

@@ -59,6 +59,25 @@ class NgramSets:
         """uint64 sorted distinct n-gram hashes of document i (a view)."""
         return self.values[self.offsets[i] : self.offsets[i + 1]]
 
+    def take(self, rows: np.ndarray) -> "NgramSets":
+        """The sets of documents ``rows`` (integer indices), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        sizes = self.sizes()[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        starts = np.repeat(self.offsets[rows] - offsets[:-1], sizes)
+        return NgramSets(self.values[starts + np.arange(offsets[-1])], offsets)
+
+    @staticmethod
+    def concat(parts: "list[NgramSets]") -> "NgramSets":
+        """The sets of ``parts``' documents, one part after the other."""
+        offsets, total = [np.zeros(1, dtype=np.int64)], 0
+        for part in parts:
+            offsets.append(part.offsets[1:] - part.offsets[0] + total)
+            total += part.offsets[-1] - part.offsets[0]
+        values = [p.values[p.offsets[0] : p.offsets[-1]] for p in parts]
+        return NgramSets(np.concatenate([np.empty(0, np.uint64), *values]), np.concatenate(offsets))
+
 
 @numba.njit(inline="always")
 def fmix64(h):

@@ -88,3 +88,13 @@ def test_fmix64_is_pure_on_arrays(reference_shingles):
     # The empty document's single shingle is fmix64(G0), computed by the Python reference.
     assert fmix64(np.uint64(0x243F6A8885A308D3)) == reference_shingles("", 5)[0]
     assert mixed.tolist() == [int(fmix64(np.uint64(2))), int(fmix64(np.uint64(2**64 - 1)))]
+
+
+def test_sets_take_and_concat_keep_each_documents_set(copyright_texts):
+    sets = ngram_sets(copyright_texts[:30])
+    rows = np.array([7, 0, 29, 7])
+    taken = sets.take(rows)
+    assert [taken.doc(i).tolist() for i in range(4)] == [sets.doc(r).tolist() for r in rows]
+    joined = type(sets).concat([sets.take(rows[:2]), sets.take([]), sets.take(rows[2:])])
+    assert np.array_equal(joined.values, taken.values)
+    assert np.array_equal(joined.offsets, taken.offsets)
