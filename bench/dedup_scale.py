@@ -31,10 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import dedup as bench  # bench/dedup.py: corpus, peers, timing and memory helpers
 import xxhash
 from rich.console import Console
 
-import dedup as bench  # bench/dedup.py: corpus, peers, timing and memory helpers
 from taggant.jobs import graph
 from taggant.jobs.runtime import ray_session
 from taggant.pipeline.spec import CorpusSpec, DedupSpec

@@ -6,8 +6,9 @@
 2. bucket (a task per key partition): reads its row groups of every key file, so its memory is
    1/P of the band table; gives exact edges and candidate pairs, each sent to the node partition
    (a run of consecutive shards) of its higher end;
-3. verify (a task per node partition): exact Jaccard of the candidates, reading the texts of the
-   documents they name, and only those;
+3. verify (two tasks per node partition): each partition reads the texts of its own documents
+   named by candidates, sends the n-gram sets of low ends to the partitions of their high ends,
+   and checks the exact Jaccard of the candidates whose high end it holds;
 4. connected components by star contraction: large-star and small-star steps alternate, a task
    per node partition each, edges passed between them as Ray objects, until no step changes the
    graph; every cluster is then a star around its lowest doc_index;
@@ -245,7 +246,7 @@ def node_bounds(offsets: np.ndarray, partition_docs: int) -> np.ndarray:
     """Node partitions: runs of consecutive shards of up to ``partition_docs`` documents (at least
     one shard each), as doc_index bounds (q + 1,)."""
     bounds = [0]
-    for start, stop in zip(offsets[:-1], offsets[1:]):
+    for start, stop in zip(offsets[:-1], offsets[1:], strict=True):
         if stop - bounds[-1] > partition_docs and start > bounds[-1]:
             bounds.append(start)
     return np.array([*bounds, offsets[-1]], dtype=np.int64)
@@ -277,7 +278,7 @@ def run(
     keys_urls = [io.join(folder, "keys", n) for n in names]
     ray.get([
         remote(_sketch).remote(u, int(o), params, parts, s, k)
-        for u, o, s, k in zip(shard_urls, offsets, sketch_urls, keys_urls)
+        for u, o, s, k in zip(shard_urls, offsets[:-1], sketch_urls, keys_urls, strict=True)
     ])
     buckets = [
         remote(_bucket, 2 * nodes + 1).remote(keys_urls, p, parts, bounds) for p in range(parts)

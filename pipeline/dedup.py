@@ -80,7 +80,7 @@ def _partitioned(
     keys, doc_index, groups = keys[order], doc_index[order], groups[order]
     bounds = np.searchsorted(key_partition(keys, parts), np.arange(parts + 1))
     table = pa.table({"key": keys, "doc_index": doc_index, "group": groups}, schema=KEY_SCHEMA)
-    return [table.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [table.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def sketch_shard(

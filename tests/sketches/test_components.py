@@ -56,7 +56,7 @@ def test_star_steps_on_node_ranges_match_one_range(seed):
     n = 400
     edges = normalized(rng.integers(0, n, size=(300, 2)))
     bounds = [0, 37, 150, 151, 300, n]
-    ranges = list(zip(bounds[:-1], bounds[1:]))
+    ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
 
     def touching(e, low, high, ends):
         return e[np.any((e[:, ends] >= low) & (e[:, ends] < high), axis=1)]

@@ -77,7 +77,8 @@ def _bucket_pairs_by_enumeration(keys, doc_ids, groups, leaders):
     for key in np.unique(keys):
         inside = keys == key
         members = {}
-        for doc, group in sorted(zip(doc_ids[inside].tolist(), groups[inside].tolist())):
+        rows = zip(doc_ids[inside].tolist(), groups[inside].tolist(), strict=True)
+        for doc, group in sorted(rows):
             if group in members:
                 copies.add((members[group], doc))
             else:
