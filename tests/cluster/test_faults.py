@@ -76,8 +76,6 @@ def test_a_worker_killed_mid_stage_changes_no_byte(cluster, clean_run, tmp_path,
     raylet.kill()
     psutil.wait_procs(ray_start, timeout=60)  # `ray start --block` ends the node's other processes
     status = wait(cluster, submission, timeout_s=600)
-    cluster.script("node", str(number))
-    cluster.wait_for_workers()
     jobs = cluster.jobs()
     assert status == JobStatus.SUCCEEDED, jobs.get_job_logs(submission)
 
@@ -90,3 +88,6 @@ def test_a_worker_killed_mid_stage_changes_no_byte(cluster, clean_run, tmp_path,
     # spec.yaml names the work dir, the one thing that differs between the two runs.
     assert folder_digests(str(folder), {"spec.yaml"}) == folder_digests(
         str(clean_run.folder(stage)), {"spec.yaml"})
+
+    cluster.script("node", str(number))  # for the tests that follow
+    cluster.wait_for_workers()
