@@ -81,14 +81,13 @@ def test_the_nodes_cannot_import_taggant_so_jobs_run_the_shipped_copy(cluster, t
 def test_a_submitted_experiment_runs_on_both_nodes_and_lands_in_the_store(cluster, clean_run):
     tasks = cluster.list(StateResource.TASKS, job_id=clean_run.job_id)
     workers = clean_run.workers
-    ran_on: dict[str, set[str]] = {}
-    for task in tasks:
-        if task["type"] == "NORMAL_TASK" and task["state"] == "FINISHED":
-            ran_on.setdefault(task["func_or_class_name"], set()).add(task["node_id"])
-    # The data stages' shard tasks (one CPU each) ran on both worker nodes.
-    for name in ("_sketch", "tokenize_shard"):
-        assert ran_on.get(name) == workers, (name, ran_on)
-    assert "ingest_file" in ran_on and ran_on["ingest_file"] <= workers
+    cpu_tasks = [t for t in tasks if t["type"] == "NORMAL_TASK" and t["state"] == "FINISHED"
+                 and t["required_resources"].get("CPU", 0) >= 1]
+    names = {t["func_or_class_name"] for t in cpu_tasks}
+    assert {"ingest_file", "_sketch", "tokenize_shard"} <= names, names
+    # The stages' shard tasks (one CPU each) ran on both worker nodes, never on the head. Which
+    # node gets which shard is Ray's choice (on a loaded machine one node may take a whole stage).
+    assert {t["node_id"] for t in cpu_tasks} == workers
     # The two runs (perturbed and its standard twin) trained side by side, one on each node.
     ranks = cluster.list(StateResource.ACTORS, job_id=clean_run.job_id, class_name="RankWorker")
     assert sorted(a["node_id"] for a in ranks) == sorted(workers)
