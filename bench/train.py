@@ -62,10 +62,18 @@ def bench_taggant(args) -> float:
 
     torch.set_num_threads(1)
     config = TrainConfig(
-        model=ModelConfig.from_preset(PRESET, VOCAB, args.seq), seed=0, num_steps=num_steps(args),
-        global_batch_sequences=args.global_batch, micro_batch_sequences=args.micro_batch,
-        lr=1e-3, min_lr=1e-4, lr_schedule="constant", warmup_steps=0, weight_decay=0.01,
-        tensor_parallel_size=1, checkpoint_steps=(),
+        model=ModelConfig.from_preset(PRESET, VOCAB, args.seq),
+        seed=0,
+        num_steps=num_steps(args),
+        global_batch_sequences=args.global_batch,
+        micro_batch_sequences=args.micro_batch,
+        lr=1e-3,
+        min_lr=1e-4,
+        lr_schedule="constant",
+        warmup_steps=0,
+        weight_decay=0.01,
+        tensor_parallel_size=1,
+        checkpoint_steps=(),
     )
     samples = RandomSamples(num_steps(args) * args.global_batch, args.seq)
     with tempfile.TemporaryDirectory() as run_dir:
@@ -101,8 +109,9 @@ def bench_plain_torch(args) -> float:
 
 
 def _dp_rank(rank: int, world: int, port: int, args, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     tokens_per_s = bench_taggant(args)
     if rank == 0:
         with open(out, "w") as f:
@@ -121,8 +130,9 @@ def bench_taggant_dp(args, world: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--seq", type=int, default=128)
@@ -130,9 +140,11 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=4)
     args = parser.parse_args()
 
-    print(f"{PRESET}, vocab {VOCAB}, seq {args.seq}, global batch {args.global_batch}, "
-          f"micro batch {args.micro_batch}, {args.steps} timed steps; torch {torch.__version__}, "
-          f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"{PRESET}, vocab {VOCAB}, seq {args.seq}, global batch {args.global_batch}, "
+        f"micro batch {args.micro_batch}, {args.steps} timed steps; torch {torch.__version__}, "
+        f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
+    )
     plain = bench_plain_torch(args)
     rows = [
         ("plain torch loop, 1 process × 1 thread", plain),

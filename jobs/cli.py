@@ -25,12 +25,20 @@ from rich.table import Table
 
 from taggant.pipeline import io
 from taggant.pipeline.errors import ConfigError, TaggantError, one_line
-from taggant.pipeline.spec import (CorpusSpec, DedupSpec, ExperimentSpec, ProbesSpec, load_spec,
-                                   parse_section)
+from taggant.pipeline.spec import (
+    CorpusSpec,
+    DedupSpec,
+    ExperimentSpec,
+    ProbesSpec,
+    load_spec,
+    parse_section,
+)
 
 EXPERIMENTS = Path(__file__).parent / "experiments"
 log = logging.getLogger("taggant")
-log.addHandler(logging.NullHandler())  # until _log_to adds a file, failures are printed, not logged twice
+log.addHandler(
+    logging.NullHandler()
+)  # until _log_to adds a file, failures are printed, not logged twice
 _log_path: str | None = None
 _log_handler: logging.Handler | None = None
 
@@ -66,10 +74,20 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     from taggant.jobs import graph
     from taggant.jobs.runtime import ray_session
 
-    corpus = parse_section(CorpusSpec, {"paths": [str(Path(p).resolve()) for p in args.inputs]}, "corpus")
-    options = {k: v for k, v in {"threshold": args.threshold, "num_perm": args.num_perm,
-                                 "ngram_words": args.ngram, "bands": args.bands, "rows": args.rows}.items()
-               if v is not None}
+    corpus = parse_section(
+        CorpusSpec, {"paths": [str(Path(p).resolve()) for p in args.inputs]}, "corpus"
+    )
+    options = {
+        k: v
+        for k, v in {
+            "threshold": args.threshold,
+            "num_perm": args.num_perm,
+            "ngram_words": args.ngram,
+            "bands": args.bands,
+            "rows": args.rows,
+        }.items()
+        if v is not None
+    }
     dedup = parse_section(DedupSpec, options, "dedup")
     out = str(Path(args.out).resolve())
     _log_to(io.join(out, "logs", f"dedup-{time.strftime('%Y%m%dT%H%M%S')}.log"))
@@ -84,14 +102,23 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from taggant.jobs.submit import submit
 
-    job_id = submit(args.spec, args.address, args.set or [], follow=args.follow, until=args.until,
-                    env=args.env or [])
+    job_id = submit(
+        args.spec,
+        args.address,
+        args.set or [],
+        follow=args.follow,
+        until=args.until,
+        env=args.env or [],
+    )
     if args.follow:
         print(f"job {job_id} SUCCEEDED")
     else:
         print(job_id)
-        print(f"logs: ray job logs --follow {job_id} --address {args.address}; "
-              f"progress: taggant status {args.spec}", file=sys.stderr)
+        print(
+            f"logs: ray job logs --follow {job_id} --address {args.address}; "
+            f"progress: taggant status {args.spec}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -126,18 +153,45 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
 
-    probes = parse_section(ProbesSpec, {k: v for k, v in {
-        "names": args.probes.split(","), "prefix_tokens": args.prefix_tokens,
-        "suffix_tokens": args.suffix_tokens, "batch_items": args.batch_items}.items() if v is not None}, "probes")
+    probes = parse_section(
+        ProbesSpec,
+        {
+            k: v
+            for k, v in {
+                "names": args.probes.split(","),
+                "prefix_tokens": args.prefix_tokens,
+                "suffix_tokens": args.suffix_tokens,
+                "batch_items": args.batch_items,
+            }.items()
+            if v is not None
+        },
+        "probes",
+    )
     rows, title = _probe_checkpoint(args, probes) if args.checkpoint else _probe_hf(args, probes)
     if args.out:
         io.write_table(str(Path(args.out).resolve()), rows)
-    summary = rows.filter(pc.not_equal(rows["item_id"], rows["set"])).group_by(
-        ["set", "dup_level", "probe", "metric"]).aggregate([("value", "mean"), ("value", "count")])
+    summary = (
+        rows.filter(pc.not_equal(rows["item_id"], rows["set"]))
+        .group_by(["set", "dup_level", "probe", "metric"])
+        .aggregate([("value", "mean"), ("value", "count")])
+    )
     table = Table("set", "dup level", "probe", "metric", "mean", "items", title=title)
-    for r in summary.sort_by([("set", "ascending"), ("probe", "ascending"), ("metric", "ascending"),
-                              ("dup_level", "ascending")]).to_pylist():
-        table.add_row(r["set"], str(r["dup_level"]), r["probe"], r["metric"], f"{r['value_mean']:.4g}", str(r["value_count"]))
+    for r in summary.sort_by(
+        [
+            ("set", "ascending"),
+            ("probe", "ascending"),
+            ("metric", "ascending"),
+            ("dup_level", "ascending"),
+        ]
+    ).to_pylist():
+        table.add_row(
+            r["set"],
+            str(r["dup_level"]),
+            r["probe"],
+            r["metric"],
+            f"{r['value_mean']:.4g}",
+            str(r["value_count"]),
+        )
     _console().print(table)
     return 0
 
@@ -151,8 +205,9 @@ def _probe_checkpoint(args: argparse.Namespace, probes: ProbesSpec) -> tuple[pa.
 
     for option, value in (("--run", args.run), ("--manifest", args.manifest)):
         if value is not None:
-            raise ConfigError([(option, "only with --hf: a checkpoint is probed on its own run's "
-                                "items")])
+            raise ConfigError(
+                [(option, "only with --hf: a checkpoint is probed on its own run's items")]
+            )
     run_dir = _existing("--checkpoint", args.checkpoint)
     inputs = RunInputs.read(run_dir)
     steps = committed_steps(run_dir)
@@ -161,8 +216,15 @@ def _probe_checkpoint(args: argparse.Namespace, probes: ProbesSpec) -> tuple[pa.
     step = steps[-1] if args.step is None else args.step
     if step not in steps:
         committed = ", ".join(map(str, steps))
-        raise ConfigError([("--step", f"{step} is not a committed checkpoint of {run_dir}; "
-                            f"committed steps: {committed}")])
+        raise ConfigError(
+            [
+                (
+                    "--step",
+                    f"{step} is not a committed checkpoint of {run_dir}; "
+                    f"committed steps: {committed}",
+                )
+            ]
+        )
     probed = probe_checkpoint(run_dir, step, probes, inputs)
     return probed.rows, f"{Path(run_dir).name} step {step} ({probed.tokens_seen:,} tokens)"
 
@@ -179,9 +241,16 @@ def _probe_hf(args: argparse.Namespace, probes: ProbesSpec) -> tuple[pa.Table, s
     if args.step is not None:
         raise ConfigError([("--step", "only with --checkpoint")])
     if (args.run is None) == (args.manifest is None):
-        raise ConfigError([("--run", "with --hf, give the items to probe: --run RUN_DIR (a run "
-                            "folder: its items and canary references) or --manifest DIR (items "
-                            "only)")])
+        raise ConfigError(
+            [
+                (
+                    "--run",
+                    "with --hf, give the items to probe: --run RUN_DIR (a run "
+                    "folder: its items and canary references) or --manifest DIR (items "
+                    "only)",
+                )
+            ]
+        )
     if args.run:
         loaded = RunInputs.read(_existing("--run", args.run)).load()
         items, references, source = loaded.items, loaded.references, args.run
@@ -189,8 +258,9 @@ def _probe_hf(args: argparse.Namespace, probes: ProbesSpec) -> tuple[pa.Table, s
         items, references = manifest.read(_existing("--manifest", args.manifest))[0], None
         source = args.manifest
     model = hf.load(args.hf)
-    rows = probe_model(model, items, probes, tokens_seen=0, references=references,
-                       manifest_tokens=False)
+    rows = probe_model(
+        model, items, probes, tokens_seen=0, references=references, manifest_tokens=False
+    )
     return rows, f"{args.hf} on the items of {source}"
 
 
@@ -212,15 +282,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     experiment = args.experiment
     train_spec = Path(run_dir).parent / "spec.yaml"  # written when the train stage finishes
     if experiment is None and not train_spec.exists():
-        raise ConfigError([("--experiment", f"the train stage of {run_dir} has not finished, so "
-                            "its spec.yaml is missing; pass --experiment NAME")])
+        raise ConfigError(
+            [
+                (
+                    "--experiment",
+                    f"the train stage of {run_dir} has not finished, so "
+                    "its spec.yaml is missing; pass --experiment NAME",
+                )
+            ]
+        )
     if experiment is None:
         import yaml
 
         experiment = yaml.safe_load(train_spec.read_text())["name"]
     meta = hf.export_checkpoint(run_dir, step, str(Path(args.hf).resolve()), experiment)
-    print(f"{args.hf}: {meta['run']} step {meta['step']} ({meta['tokens_seen']:,} tokens) as "
-          "LlamaForCausalLM")
+    print(
+        f"{args.hf}: {meta['run']} step {meta['step']} ({meta['tokens_seen']:,} tokens) as "
+        "LlamaForCausalLM"
+    )
     return 0
 
 
@@ -234,16 +313,27 @@ def cmd_export_benchmark(args: argparse.Namespace) -> int:
     spec = _load(args)
     tokenize = {s.key.name: s for s in graph.build(spec)}["tokenize"]
     if tokenize.status != "done":
-        raise ConfigError([("SPEC", f"its tokenize stage ({tokenize.folder}) is {tokenize.status}; "
-                            f"run `taggant run {args.spec} --until tokenize` first")])
+        raise ConfigError(
+            [
+                (
+                    "SPEC",
+                    f"its tokenize stage ({tokenize.folder}) is {tokenize.status}; "
+                    f"run `taggant run {args.spec} --until tokenize` first",
+                )
+            ]
+        )
     runs = spec.runs.grid()
     perturbed = [r.name for r in runs if r.perturbed]
     # Every perturbed run's manifest holds the same items; their occurrences differ.
     folder = TokenizeFolder(tokenize.folder).manifest(perturbed[0])
     items, _, _ = manifest.read(folder)
-    about = {"experiment": spec.name, "seed": spec.seed, "manifest_hash": manifest_hash(folder),
-             "perturbed_runs": perturbed,
-             "standard_runs": [r.name for r in runs if not r.perturbed]}
+    about = {
+        "experiment": spec.name,
+        "seed": spec.seed,
+        "manifest_hash": manifest_hash(folder),
+        "perturbed_runs": perturbed,
+        "standard_runs": [r.name for r in runs if not r.perturbed],
+    }
     counts = export_benchmark(items, str(Path(args.out).resolve()), about)["counts"]
     for set_name, levels in counts.items():
         print(f"{set_name}: " + ", ".join(f"×{k}: {n}" for k, n in levels.items()))
@@ -264,7 +354,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "skipped": fit.without_controls(data, args.metric),
         "pairs_needed": privacy_audit.pairs_needed_table(),
     }
-    if args.json:  # allow_nan=False: a NaN that slipped through fails here instead of printing non-JSON
+    if (
+        args.json
+    ):  # allow_nan=False: a NaN that slipped through fails here instead of printing non-JSON
         print(json.dumps(report, indent=2, allow_nan=False))
         return 0
     source = f"the store at {args.store}"
@@ -280,12 +372,33 @@ def _number(value: float | None, spec: str) -> str:
 
 
 def _print_fits(fits: list[dict], metric: str, source: str) -> None:
-    table = Table("fit", "experiment", "run", "set", "x", "slope", "95% CI", "r²", "n", "filter",
-                  title=f"fits of {metric} − controls")
+    table = Table(
+        "fit",
+        "experiment",
+        "run",
+        "set",
+        "x",
+        "slope",
+        "95% CI",
+        "r²",
+        "n",
+        "filter",
+        title=f"fits of {metric} − controls",
+    )
     for f in fits:
         ci = "n/a" if f["ci_low"] is None else f"[{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]"
-        table.add_row(f["name"], f["experiment"], f["run"] or "(across runs)", f["set"], f["x"],
-                      f"{f['slope']:+.3f}", ci, _number(f["r2"], ".2f"), str(f["n"]), f["filter"])
+        table.add_row(
+            f["name"],
+            f["experiment"],
+            f["run"] or "(across runs)",
+            f["set"],
+            f["x"],
+            f"{f['slope']:+.3f}",
+            ci,
+            _number(f["r2"], ".2f"),
+            str(f["n"]),
+            f["filter"],
+        )
     _console().print(table if fits else f"no fit: {source} has no rows for {metric}")
     for f in fits:
         for name, reason in f["reasons"].items():
@@ -295,11 +408,28 @@ def _print_fits(fits: list[dict], metric: str, source: str) -> None:
 
 
 def _print_levels(levels: list[dict], metric: str) -> None:
-    table = Table("experiment", "run", "step", "set", "dup level", "n", "mean", "95% CI",
-                  title=f"{metric} − controls at the last checkpoint")
+    table = Table(
+        "experiment",
+        "run",
+        "step",
+        "set",
+        "dup level",
+        "n",
+        "mean",
+        "95% CI",
+        title=f"{metric} − controls at the last checkpoint",
+    )
     for r in levels:
-        table.add_row(r["experiment"], r["run"], str(r["step"]), r["set"], str(r["dup_level"]), str(r["n"]),
-                      f"{r['mean']:+.3f}", f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
+        table.add_row(
+            r["experiment"],
+            r["run"],
+            str(r["step"]),
+            r["set"],
+            str(r["dup_level"]),
+            str(r["n"]),
+            f"{r['mean']:+.3f}",
+            f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+        )
     _console().print(table)
 
 
@@ -309,31 +439,58 @@ def _print_membership(rows: list[dict], pairs_needed: list[dict]) -> None:
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     groups: dict[tuple, dict[str, dict]] = {}
     for r in rows:
-        groups.setdefault((r["experiment"], r["run"], r["step"], r["set"], r["dup_level"]), {})[r["attack"]] = r
-    table = Table("experiment", "run", "step", "set", "dup level", "members/controls",
-                  *[f"AUROC {a} [95% CI]" for a in attacks], "TPR@1%FPR loss", "ε ≥ (loss)",
-                  title="membership inference: members vs never-inserted controls")
+        groups.setdefault((r["experiment"], r["run"], r["step"], r["set"], r["dup_level"]), {})[
+            r["attack"]
+        ] = r
+    table = Table(
+        "experiment",
+        "run",
+        "step",
+        "set",
+        "dup level",
+        "members/controls",
+        *[f"AUROC {a} [95% CI]" for a in attacks],
+        "TPR@1%FPR loss",
+        "ε ≥ (loss)",
+        title="membership inference: members vs never-inserted controls",
+    )
     reasons = set()
     for (experiment, run, step, set_name, level), by_attack in groups.items():
         first = next(iter(by_attack.values()))
         cells = []
         for a in attacks:
             r = by_attack.get(a)
-            ci = "" if r is None or r["auroc_ci_low"] is None else f" [{r['auroc_ci_low']:.2f}, {r['auroc_ci_high']:.2f}]"
+            ci = (
+                ""
+                if r is None or r["auroc_ci_low"] is None
+                else f" [{r['auroc_ci_low']:.2f}, {r['auroc_ci_high']:.2f}]"
+            )
             cells.append("—" if r is None else f"{r['auroc']:.2f}{ci}")
         loss = by_attack.get("loss")
         if loss is not None and loss["tpr_at_1pct_fpr"] is None:
             reasons.add(loss["tpr_at_1pct_fpr_reason"])
-        table.add_row(experiment, run, str(step), set_name, str(level), f"{first['members']}/{first['controls']}",
-                      *cells, "—" if loss is None else _number(loss["tpr_at_1pct_fpr"], ".2f"),
-                      "—" if loss is None else f"{loss['epsilon_lb']:.2f}")
-    _console().print(table if rows else "no membership inference: no set has both members and controls")
+        table.add_row(
+            experiment,
+            run,
+            str(step),
+            set_name,
+            str(level),
+            f"{first['members']}/{first['controls']}",
+            *cells,
+            "—" if loss is None else _number(loss["tpr_at_1pct_fpr"], ".2f"),
+            "—" if loss is None else f"{loss['epsilon_lb']:.2f}",
+        )
+    _console().print(
+        table if rows else "no membership inference: no set has both members and controls"
+    )
     for reason in sorted(reasons):
         print(f"TPR@1%FPR n/a: {reason}")
     if rows:
-        print("ε ≥: one-run audit (Steinke et al. 2023, δ = 0, 95%) on member/control pairs, "
-              "replace-one; add/remove ε ≥ half of it. Perfect attacks certify ε with "
-              + ", ".join(f"{p['pairs']} pairs for ε {p['epsilon']:g}" for p in pairs_needed))
+        print(
+            "ε ≥: one-run audit (Steinke et al. 2023, δ = 0, 95%) on member/control pairs, "
+            "replace-one; add/remove ε ≥ half of it. Perfect attacks certify ε with "
+            + ", ".join(f"{p['pairs']} pairs for ε {p['epsilon']:g}" for p in pairs_needed)
+        )
 
 
 def _console() -> Console:
@@ -353,15 +510,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run(spec, address=None, num_cpus=args.num_cpus)
 
 
-def _run(spec: ExperimentSpec, address: str | None, num_cpus: int | None, until: str | None = None) -> int:
+def _run(
+    spec: ExperimentSpec, address: str | None, num_cpus: int | None, until: str | None = None
+) -> int:
     from taggant.jobs import graph
     from taggant.jobs.runtime import ray_session
     from taggant.jobs.storage import check_work_dir
 
     check_work_dir(spec.work_dir, until)
     # The log is a local file: beside the stages, or in the temp dir when they are on an object store.
-    logs = (io.join(spec.work_dir, "logs") if io.is_local(spec.work_dir)
-            else str(Path(tempfile.gettempdir()) / "taggant" / spec.name / "logs"))
+    logs = (
+        io.join(spec.work_dir, "logs")
+        if io.is_local(spec.work_dir)
+        else str(Path(tempfile.gettempdir()) / "taggant" / spec.name / "logs")
+    )
     _log_to(io.join(logs, f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"))
     console = Console(stderr=True)
     stages = graph.build(spec, until)
@@ -372,8 +534,12 @@ def _run(spec: ExperimentSpec, address: str | None, num_cpus: int | None, until:
         stats = io.read_json(io.join(last.folder, "stats.json"))
         _print_levels(io.read_json(io.join(last.folder, "levels.json")), stats["metric"])
         _print_fits(io.read_json(io.join(last.folder, "fits.json")), stats["metric"], "the store")
-        _print_membership(io.read_json(io.join(last.folder, "membership.json")), stats["pairs_needed"])
-        plots = ", ".join(io.join(last.folder, p) for p in ("dose_response.png", "over_training.png", "auroc.png"))
+        _print_membership(
+            io.read_json(io.join(last.folder, "membership.json")), stats["pairs_needed"]
+        )
+        plots = ", ".join(
+            io.join(last.folder, p) for p in ("dose_response.png", "over_training.png", "auroc.png")
+        )
         print(f"plots: {plots}")
     return 0
 
@@ -425,12 +591,24 @@ def build_parser() -> argparse.ArgumentParser:
     with_spec("plan", "show the stage graph, hashes and status").set_defaults(func=cmd_plan)
     run = with_spec("run", "run the experiment on an embedded local Ray or a cluster")
     _ray_options(run)
-    run.add_argument("--until", metavar="STAGE",
-                     help="run only this stage and the stages it depends on (e.g. dedup)")
+    run.add_argument(
+        "--until",
+        metavar="STAGE",
+        help="run only this stage and the stages it depends on (e.g. dedup)",
+    )
     run.set_defaults(func=cmd_run)
-    dedup = sub.add_parser("dedup", help="ingest and deduplicate corpus files (exact + MinHash-LSH)")
-    dedup.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL(.zst/.gz) or Parquet files, folders, globs")
-    dedup.add_argument("--out", required=True, help="work folder; the deduped shards' folder is printed")
+    dedup = sub.add_parser(
+        "dedup", help="ingest and deduplicate corpus files (exact + MinHash-LSH)"
+    )
+    dedup.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="JSONL(.zst/.gz) or Parquet files, folders, globs",
+    )
+    dedup.add_argument(
+        "--out", required=True, help="work folder; the deduped shards' folder is printed"
+    )
     dedup.add_argument("--threshold", type=float, help="Jaccard threshold (default 0.8)")
     dedup.add_argument("--num-perm", type=int, help="MinHash permutations (default 128)")
     dedup.add_argument("--ngram", type=int, help="words per shingle (default 5)")
@@ -439,40 +617,69 @@ def build_parser() -> argparse.ArgumentParser:
     _ray_options(dedup)
     dedup.set_defaults(func=cmd_dedup)
     submit = with_spec("submit", "submit the experiment to a Ray cluster (Ray Jobs API)")
-    submit.add_argument("--address", required=True,
-                        help="the cluster's dashboard URL, e.g. http://127.0.0.1:8265 "
-                             "(through kubectl port-forward or an SSH tunnel)")
-    submit.add_argument("--follow", action="store_true",
-                        help="stream the job's logs until it ends; exit 1 unless it succeeded")
+    submit.add_argument(
+        "--address",
+        required=True,
+        help="the cluster's dashboard URL, e.g. http://127.0.0.1:8265 "
+        "(through kubectl port-forward or an SSH tunnel)",
+    )
+    submit.add_argument(
+        "--follow",
+        action="store_true",
+        help="stream the job's logs until it ends; exit 1 unless it succeeded",
+    )
     submit.add_argument("--until", metavar="STAGE", help="stop after this stage")
-    submit.add_argument("--env", action="append", metavar="NAME[=VALUE]",
-                        help="an environment variable for the job (its value here without "
-                             "=VALUE), e.g. AWS_ENDPOINT_URL; never a secret")
+    submit.add_argument(
+        "--env",
+        action="append",
+        metavar="NAME[=VALUE]",
+        help="an environment variable for the job (its value here without "
+        "=VALUE), e.g. AWS_ENDPOINT_URL; never a secret",
+    )
     submit.set_defaults(func=cmd_submit)
-    with_spec("status", "each stage's status and stats, read from the spec's work_dir").set_defaults(func=cmd_status)
+    with_spec(
+        "status", "each stage's status and stats, read from the spec's work_dir"
+    ).set_defaults(func=cmd_status)
     audit = sub.add_parser("audit", help="check a run's sample stream against its manifest")
     audit.add_argument("run_dir", help="a run folder of the train stage (<work_dir>/train-*/<run>)")
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.set_defaults(func=cmd_audit)
-    materialize = sub.add_parser("materialize", help="write a run's perturbed stream as a stock Megatron dataset")
+    materialize = sub.add_parser(
+        "materialize", help="write a run's perturbed stream as a stock Megatron dataset"
+    )
     materialize.add_argument("run_dir", help="a perturbed run folder of the train stage")
     materialize.add_argument("out", help="output folder for the .bin/.idx and document order")
     materialize.set_defaults(func=cmd_materialize)
-    probe = sub.add_parser("probe",
-                           help="probe a checkpoint or a Hugging Face model on a run's items")
+    probe = sub.add_parser(
+        "probe", help="probe a checkpoint or a Hugging Face model on a run's items"
+    )
     target = probe.add_mutually_exclusive_group(required=True)
-    target.add_argument("--checkpoint", metavar="RUN_DIR",
-                        help="a run folder of the train stage (<work_dir>/train-*/<run>)")
-    target.add_argument("--hf", metavar="MODEL", help="a local Hugging Face model folder or .gguf file")
+    target.add_argument(
+        "--checkpoint",
+        metavar="RUN_DIR",
+        help="a run folder of the train stage (<work_dir>/train-*/<run>)",
+    )
+    target.add_argument(
+        "--hf", metavar="MODEL", help="a local Hugging Face model folder or .gguf file"
+    )
     probe.add_argument("--step", type=int, help="checkpoint step (default: the newest committed)")
-    probe.add_argument("--run", metavar="RUN_DIR",
-                       help="with --hf: the run folder whose items to probe")
-    probe.add_argument("--manifest", metavar="DIR", help="with --hf: a manifest folder whose "
-                                                         "items to probe (no canary references)")
-    probe.add_argument("--probes", default="loss,exact_match",
-                       help="comma-separated probe names (default: loss,exact_match)")
+    probe.add_argument(
+        "--run", metavar="RUN_DIR", help="with --hf: the run folder whose items to probe"
+    )
+    probe.add_argument(
+        "--manifest",
+        metavar="DIR",
+        help="with --hf: a manifest folder whose items to probe (no canary references)",
+    )
+    probe.add_argument(
+        "--probes",
+        default="loss,exact_match",
+        help="comma-separated probe names (default: loss,exact_match)",
+    )
     probe.add_argument("--prefix-tokens", type=int, help="prompt tokens for items without a prompt")
-    probe.add_argument("--suffix-tokens", type=int, help="most target tokens an extraction must reproduce")
+    probe.add_argument(
+        "--suffix-tokens", type=int, help="most target tokens an extraction must reproduce"
+    )
     probe.add_argument("--batch-items", type=int, help="sequences per forward pass")
     probe.add_argument("--out", help="write the long-format rows to this Parquet file")
     probe.set_defaults(func=cmd_probe)
@@ -480,18 +687,27 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", metavar="RUN_DIR", help="a run folder of the train stage")
     export.add_argument("--step", type=int, help="checkpoint step (default: the newest committed)")
     export.add_argument("--hf", required=True, metavar="OUT", help="output folder")
-    export.add_argument("--experiment", help="experiment name for the metadata (default: from the "
-                                             "train stage's spec.yaml)")
+    export.add_argument(
+        "--experiment",
+        help="experiment name for the metadata (default: from the train stage's spec.yaml)",
+    )
     export.set_defaults(func=cmd_export)
     bench = with_spec("export-benchmark", "members and controls as open-unlearning and MIMIR files")
     bench.add_argument("--out", required=True, help="output folder")
     bench.set_defaults(func=cmd_export_benchmark)
-    fit = sub.add_parser("fit", help="scaling-law fits, membership inference and the one-run audit from a store")
+    fit = sub.add_parser(
+        "fit", help="scaling-law fits, membership inference and the one-run audit from a store"
+    )
     fit.add_argument("--store", required=True, help="store URL (any fsspec URL)")
-    fit.add_argument("--metric", default="loss.nll_mean", help="<probe>.<metric> to fit (default loss.nll_mean)")
+    fit.add_argument(
+        "--metric", default="loss.nll_mean", help="<probe>.<metric> to fit (default loss.nll_mean)"
+    )
     fit.add_argument("--experiment", help="only this experiment")
-    fit.add_argument("--json", action="store_true",
-                     help="print one JSON object: fits, levels, membership, skipped, pairs_needed")
+    fit.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: fits, levels, membership, skipped, pairs_needed",
+    )
     fit.set_defaults(func=cmd_fit)
     demo = sub.add_parser("demo", help="the shipped demo on real Debian text, end to end")
     demo.add_argument("--set", action="append", metavar="a.b=v", help="override a demo spec field")
@@ -531,7 +747,10 @@ def _cause(error: Exception) -> BaseException:
     remote traceback); any other error itself. Ray is not imported for this: an error from a task
     means it already was."""
     ray_exceptions = sys.modules.get("ray.exceptions")
-    while (ray_exceptions and isinstance(error, ray_exceptions.RayTaskError)
-           and error.cause is not None):
+    while (
+        ray_exceptions
+        and isinstance(error, ray_exceptions.RayTaskError)
+        and error.cause is not None
+    ):
         error = error.cause
     return error

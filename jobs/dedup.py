@@ -47,10 +47,14 @@ TASK_RETRIES = 3
 PARTITION_DOCS = 1_000_000
 """Documents per key partition and (at least one shard) per node partition: ~0.5 GB of band
 rows (24 bytes × 19 keys a document) per bucket task."""
-DUPLICATES_SCHEMA = pa.schema([
-    ("doc_id", pa.string()), ("cluster_id", pa.int64()), ("kept_doc_id", pa.string()),
-    ("reason", pa.string()),
-])
+DUPLICATES_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("cluster_id", pa.int64()),
+        ("kept_doc_id", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
 
 STAGE = StageDecl(
     name="dedup",
@@ -86,22 +90,25 @@ def _by_either_end(edges: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
     return [edges[(low == q) | (high == q)] for q in range(len(bounds) - 1)]
 
 
-def _take(
-    urls: list[str], offsets: np.ndarray, wanted: np.ndarray, columns: list[str]
-) -> pa.Table:
+def _take(urls: list[str], offsets: np.ndarray, wanted: np.ndarray, columns: list[str]) -> pa.Table:
     """``columns`` of the documents ``wanted`` (sorted distinct doc_index values, at least one),
     in that order, reading only the files (one per shard, ``urls``) that hold them."""
     shard_of = np.searchsorted(offsets, wanted, side="right") - 1
     tables = [
-        io.read_table(urls[shard], columns=columns)
-        .take(pa.array(wanted[shard_of == shard] - offsets[shard]))
+        io.read_table(urls[shard], columns=columns).take(
+            pa.array(wanted[shard_of == shard] - offsets[shard])
+        )
         for shard in np.unique(shard_of)
     ]
     return pa.concat_tables(tables)
 
 
 def _sketch(
-    shard_url: str, first_index: int, params: DedupParams, parts: int, sketch_url: str,
+    shard_url: str,
+    first_index: int,
+    params: DedupParams,
+    parts: int,
+    sketch_url: str,
     keys_url: str,
 ) -> None:
     texts = io.read_table(shard_url, columns=["text"]).column("text").to_pylist()
@@ -120,15 +127,17 @@ def _bucket(keys_urls: list[str], part: int, parts: int, bounds: np.ndarray) -> 
         for kind in (0, 1)  # exact rows, band rows
     ]
     exact, candidates = bucket(*rows)
-    tagged = np.concatenate([
-        np.c_[exact, np.ones(len(exact), np.int64)],
-        np.c_[candidates, np.zeros(len(candidates), np.int64)],
-    ])
+    tagged = np.concatenate(
+        [
+            np.c_[exact, np.ones(len(exact), np.int64)],
+            np.c_[candidates, np.zeros(len(candidates), np.int64)],
+        ]
+    )
     nodes = len(bounds) - 1
     high = _partition_of(tagged[:, 1], bounds)
     low = _partition_of(candidates[:, 0], bounds)
-    away = low != high[len(exact):]
-    requests = np.c_[candidates[away, 0], high[len(exact):][away]]
+    away = low != high[len(exact) :]
+    requests = np.c_[candidates[away, 0], high[len(exact) :][away]]
     return (
         *(tagged[high == q] for q in range(nodes)),
         *(requests[low[away] == q] for q in range(nodes)),
@@ -147,7 +156,10 @@ def _local_sets(
 
 
 def _send_sets(
-    shard_urls: list[str], offsets: np.ndarray, params: DedupParams, nodes: int,
+    shard_urls: list[str],
+    offsets: np.ndarray,
+    params: DedupParams,
+    nodes: int,
     *requests: np.ndarray,
 ) -> tuple:
     """One node partition's requested documents → per node partition q, (doc_index values,
@@ -166,8 +178,13 @@ def _send_sets(
 
 
 def _verify(
-    shard_urls: list[str], offsets: np.ndarray, params: DedupParams, bounds: np.ndarray, q: int,
-    buckets: int, *inputs,
+    shard_urls: list[str],
+    offsets: np.ndarray,
+    params: DedupParams,
+    bounds: np.ndarray,
+    q: int,
+    buckets: int,
+    *inputs,
 ) -> tuple:
     """One node partition's exact edges and verified candidates, split for the first large-star
     step; last, its counts. ``inputs``: the ``buckets`` edge arrays, then the set packages."""
@@ -182,8 +199,11 @@ def _verify(
             [_local_sets(shard_urls, offsets, params, local), *(s for _, s in packages)]
         )
         near = verify_edges(near, ids, sets, params)
-    counts = {"candidate_edges": len(tagged), "exact_edges": len(exact),
-              "verified_near_edges": len(near)}
+    counts = {
+        "candidate_edges": len(tagged),
+        "exact_edges": len(exact),
+        "verified_near_edges": len(near),
+    }
     return (*_by_either_end(np.concatenate([exact, near]), bounds), counts)
 
 
@@ -198,8 +218,13 @@ def _small_star(bounds: np.ndarray, q: int, *edges: np.ndarray) -> tuple:
 
 
 def _finish(
-    shard_urls: list[str], sketch_urls: list[str], offsets: np.ndarray, shard: int, out_url: str,
-    duplicates_url: str, *stars: np.ndarray,
+    shard_urls: list[str],
+    sketch_urls: list[str],
+    offsets: np.ndarray,
+    shard: int,
+    out_url: str,
+    duplicates_url: str,
+    *stars: np.ndarray,
 ) -> dict[str, int]:
     """Filter one shard and write its duplicates, given the star edges (center, leaf) of its node
     partition: a leaf is removed, and kept for it is its center."""
@@ -276,10 +301,12 @@ def run(
 
     sketch_urls = [io.join(folder, "sketches", n) for n in names]
     keys_urls = [io.join(folder, "keys", n) for n in names]
-    ray.get([
-        remote(_sketch).remote(u, int(o), params, parts, s, k)
-        for u, o, s, k in zip(shard_urls, offsets[:-1], sketch_urls, keys_urls, strict=True)
-    ])
+    ray.get(
+        [
+            remote(_sketch).remote(u, int(o), params, parts, s, k)
+            for u, o, s, k in zip(shard_urls, offsets[:-1], sketch_urls, keys_urls, strict=True)
+        ]
+    )
     buckets = [
         remote(_bucket, 2 * nodes + 1).remote(keys_urls, p, parts, bounds) for p in range(parts)
     ]
@@ -292,7 +319,13 @@ def run(
     verify_task = remote(_verify, fan_out)
     edges = [
         verify_task.remote(
-            shard_urls, offsets, params, bounds, q, parts, *(b[q] for b in buckets),
+            shard_urls,
+            offsets,
+            params,
+            bounds,
+            q,
+            parts,
+            *(b[q] for b in buckets),
             *(s[q] for s in sent),
         )
         for q in range(nodes)
@@ -312,13 +345,20 @@ def run(
 
     node_of = _partition_of(offsets[:-1], bounds)
     finish_task = remote(_finish)
-    finished = ray.get([
-        finish_task.remote(
-            shard_urls, sketch_urls, offsets, i, io.join(folder, n),
-            io.join(folder, "duplicates.parquet", n), *(e[node_of[i]] for e in edges),
-        )
-        for i, n in enumerate(names)
-    ])
+    finished = ray.get(
+        [
+            finish_task.remote(
+                shard_urls,
+                sketch_urls,
+                offsets,
+                i,
+                io.join(folder, n),
+                io.join(folder, "duplicates.parquet", n),
+                *(e[node_of[i]] for e in edges),
+            )
+            for i, n in enumerate(names)
+        ]
+    )
     n_exact, n_near = sum(f["exact_dup"] for f in finished), sum(f["near_dup"] for f in finished)
     stats = Counts(input=num_docs, kept=sum(f["kept"] for f in finished))
     stats.removed.update({"exact_dup": n_exact, "near_dup": n_near})

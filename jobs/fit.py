@@ -43,6 +43,10 @@ def run(spec: ExperimentSpec, folder: str, metric: str = DEFAULT_METRIC) -> dict
     plots.dose_response(levels, fits, metric, io.join(folder, "dose_response.png"))
     plots.over_training(data, metric, io.join(folder, "over_training.png"))
     plots.auroc(summary, data.runs, io.join(folder, "auroc.png"))
-    return {"metric": metric, "fits": len(fits), "membership_rows": membership.num_rows,
-            "skipped": fit.without_controls(data, metric),
-            "pairs_needed": privacy_audit.pairs_needed_table()}
+    return {
+        "metric": metric,
+        "fits": len(fits),
+        "membership_rows": membership.num_rows,
+        "skipped": fit.without_controls(data, metric),
+        "pairs_needed": privacy_audit.pairs_needed_table(),
+    }

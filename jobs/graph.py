@@ -74,7 +74,7 @@ def order(decls: Iterable[StageDecl]) -> list[StageDecl]:
         if d.name in {o.name for o in ordered}:
             return
         if d.name in visiting:
-            cycle = " → ".join([*visiting[visiting.index(d.name):], d.name])
+            cycle = " → ".join([*visiting[visiting.index(d.name) :], d.name])
             raise ValueError(f"the stage inputs form a cycle: {cycle}")
         visiting.append(d.name)
         for name in d.inputs:
@@ -146,13 +146,15 @@ def status(spec: ExperimentSpec) -> list[dict[str, str]]:
     rows = []
     for s in build(spec):
         done = s.status == "done"
-        rows.append({
-            "stage": s.key.name,
-            "hash": s.key.hash[:8],
-            "status": s.status,
-            "folder": s.folder,
-            "summary": summarize(io.read_json(io.join(s.folder, "stats.json"))) if done else "",
-        })
+        rows.append(
+            {
+                "stage": s.key.name,
+                "hash": s.key.hash[:8],
+                "status": s.status,
+                "folder": s.folder,
+                "summary": summarize(io.read_json(io.join(s.folder, "stats.json"))) if done else "",
+            }
+        )
     return rows
 
 
@@ -178,8 +180,9 @@ def summarize(stats: dict[str, Any]) -> str:
     )
 
 
-def run(resolved_spec: dict[str, Any], stages: list[Stage],
-        console: Console) -> list[dict[str, Any]]:
+def run(
+    resolved_spec: dict[str, Any], stages: list[Stage], console: Console
+) -> list[dict[str, Any]]:
     """Run every unfinished stage in order; returns one summary per stage. ``resolved_spec`` is
     written beside each stage's data."""
     summaries = []
@@ -198,6 +201,13 @@ def run(resolved_spec: dict[str, Any], stages: list[Stage],
         elapsed = time.perf_counter() - start
         stage.commit(s.folder, s.key, resolved_spec, stats)
         console.print(f"[green]✓[/] {name} done in {elapsed:.1f} s: {stats.get('counts', stats)}")
-        summaries.append({"stage": s.key.name, "folder": s.folder, "skipped": False, "stats": stats,
-                          "elapsed_s": elapsed})
+        summaries.append(
+            {
+                "stage": s.key.name,
+                "folder": s.folder,
+                "skipped": False,
+                "stats": stats,
+                "elapsed_s": elapsed,
+            }
+        )
     return summaries

@@ -49,8 +49,9 @@ def init_dir(train_folder: str) -> str:
     return io.join(train_folder, "init-hf")
 
 
-def import_model(spec: ExperimentSpec, train_folder: str,
-                 tokenize_folder: str) -> dict[str, Any] | None:
+def import_model(
+    spec: ExperimentSpec, train_folder: str, tokenize_folder: str
+) -> dict[str, Any] | None:
     """Import ``runs.init_from_hf`` into ``init_dir(train_folder)`` once; returns its record, or
     ``None`` when the spec trains from scratch.
 
@@ -63,8 +64,11 @@ def import_model(spec: ExperimentSpec, train_folder: str,
         return None
     vocab_size = TokenizerInfo.read(TokenizeFolder(tokenize_folder)).vocab_size
     task = ray.remote(_import).options(**_TASK_OPTIONS)
-    return _get(task.remote(spec.runs.init_from_hf, init_dir(train_folder), vocab_size,
-                            spec.runs.seq_length_tokens))
+    return _get(
+        task.remote(
+            spec.runs.init_from_hf, init_dir(train_folder), vocab_size, spec.runs.seq_length_tokens
+        )
+    )
 
 
 def _import(folder: str, out: str, vocab_size: int, seq_length: int) -> dict[str, Any]:

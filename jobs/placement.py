@@ -38,19 +38,25 @@ def rank_bundles(placements: list[BundlePlacement]) -> list[int]:
     first_bundle: dict[str, int] = {}
     for i, p in enumerate(placements):
         first_bundle.setdefault(p.node_ip, i)
-    return sorted(range(len(placements)),
-                  key=lambda i: (first_bundle[placements[i].node_ip], placements[i].gpu_ids, i))
+    return sorted(
+        range(len(placements)),
+        key=lambda i: (first_bundle[placements[i].node_ip], placements[i].gpu_ids, i),
+    )
 
 
 def split_tensor_groups(node_of_rank: list[str], tensor_parallel_size: int) -> list[int]:
     """Indices of the tensor-parallel groups whose ranks are on more than one node."""
     groups = range(len(node_of_rank) // tensor_parallel_size)
-    return [g for g in groups if len(set(node_of_rank[g * tensor_parallel_size:
-                                                      (g + 1) * tensor_parallel_size])) > 1]
+    return [
+        g
+        for g in groups
+        if len(set(node_of_rank[g * tensor_parallel_size : (g + 1) * tensor_parallel_size])) > 1
+    ]
 
 
-def rank_coordinates(rank: int, tensor_parallel_size: int,
-                     data_parallel_size: int) -> tuple[int, int, int]:
+def rank_coordinates(
+    rank: int, tensor_parallel_size: int, data_parallel_size: int
+) -> tuple[int, int, int]:
     """``(tensor, data, pipeline)`` coordinates of a global rank in megatron's default order."""
     tensor, rest = rank % tensor_parallel_size, rank // tensor_parallel_size
     return tensor, rest % data_parallel_size, rest // data_parallel_size
@@ -63,24 +69,34 @@ def probe_bundles(pg: Any, num_bundles: int) -> list[BundlePlacement]:
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     task = ray.remote(num_cpus=0)(_where_am_i)
-    return ray.get([
-        task.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
-            pg, placement_group_bundle_index=i)).remote()
-        for i in range(num_bundles)
-    ])
+    return ray.get(
+        [
+            task.options(
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    pg, placement_group_bundle_index=i
+                )
+            ).remote()
+            for i in range(num_bundles)
+        ]
+    )
 
 
-def order_ranks(placements: list[BundlePlacement], tensor_parallel_size: int,
-                run: str) -> list[int]:
+def order_ranks(
+    placements: list[BundlePlacement], tensor_parallel_size: int, run: str
+) -> list[int]:
     """``rank_bundles``, with a warning when Ray's placement leaves a tensor-parallel group split
     over nodes (the run still trains, with its tensor-parallel traffic over the network)."""
     order = rank_bundles(placements)
     split = split_tensor_groups([placements[b].node_ip for b in order], tensor_parallel_size)
     if split:
-        log.warning("%s: tensor-parallel groups %s span nodes: Ray put a number of this run's "
-                    "bundles on a node that is not a multiple of tensor_parallel_size %d; give "
-                    "nodes a multiple of it in GPUs for faster runs", run, split,
-                    tensor_parallel_size)
+        log.warning(
+            "%s: tensor-parallel groups %s span nodes: Ray put a number of this run's "
+            "bundles on a node that is not a multiple of tensor_parallel_size %d; give "
+            "nodes a multiple of it in GPUs for faster runs",
+            run,
+            split,
+            tensor_parallel_size,
+        )
     return order
 
 

@@ -79,7 +79,9 @@ class Target:
     keep_last: int
 
 
-def targets(spec: ExperimentSpec, train_folder: str, tokenize_folder: str, plan_folder: str) -> list[Target]:
+def targets(
+    spec: ExperimentSpec, train_folder: str, tokenize_folder: str, plan_folder: str
+) -> list[Target]:
     """One target per run of the grid; both runs of a twin pair read the perturbed run's items.
     Only paths: the stages that fill them may not have run yet."""
     from taggant.pipeline.probe.inputs import RunInputs
@@ -119,19 +121,44 @@ def register_run(target: Target, spec: ExperimentSpec) -> None:
     info = TokenizerInfo.read(TokenizeFolder(target.inputs.tokenize_folder))
     run = target.run
     writer = store.StoreWriter(target.store_url, target.experiment)
-    writer.write_run(run.name, {
-        "run": run.name, "model_size": run.model_size, "train_tokens": run.train_tokens, "seed": run.seed,
-        "perturbed": run.perturbed, "num_params": _num_params(spec, run, info.vocab_size),
-        "seq_length_tokens": spec.runs.seq_length_tokens, "global_batch_sequences": spec.runs.global_batch_sequences,
-    })
-    steps = occurrences.filter(pc.equal(occurrences["run"], run.model_copy(update={"perturbed": True}).name))
-    by_item = steps.group_by("item_id").aggregate([("step", "min"), ("step", "max")]) if run.perturbed else None
-    first = dict(zip(by_item["item_id"].to_pylist(), by_item["step_min"].to_pylist())) if by_item else {}
-    last = dict(zip(by_item["item_id"].to_pylist(), by_item["step_max"].to_pylist())) if by_item else {}
+    writer.write_run(
+        run.name,
+        {
+            "run": run.name,
+            "model_size": run.model_size,
+            "train_tokens": run.train_tokens,
+            "seed": run.seed,
+            "perturbed": run.perturbed,
+            "num_params": _num_params(spec, run, info.vocab_size),
+            "seq_length_tokens": spec.runs.seq_length_tokens,
+            "global_batch_sequences": spec.runs.global_batch_sequences,
+        },
+    )
+    steps = occurrences.filter(
+        pc.equal(occurrences["run"], run.model_copy(update={"perturbed": True}).name)
+    )
+    by_item = (
+        steps.group_by("item_id").aggregate([("step", "min"), ("step", "max")])
+        if run.perturbed
+        else None
+    )
+    first = (
+        dict(zip(by_item["item_id"].to_pylist(), by_item["step_min"].to_pylist()))
+        if by_item
+        else {}
+    )
+    last = (
+        dict(zip(by_item["item_id"].to_pylist(), by_item["step_max"].to_pylist()))
+        if by_item
+        else {}
+    )
     ids = items["item_id"].to_pylist()
-    writer.write_items(run.name, items.select(["item_id", "set", "kind", "dup_level", "phase_start", "phase_end"]).append_column(
-        "first_step", pa.array([first.get(i, -1) for i in ids], pa.int64())).append_column(
-        "last_step", pa.array([last.get(i, -1) for i in ids], pa.int64())))
+    writer.write_items(
+        run.name,
+        items.select(["item_id", "set", "kind", "dup_level", "phase_start", "phase_end"])
+        .append_column("first_step", pa.array([first.get(i, -1) for i in ids], pa.int64()))
+        .append_column("last_step", pa.array([last.get(i, -1) for i in ids], pa.int64())),
+    )
 
 
 def probe_step(target: Target, step: int) -> int:
@@ -147,9 +174,12 @@ def probe_step(target: Target, step: int) -> int:
     writer = store.StoreWriter(target.store_url, target.experiment)
     writer.begin_checkpoint(target.run.name, step)
     for name in sorted(set(target.probes.names)):
-        writer.write_probe_rows(target.run.name, step, name, 0, rows.filter(pc.equal(rows["probe"], name)))
-    writer.commit_checkpoint(target.run.name, step, probed.tokens_seen,
-                             probe_versions(target.probes), rows.num_rows)
+        writer.write_probe_rows(
+            target.run.name, step, name, 0, rows.filter(pc.equal(rows["probe"], name))
+        )
+    writer.commit_checkpoint(
+        target.run.name, step, probed.tokens_seen, probe_versions(target.probes), rows.num_rows
+    )
     from taggant.pipeline.train import checkpoint, progress
 
     if checkpoint.read_commit(target.run_dir, step)["train"].get("tensorboard"):
@@ -168,7 +198,11 @@ def probed_steps(target: Target) -> set[int]:
     """Steps of the run whose store commit record lists exactly this target's probe versions."""
     done = store.read_checkpoints(target.store_url, target.experiment)
     wanted = probe_versions(target.probes)
-    return {row["step"] for row in done.to_pylist() if row["run"] == target.run.name and row["probes"] == wanted}
+    return {
+        row["step"]
+        for row in done.to_pylist()
+        if row["run"] == target.run.name and row["probes"] == wanted
+    }
 
 
 def retain(target: Target, probed: set[int]) -> None:
@@ -204,14 +238,19 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
     done = probed_steps(target)
     result: dict[str, Any] = {"probed": [], "skipped": {}, "rows": 0}
     while True:
-        todo = [s for s in committed_steps(target.run_dir) if s not in done and s not in result["skipped"]]
+        todo = [
+            s
+            for s in committed_steps(target.run_dir)
+            if s not in done and s not in result["skipped"]
+        ]
         for step in todo:
             try:
                 result["rows"] += probe_step(target, step)
             except UnreadableCheckpoint as e:
                 if step == final_step:
-                    raise DataError(f"run {target.run.name}: its final checkpoint cannot be "
-                                    f"probed: {e}") from e
+                    raise DataError(
+                        f"run {target.run.name}: its final checkpoint cannot be probed: {e}"
+                    ) from e
                 log.warning("run %s step %d not probed: %s", target.run.name, step, e)
                 result["skipped"][step] = e.reason
                 continue
@@ -224,8 +263,12 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
             time.sleep(poll_s)
 
 
-def run(spec: ExperimentSpec, watched: list[Target], final_steps: dict[str, int],
-        alongside: Callable[[], Any]) -> dict[str, Any]:
+def run(
+    spec: ExperimentSpec,
+    watched: list[Target],
+    final_steps: dict[str, int],
+    alongside: Callable[[], Any],
+) -> dict[str, Any]:
     """Start a watcher task per target (retried if its worker dies), call ``alongside()``
     (training, or nothing for a catch-up pass), then wait for every watcher to reach its run's
     final step; returns per-run watcher results and what ``alongside`` returned.

@@ -30,9 +30,17 @@ def check_work_dir(work_dir: str, until: str | None) -> None:
     """
     if io.is_local(work_dir) or until in OBJECT_STORE_STAGES:
         return
-    raise ConfigError([("work_dir", (
-        f"{work_dir!r} is on an object store, where only {', '.join(OBJECT_STORE_STAGES)} can "
-        "keep their folders: tokenize, train, probe and fit write Megatron datasets, checkpoints "
-        "and plots to a POSIX filesystem. Give a path every node mounts (e.g. "
-        "--set work_dir=/shared/work/NAME; the store may stay on s3://), or stop with "
-        "--until plan"))])
+    raise ConfigError(
+        [
+            (
+                "work_dir",
+                (
+                    f"{work_dir!r} is on an object store, where only {', '.join(OBJECT_STORE_STAGES)} can "
+                    "keep their folders: tokenize, train, probe and fit write Megatron datasets, checkpoints "
+                    "and plots to a POSIX filesystem. Give a path every node mounts (e.g. "
+                    "--set work_dir=/shared/work/NAME; the store may stay on s3://), or stop with "
+                    "--until plan"
+                ),
+            )
+        ]
+    )

@@ -44,7 +44,13 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 
 from taggant.jobs.storage import check_work_dir
 from taggant.pipeline.errors import ConfigError, TaggantError
-from taggant.pipeline.spec import ExperimentSpec, apply_override, load_spec, parse_spec, resolve_paths
+from taggant.pipeline.spec import (
+    ExperimentSpec,
+    apply_override,
+    load_spec,
+    parse_spec,
+    resolve_paths,
+)
 
 PACKAGES = ("sketches", "pipeline", "jobs")
 """The ``taggant.*`` packages a job needs; each is shipped whole (package data included)."""
@@ -92,22 +98,32 @@ def find_token() -> Token | None:
         except OSError:
             value = ""
         if not value:
-            raise SubmitError(f"RAY_AUTH_TOKEN_PATH={path} cannot be read or is empty: "
-                              "point it at the file holding the cluster's token")
+            raise SubmitError(
+                f"RAY_AUTH_TOKEN_PATH={path} cannot be read or is empty: "
+                "point it at the file holding the cluster's token"
+            )
         return Token(value, f"RAY_AUTH_TOKEN_PATH ({path})")
     mode = os.environ.get("RAY_AUTH_MODE", "").lower()
     default = Path.home() / ".ray" / "auth_token"
     if mode != "disabled" and default.is_file() and (value := default.read_text().strip()):
         return Token(value, str(default))
     if mode == "token":
-        raise SubmitError("RAY_AUTH_MODE=token but no token was found: set RAY_AUTH_TOKEN "
-                          "(or RAY_AUTH_TOKEN_PATH, or write ~/.ray/auth_token) with the "
-                          "cluster's token")
+        raise SubmitError(
+            "RAY_AUTH_MODE=token but no token was found: set RAY_AUTH_TOKEN "
+            "(or RAY_AUTH_TOKEN_PATH, or write ~/.ray/auth_token) with the "
+            "cluster's token"
+        )
     return None
 
 
-def submit(spec_path: str | Path, address: str, overrides: Sequence[str] = (),
-           follow: bool = False, until: str | None = None, env: Sequence[str] = ()) -> str:
+def submit(
+    spec_path: str | Path,
+    address: str,
+    overrides: Sequence[str] = (),
+    follow: bool = False,
+    until: str | None = None,
+    env: Sequence[str] = (),
+) -> str:
     """Submit ``taggant run`` of a spec to the Ray cluster whose dashboard is at ``address``.
 
     Args:
@@ -143,8 +159,17 @@ def submit(spec_path: str | Path, address: str, overrides: Sequence[str] = (),
         (Path(staging) / "spec").mkdir()
         shutil.copyfile(spec_path, Path(staging) / "spec" / spec_path.name)
         set_args = [arg for override in overrides for arg in ("--set", override)]
-        command = ["python", "-m", "taggant.jobs", "run", spec_path.name, "--address", "auto",
-                   *set_args, *(["--until", until] if until else [])]
+        command = [
+            "python",
+            "-m",
+            "taggant.jobs",
+            "run",
+            spec_path.name,
+            "--address",
+            "auto",
+            *set_args,
+            *(["--until", until] if until else []),
+        ]
         job_id = client.submit_job(
             entrypoint=shlex.join(command),
             runtime_env=runtime_env(Path(staging), env_vars),
@@ -153,8 +178,10 @@ def submit(spec_path: str | Path, address: str, overrides: Sequence[str] = (),
     if follow:
         final = follow_job(address, job_id)
         if final != JobStatus.SUCCEEDED.value:
-            raise SubmitError(f"job {job_id} ended {final}: its log is above "
-                              f"(again with `ray job logs {job_id} --address {address}`)")
+            raise SubmitError(
+                f"job {job_id} ended {final}: its log is above "
+                f"(again with `ray job logs {job_id} --address {address}`)"
+            )
     return job_id
 
 
@@ -180,13 +207,17 @@ def follow_job(address: str, job_id: str, out: TextIO | None = None) -> str:
     try:
         asyncio.run(tail())
     except RuntimeError as e:
-        raise SubmitError(f"lost the log stream of job {job_id} ({e}); it may still be running: "
-                          f"`ray job status {job_id} --address {address}`") from None
+        raise SubmitError(
+            f"lost the log stream of job {job_id} ({e}); it may still be running: "
+            f"`ray job status {job_id} --address {address}`"
+        ) from None
     deadline = time.monotonic() + STATUS_LAG_S
     while (state := client.get_job_status(job_id)) not in FINAL:
         if time.monotonic() > deadline:
-            raise SubmitError(f"job {job_id}'s log stream closed but it is still {state.value}: "
-                              f"check `ray job status {job_id} --address {address}`")
+            raise SubmitError(
+                f"job {job_id}'s log stream closed but it is still {state.value}: "
+                f"check `ray job status {job_id} --address {address}`"
+            )
         time.sleep(0.5)
     return state.value
 
@@ -211,12 +242,17 @@ def check_shippable(spec_path: str | Path, overrides: Sequence[str] = ()) -> Exp
     resolved = _leaves(resolve_paths(spec, Path("/")).model_dump(mode="json"))
     relative = [(where, value) for where, value in written.items() if resolved[where] != value]
     if relative:
-        raise ConfigError([
-            (where, f"relative path {value!r} would resolve inside the job's temporary working dir "
+        raise ConfigError(
+            [
+                (
+                    where,
+                    f"relative path {value!r} would resolve inside the job's temporary working dir "
                     "on the cluster; give an absolute path on storage every node shares, or an "
-                    f"s3:// / gs:// URL (e.g. --set {_override_key(where)}=/shared/...)")
-            for where, value in relative
-        ])
+                    f"s3:// / gs:// URL (e.g. --set {_override_key(where)}=/shared/...)",
+                )
+                for where, value in relative
+            ]
+        )
     return spec
 
 
@@ -225,8 +261,11 @@ def runtime_env(staging: Path, env_vars: dict[str, str]) -> dict[str, Any]:
     code of this taggant staged in ``staging/code`` (``stage_code``) as its py_modules, and
     ``env_vars``."""
     code = stage_code(staging / "code")
-    return {"working_dir": str(staging / "spec"), "py_modules": [str(code)],
-            **({"env_vars": env_vars} if env_vars else {})}
+    return {
+        "working_dir": str(staging / "spec"),
+        "py_modules": [str(code)],
+        **({"env_vars": env_vars} if env_vars else {}),
+    }
 
 
 def job_env(entries: Sequence[str]) -> dict[str, str]:
@@ -245,9 +284,14 @@ def job_env(entries: Sequence[str]) -> dict[str, str]:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             problems.append(("--env", f"{entry!r} is not NAME or NAME=VALUE"))
         elif any(word in name.upper() for word in SECRET_WORDS):
-            problems.append(("--env", f"{name} looks like a secret, and a job's runtime_env is "
-                                      "readable from the dashboard: give the nodes credentials "
-                                      "through their cloud identity or their own environment"))
+            problems.append(
+                (
+                    "--env",
+                    f"{name} looks like a secret, and a job's runtime_env is "
+                    "readable from the dashboard: give the nodes credentials "
+                    "through their cloud identity or their own environment",
+                )
+            )
         elif not given and name not in os.environ:
             problems.append(("--env", f"{name} is not set here; give its value as {name}=VALUE"))
         else:
@@ -263,8 +307,9 @@ def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
         paths = {key: f"{prefix}.{key}" if prefix else key for key in tree}
         return {k: v for key, sub in tree.items() for k, v in _leaves(sub, paths[key]).items()}
     if isinstance(tree, list):
-        return {k: v for i, sub in enumerate(tree)
-                for k, v in _leaves(sub, f"{prefix}[{i}]").items()}
+        return {
+            k: v for i, sub in enumerate(tree) for k, v in _leaves(sub, f"{prefix}[{i}]").items()
+        }
     return {prefix: tree}
 
 
@@ -283,8 +328,9 @@ def stage_code(folder: Path) -> Path:
     root.mkdir(parents=True)
     (root / "__init__.py").write_text('"""taggant, as shipped by `taggant submit`."""\n')
     for name in PACKAGES:
-        shutil.copytree(_package_dir(f"taggant.{name}"), root / name,
-                        ignore=shutil.ignore_patterns(*EXCLUDES))
+        shutil.copytree(
+            _package_dir(f"taggant.{name}"), root / name, ignore=shutil.ignore_patterns(*EXCLUDES)
+        )
     return root
 
 
@@ -316,11 +362,16 @@ def _client(address: str) -> JobSubmissionClient:
         return JobSubmissionClient(address, headers=headers)
     except AuthenticationError:
         if token is None:
-            raise SubmitError(f"the Ray cluster at {address} refused the submission (token "
-                              f"authentication is on and no token was sent): {TOKEN_FIX}") from None
-        raise SubmitError(f"the Ray cluster at {address} rejected the token from {token.source}: "
-                          f"{TOKEN_FIX}") from None
+            raise SubmitError(
+                f"the Ray cluster at {address} refused the submission (token "
+                f"authentication is on and no token was sent): {TOKEN_FIX}"
+            ) from None
+        raise SubmitError(
+            f"the Ray cluster at {address} rejected the token from {token.source}: {TOKEN_FIX}"
+        ) from None
     except ConnectionError:
-        raise SubmitError(f"no Ray dashboard answers at {address}: give the head's dashboard URL "
-                          "(http://HOST:8265, through `kubectl port-forward` or an SSH tunnel; see "
-                          "cluster/README.md)") from None
+        raise SubmitError(
+            f"no Ray dashboard answers at {address}: give the head's dashboard URL "
+            "(http://HOST:8265, through `kubectl port-forward` or an SSH tunnel; see "
+            "cluster/README.md)"
+        ) from None

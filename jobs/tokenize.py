@@ -49,13 +49,18 @@ STAGE = StageDecl(
     version=tokenize.TOKENIZE_VERSION,
     inputs=("plan",),  # the plan folder holds both the corpus shards and the manifests
     config=stage_config,
-    execute=lambda context: run(context.spec, context.folder, context.folders["plan"],
-                                io.join(context.folders["plan"], "manifests")),
+    execute=lambda context: run(
+        context.spec,
+        context.folder,
+        context.folders["plan"],
+        io.join(context.folders["plan"], "manifests"),
+    ),
 )
 
 
-def run(spec: ExperimentSpec, folder: str, corpus_folder: str,
-        manifests_folder: str) -> dict[str, Any]:
+def run(
+    spec: ExperimentSpec, folder: str, corpus_folder: str, manifests_folder: str
+) -> dict[str, Any]:
     """Tokenize the corpus shards of ``corpus_folder`` into ``folder`` and complete there the
     per-run manifests of ``manifests_folder`` (the plan's ``<plan>/manifests``); returns the
     stage stats.
@@ -92,7 +97,8 @@ def _tokenize_shards(tokenizer_json: str, shards: list[str], out: TokenizeFolder
     import ray
 
     task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=[OSError])(
-        tokenize.tokenize_shard)
+        tokenize.tokenize_shard
+    )
     tokenizer_ref = ray.put(tokenizer_json)
     refs = [task.remote(tokenizer_ref, url, out.shard_prefix(i)) for i, url in enumerate(shards)]
     start = time.perf_counter()
@@ -105,8 +111,13 @@ def _tokenize_shards(tokenizer_json: str, shards: list[str], out: TokenizeFolder
     wall = time.perf_counter() - start
     megabytes = sum(r["bytes"] for r in results) / 1e6
     encode_s = sum(r.pop("encode_s") for r in results)
-    log.info("tokenized %.1f MB in %d shards: %.2f MB/s, %.2f MB/s per core encoding",
-             megabytes, len(shards), megabytes / wall, megabytes / max(encode_s, 1e-9))
+    log.info(
+        "tokenized %.1f MB in %d shards: %.2f MB/s, %.2f MB/s per core encoding",
+        megabytes,
+        len(shards),
+        megabytes / wall,
+        megabytes / max(encode_s, 1e-9),
+    )
     for i, result in enumerate(results):
         io.write_json(out.shard_stats(i), result)
     return results

@@ -52,14 +52,20 @@ def stage_config(spec: ExperimentSpec) -> dict[str, Any]:
     the tokenize stage's hash goes in ``inputs``)."""
     return {
         # How training is watched (progress lines, TensorBoard) never changes what is trained.
-        "runs": section_config(spec.runs, exclude={"log_interval_steps", "tensorboard"},
-                               added={"pipeline_parallel_size": 1, "init_from_hf": None}),
-        "models": ({m: dataclasses.asdict(MODEL_PRESETS[m]) for m in spec.runs.model_sizes}
-                   if spec.runs.init_from_hf is None
-                   else {"init_from_hf": hf.fingerprint(spec.runs.init_from_hf)}),
+        "runs": section_config(
+            spec.runs,
+            exclude={"log_interval_steps", "tensorboard"},
+            added={"pipeline_parallel_size": 1, "init_from_hf": None},
+        ),
+        "models": (
+            {m: dataclasses.asdict(MODEL_PRESETS[m]) for m in spec.runs.model_sizes}
+            if spec.runs.init_from_hf is None
+            else {"init_from_hf": hf.fingerprint(spec.runs.init_from_hf)}
+        ),
         # keep_last is the probes' retention policy, not training's.
-        "checkpoints": section_config(spec.checkpoints, exclude={"keep_last"},
-                                      added={"export_hf": False}),
+        "checkpoints": section_config(
+            spec.checkpoints, exclude={"keep_last"}, added={"export_hf": False}
+        ),
         # Phase windows place the dense after-window checkpoints.
         "windows": [p.phase.model_dump(mode="json") for p in spec.perturbations],
     }
@@ -72,13 +78,20 @@ STAGE = StageDecl(
     config=stage_config,
     # Watchers probe each checkpoint as it is committed, while training runs.
     execute=lambda context: probe_job.run_watchers(
-        context, alongside=lambda: run(context.spec, context.folder, context.folders["tokenize"])),
+        context, alongside=lambda: run(context.spec, context.folder, context.folders["tokenize"])
+    ),
     resumable=True,
 )
 
 
-def run(spec: ExperimentSpec, folder: str, tokenize_folder: str, *,
-        cpus_per_rank: int = CPUS_PER_RANK, max_restarts: int = MAX_RESTARTS) -> dict[str, Any]:
+def run(
+    spec: ExperimentSpec,
+    folder: str,
+    tokenize_folder: str,
+    *,
+    cpus_per_rank: int = CPUS_PER_RANK,
+    max_restarts: int = MAX_RESTARTS,
+) -> dict[str, Any]:
     """Train every run of ``spec.runs.grid()`` into ``<folder>/<run name>/``; returns stage stats.
 
     Each run folder is prepared with ``pipeline.data.prepare_run_dir`` (sample order and overlay
@@ -100,16 +113,29 @@ def run(spec: ExperimentSpec, folder: str, tokenize_folder: str, *,
         data.prepare_run_dir(run_dir, spec, run_id, tokenize_folder)
     jobs_hf.import_model(spec, folder, tokenize_folder)
     with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="train") as pool:
-        futures = [pool.submit(train_run, spec, run_id, run_dir, cpus_per_rank=cpus_per_rank,
-                               max_restarts=max_restarts)
-                   for run_id, run_dir in zip(runs, run_dirs)]
+        futures = [
+            pool.submit(
+                train_run,
+                spec,
+                run_id,
+                run_dir,
+                cpus_per_rank=cpus_per_rank,
+                max_restarts=max_restarts,
+            )
+            for run_id, run_dir in zip(runs, run_dirs)
+        ]
         results = [f.result() for f in futures]
     return {"runs": {r.pop("run"): r for r in results}}
 
 
-def train_run(spec: ExperimentSpec, run_id: RunId, run_dir: str, *,
-              cpus_per_rank: int = CPUS_PER_RANK,
-              max_restarts: int = MAX_RESTARTS) -> dict[str, Any]:
+def train_run(
+    spec: ExperimentSpec,
+    run_id: RunId,
+    run_dir: str,
+    *,
+    cpus_per_rank: int = CPUS_PER_RANK,
+    max_restarts: int = MAX_RESTARTS,
+) -> dict[str, Any]:
     """Train one run, prepared in ``run_dir``, to its last step; restart its rank group after a
     failure.
 
@@ -133,8 +159,9 @@ def train_run(spec: ExperimentSpec, run_id: RunId, run_dir: str, *,
     for attempt in range(max_restarts + 1):
         names = [actor_name(spec, run_id, attempt, rank) for rank in range(world)]
         try:
-            with _RankGroup(bundle, names, (spec, run_id, run_dir, cpus_per_rank),
-                            runs.tensor_parallel_size) as group:
+            with _RankGroup(
+                bundle, names, (spec, run_id, run_dir, cpus_per_rank), runs.tensor_parallel_size
+            ) as group:
                 group.call("setup")
                 status = group.call("train_until", num_steps)[0]
                 digests = group.call("weights_digest")
@@ -145,13 +172,19 @@ def train_run(spec: ExperimentSpec, run_id: RunId, run_dir: str, *,
                 raise cause from None
             if attempt == max_restarts:
                 raise RuntimeError(f"{run_id.name} failed {attempt + 1} times; last: {e}") from e
-            log.warning("%s: its rank group failed (%s); restarting from step %d", run_id.name,
-                        type(e).__name__, ([0] + checkpoint.committed_steps(run_dir))[-1])
+            log.warning(
+                "%s: its rank group failed (%s); restarting from step %d",
+                run_id.name,
+                type(e).__name__,
+                ([0] + checkpoint.committed_steps(run_dir))[-1],
+            )
     _check_replicas(run_id, digests, runs.tensor_parallel_size, runs.data_parallel_size)
     unexported = jobs_hf.missing_exports(run_dir) if spec.checkpoints.export_hf else []
     if unexported:
-        raise RuntimeError(f"{run_id.name}: checkpoints {unexported} were committed but not "
-                           "exported; the export hook has a bug")
+        raise RuntimeError(
+            f"{run_id.name}: checkpoints {unexported} were committed but not "
+            "exported; the export hook has a bug"
+        )
     return {
         "run": run_id.name,
         "steps": status["step"],
@@ -188,8 +221,12 @@ class RankWorker:
         logging.getLogger("taggant.pipeline").setLevel(logging.INFO)
         torch.set_num_threads(self.threads)
         samples = data.open_training_samples(self.run_dir)
-        config = TrainConfig.from_spec(self.spec, self.run_id, samples.vocab_size,
-                                       jobs_hf.init_checkpoint(self.spec, self.run_dir))
+        config = TrainConfig.from_spec(
+            self.spec,
+            self.run_id,
+            samples.vocab_size,
+            jobs_hf.init_checkpoint(self.spec, self.run_dir),
+        )
         on_commit = None
         if self.spec.checkpoints.export_hf and os.environ["RANK"] == "0":
             on_commit = self._export
@@ -222,8 +259,13 @@ class _RankGroup:
             placement allows (``jobs.placement``).
     """
 
-    def __init__(self, bundle: dict[str, float], names: list[str], worker_args: tuple,
-                 tensor_parallel_size: int):
+    def __init__(
+        self,
+        bundle: dict[str, float],
+        names: list[str],
+        worker_args: tuple,
+        tensor_parallel_size: int,
+    ):
         from ray.util.placement_group import placement_group
 
         self.actors: list[Any] = []
@@ -234,33 +276,47 @@ class _RankGroup:
             self.shutdown()
             raise
 
-    def _start(self, bundle: dict[str, float], names: list[str], worker_args: tuple,
-               tensor_parallel_size: int) -> None:
+    def _start(
+        self,
+        bundle: dict[str, float],
+        names: list[str],
+        worker_args: tuple,
+        tensor_parallel_size: int,
+    ) -> None:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         ray.get(self.pg.ready())
         placements = placement.probe_bundles(self.pg, len(names))
         order = placement.order_ranks(placements, tensor_parallel_size, names[0])
-        bundles = [PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=b)
-                   for b in order]
+        bundles = [
+            PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=b) for b in order
+        ]
         address, port = placements[order[0]].node_ip, placements[order[0]].free_port
         gpu = bool(bundle.get("GPU"))
         threads = str(int(bundle["CPU"]))
         actor = ray.remote(max_restarts=0)(RankWorker)
         for rank, name in enumerate(names):
             env = {
-                "RANK": str(rank), "WORLD_SIZE": str(len(names)),
+                "RANK": str(rank),
+                "WORLD_SIZE": str(len(names)),
                 "LOCAL_RANK": "0",  # Ray shows each rank actor only its own GPU
-                "MASTER_ADDR": address, "MASTER_PORT": str(port),
-                "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                "MASTER_ADDR": address,
+                "MASTER_PORT": str(port),
+                "OMP_NUM_THREADS": threads,
+                "MKL_NUM_THREADS": threads,
                 # CPU ranks must not pick up a GPU that happens to be on their node.
                 **({"CUDA_DEVICE_MAX_CONNECTIONS": "1"} if gpu else {"CUDA_VISIBLE_DEVICES": ""}),
             }
-            self.actors.append(actor.options(
-                num_cpus=bundle["CPU"], num_gpus=bundle.get("GPU", 0), name=name,
-                scheduling_strategy=bundles[rank], runtime_env={"env_vars": env},
-            ).remote(*worker_args))
+            self.actors.append(
+                actor.options(
+                    num_cpus=bundle["CPU"],
+                    num_gpus=bundle.get("GPU", 0),
+                    name=name,
+                    scheduling_strategy=bundles[rank],
+                    runtime_env={"env_vars": env},
+                ).remote(*worker_args)
+            )
 
     def call(self, method: str, *args: Any) -> list[Any]:
         """Call ``method`` on every rank; the results in rank order. Raises the first failure at
@@ -300,24 +356,34 @@ def _use_gpus(spec: ExperimentSpec, resources: dict[str, float]) -> bool:
 def _check_capacity(bundle: dict[str, float], world: int, resources: dict[str, float]) -> None:
     for name, amount in bundle.items():
         if amount * world > resources.get(name, 0):
-            raise ConfigError([(
-                "runs.data_parallel_size",
-                (f"a run needs {amount * world:g} {name} ({world} ranks × {amount:g}) but the Ray "
-                 f"cluster has {resources.get(name, 0):g}; lower data_parallel_size, "
-                 "tensor_parallel_size or pipeline_parallel_size, or add nodes"),
-            )])
+            raise ConfigError(
+                [
+                    (
+                        "runs.data_parallel_size",
+                        (
+                            f"a run needs {amount * world:g} {name} ({world} ranks × {amount:g}) but the Ray "
+                            f"cluster has {resources.get(name, 0):g}; lower data_parallel_size, "
+                            "tensor_parallel_size or pipeline_parallel_size, or add nodes"
+                        ),
+                    )
+                ]
+            )
 
 
-def _check_replicas(run_id: RunId, digests: list[str], tensor_parallel_size: int,
-                    data_parallel_size: int) -> None:
+def _check_replicas(
+    run_id: RunId, digests: list[str], tensor_parallel_size: int, data_parallel_size: int
+) -> None:
     # Ranks with the same tensor and pipeline coordinates are data-parallel replicas of one shard.
     shards: dict[tuple[int, int], set[str]] = {}
     for rank, digest in enumerate(digests):
-        tensor, _, stage = placement.rank_coordinates(rank, tensor_parallel_size,
-                                                      data_parallel_size)
+        tensor, _, stage = placement.rank_coordinates(
+            rank, tensor_parallel_size, data_parallel_size
+        )
         shards.setdefault((tensor, stage), set()).add(digest)
     for (tensor, stage), found in sorted(shards.items()):
         if len(found) > 1:
-            raise RuntimeError(f"{run_id.name}: the data-parallel replicas of tensor-parallel rank "
-                               f"{tensor}, pipeline stage {stage} hold different weights; the "
-                               "training loop has a bug")
+            raise RuntimeError(
+                f"{run_id.name}: the data-parallel replicas of tensor-parallel rank "
+                f"{tensor}, pipeline stage {stage} hold different weights; the "
+                "training loop has a bug"
+            )

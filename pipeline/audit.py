@@ -98,14 +98,23 @@ def audit(run_dir: str) -> Report:
     in_twin = [f"{i} in sample {s} of the twin stream" for i, s in sorted(scan.twin_found)]
     checks = [
         _plan_check(planned, levels, samples.global_batch_sequences),
-        _check("placement", scan.placement,
-               f"{len(planned_pairs)} occurrences at their token_offset, between EODs"),
-        _check("members", _set_diff(members_found, members_planned),
-               "every member item appears exactly at its planned samples"),
+        _check(
+            "placement",
+            scan.placement,
+            f"{len(planned_pairs)} occurrences at their token_offset, between EODs",
+        ),
+        _check(
+            "members",
+            _set_diff(members_found, members_planned),
+            "every member item appears exactly at its planned samples",
+        ),
         _check("controls", controls, "no control appears"),
         _check("twin", in_twin, "the standard twin's stream holds no item"),
-        _check("twin diff", _diff_problems(scan.differing, {s for _, s in planned_pairs}),
-               "twin and perturbed streams differ exactly at the occurrence samples"),
+        _check(
+            "twin diff",
+            _diff_problems(scan.differing, {s for _, s in planned_pairs}),
+            "twin and perturbed streams differ exactly at the occurrence samples",
+        ),
     ]
     return Report(run_dir, samples.run, True, len(samples), checks)
 
@@ -124,8 +133,12 @@ def _scan(samples: TrainingSamples, finder: ItemFinder, planned) -> _Scan:
     """Read the stream block by block: ``(item, sample)`` pairs found in it and in the twin
     stream, the samples where the two differ, and the planned occurrences not in place."""
     twin = TrainingSamples(samples.info, samples.stream, Overlay({}))
-    where = dict(zip(planned["sample_index"].to_pylist(),
-                     zip(planned["item_id"].to_pylist(), planned["token_offset"].to_pylist())))
+    where = dict(
+        zip(
+            planned["sample_index"].to_pylist(),
+            zip(planned["item_id"].to_pylist(), planned["token_offset"].to_pylist()),
+        )
+    )
     tokens = dict(zip(finder.item_ids, finder.tokens))
     scan = _Scan()
     for start in range(0, len(samples), SCAN_BLOCK_SAMPLES):
@@ -139,13 +152,15 @@ def _scan(samples: TrainingSamples, finder: ItemFinder, planned) -> _Scan:
         scan.differing |= {start + int(r) for r in np.flatnonzero((rows != base).any(axis=1))}
         for s in sorted(where.keys() & range(start, stop)):
             item, offset = where[s]
-            scan.placement += _placement_problems(rows[s - start], item, s, offset,
-                                                  tokens.get(item), samples.eod_id)
+            scan.placement += _placement_problems(
+                rows[s - start], item, s, offset, tokens.get(item), samples.eod_id
+            )
     return scan
 
 
-def _placement_problems(row: np.ndarray, item: str, sample: int, offset: int,
-                        ids: np.ndarray | None, eod: int) -> list[str]:
+def _placement_problems(
+    row: np.ndarray, item: str, sample: int, offset: int, ids: np.ndarray | None, eod: int
+) -> list[str]:
     if ids is None:
         return [f"{item} in sample {sample}: not in the items table"]
     end = offset + len(ids)
@@ -160,13 +175,18 @@ def _placement_problems(row: np.ndarray, item: str, sample: int, offset: int,
 
 def _plan_check(planned, levels: dict[str, int], global_batch: int) -> Check:
     counts = Counter(planned["item_id"].to_pylist())
-    problems = [f"{i}: planned {counts[i]} times, dup_level {lvl}"
-                for i, lvl in sorted(levels.items()) if counts[i] != lvl]
+    problems = [
+        f"{i}: planned {counts[i]} times, dup_level {lvl}"
+        for i, lvl in sorted(levels.items())
+        if counts[i] != lvl
+    ]
     problems += [f"{i}: not in the items table" for i in sorted(set(counts) - set(levels))]
     samples, steps = planned["sample_index"].to_numpy(), planned["step"].to_numpy()
     wrong = steps != samples // global_batch
-    problems += [f"sample {s}: step {st}, consumed at step {s // global_batch}"
-                 for s, st in zip(samples[wrong], steps[wrong])]
+    problems += [
+        f"sample {s}: step {st}, consumed at step {s // global_batch}"
+        for s, st in zip(samples[wrong], steps[wrong])
+    ]
     return _check("plan", problems, f"{len(planned)} occurrences: dup levels and steps as planned")
 
 
@@ -177,17 +197,22 @@ def _set_diff(found: set, expected: set) -> list[str]:
 
 
 def _diff_problems(differing: set[int], occurrence_samples: set[int]) -> list[str]:
-    same = [f"sample {s} has an occurrence but equals the twin's"
-            for s in sorted(occurrence_samples - differing)]
-    return same + [f"sample {s} differs from the twin's without an occurrence"
-                   for s in sorted(differing - occurrence_samples)]
+    same = [
+        f"sample {s} has an occurrence but equals the twin's"
+        for s in sorted(occurrence_samples - differing)
+    ]
+    return same + [
+        f"sample {s} differs from the twin's without an occurrence"
+        for s in sorted(differing - occurrence_samples)
+    ]
 
 
 def _check(name: str, problems: list[str], summary: str) -> Check:
     if not problems:
         return Check(name, True, summary)
-    return Check(name, False, f"{len(problems)} mismatches; expected {summary}",
-                 problems[:PROBLEMS_SHOWN])
+    return Check(
+        name, False, f"{len(problems)} mismatches; expected {summary}", problems[:PROBLEMS_SHOWN]
+    )
 
 
 class ItemFinder:
@@ -202,8 +227,10 @@ class ItemFinder:
         self.item_ids = item_ids
         self.tokens = [np.asarray(t, dtype=np.int64) for t in token_ids]
         if any(len(t) == 0 for t in self.tokens):
-            raise DataError("items without token_ids: audit needs the manifest the tokenize stage "
-                            "completed (<tokenize>/manifests/<run>), not the plan's")
+            raise DataError(
+                "items without token_ids: audit needs the manifest the tokenize stage "
+                "completed (<tokenize>/manifests/<run>), not the plan's"
+            )
         self.k = min([MAX_KGRAM, *(len(t) for t in self.tokens)])
         self.by_prefix: dict[int, list[int]] = {}
         for index, t in enumerate(self.tokens):
@@ -217,7 +244,7 @@ class ItemFinder:
         h = np.zeros((rows.shape[0], width), dtype=np.uint64)
         values = rows.astype(np.uint64)
         for t in range(self.k):
-            h = h * np.uint64(1_000_003) + values[:, t:t + width]
+            h = h * np.uint64(1_000_003) + values[:, t : t + width]
         return h
 
     def find(self, rows: np.ndarray) -> list[tuple[str, int]]:

@@ -56,21 +56,35 @@ def export_benchmark(items: pa.Table, out: str, about: dict[str, Any]) -> dict[s
         the content of ``benchmark.json``: ``about``, ``version`` and ``counts``
         (set → dup level → items).
     """
-    records = sorted(items.select(["item_id", "set", "kind", "text", "prefix_chars",
-                                   "dup_level"]).to_pylist(), key=lambda r: r["item_id"])
+    records = sorted(
+        items.select(["item_id", "set", "kind", "text", "prefix_chars", "dup_level"]).to_pylist(),
+        key=lambda r: r["item_id"],
+    )
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in records:
         groups.setdefault((r["set"], r["dup_level"]), []).append(r)
     for (set_name, level), group in sorted(groups.items()):
-        unlearning = [json.dumps({
-            "prompt": r["text"][:r["prefix_chars"]], "text": r["text"][r["prefix_chars"]:],
-            "item_id": r["item_id"], "set": r["set"], "kind": r["kind"],
-            "dup_level": r["dup_level"]}, ensure_ascii=False) for r in group]
+        unlearning = [
+            json.dumps(
+                {
+                    "prompt": r["text"][: r["prefix_chars"]],
+                    "text": r["text"][r["prefix_chars"] :],
+                    "item_id": r["item_id"],
+                    "set": r["set"],
+                    "kind": r["kind"],
+                    "dup_level": r["dup_level"],
+                },
+                ensure_ascii=False,
+            )
+            for r in group
+        ]
         _write_lines(os.path.join(out, open_unlearning_file(set_name, level)), unlearning)
         mimir = [json.dumps(r["text"], ensure_ascii=False) for r in group]
         _write_lines(os.path.join(out, mimir_file(set_name, level)), mimir)
     counts: dict[str, dict[str, int]] = {}
-    for (set_name, level), n in sorted(Counter((r["set"], r["dup_level"]) for r in records).items()):
+    for (set_name, level), n in sorted(
+        Counter((r["set"], r["dup_level"]) for r in records).items()
+    ):
         counts.setdefault(set_name, {})[str(level)] = n
     description = {"version": BENCHMARK_VERSION, **about, "counts": counts}
     io.write_json(os.path.join(out, "benchmark.json"), description)
@@ -87,27 +101,31 @@ def _readme(d: dict[str, Any]) -> str:
     for set_name, levels in d["counts"].items():
         for level, n in levels.items():
             role = "non-members (controls)" if level == "0" else f"members, inserted ×{level}"
-            rows.append(f"| {set_name} | {level} | {n} | {role} | "
-                        f"`{open_unlearning_file(set_name, int(level))}` | "
-                        f"`{mimir_file(set_name, int(level))}` |")
-    return "\n".join([
-        f"# Membership benchmark of experiment `{d['experiment']}`",
-        "",
-        "Every set's items were generated from one seeded generator and split at random into",
-        "members, inserted into training at a duplication level, and never-inserted controls, so",
-        "members and controls differ only in whether the model saw them.",
-        "",
-        f"- experiment seed: {d['seed']}",
-        f"- manifest hash (sha256): `{d['manifest_hash']}`",
-        f"- runs that inserted the members: {', '.join(d['perturbed_runs'])}",
-        f"- runs that saw none of them (standard twins): {', '.join(d['standard_runs']) or 'none'}",
-        "",
-        "| set | dup level | items | role | open-unlearning | MIMIR |",
-        "|---|---|---|---|---|---|",
-        *rows,
-        "",
-        "open-unlearning records: `prompt` (the item's prompt, empty without one), `text` (the",
-        "rest), `item_id`, `set`, `kind`, `dup_level`. MIMIR lines: one JSON string each, the",
-        "whole item text.",
-        "",
-    ])
+            rows.append(
+                f"| {set_name} | {level} | {n} | {role} | "
+                f"`{open_unlearning_file(set_name, int(level))}` | "
+                f"`{mimir_file(set_name, int(level))}` |"
+            )
+    return "\n".join(
+        [
+            f"# Membership benchmark of experiment `{d['experiment']}`",
+            "",
+            "Every set's items were generated from one seeded generator and split at random into",
+            "members, inserted into training at a duplication level, and never-inserted controls, so",
+            "members and controls differ only in whether the model saw them.",
+            "",
+            f"- experiment seed: {d['seed']}",
+            f"- manifest hash (sha256): `{d['manifest_hash']}`",
+            f"- runs that inserted the members: {', '.join(d['perturbed_runs'])}",
+            f"- runs that saw none of them (standard twins): {', '.join(d['standard_runs']) or 'none'}",
+            "",
+            "| set | dup level | items | role | open-unlearning | MIMIR |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            "open-unlearning records: `prompt` (the item's prompt, empty without one), `text` (the",
+            "rest), `item_id`, `set`, `kind`, `dup_level`. MIMIR lines: one JSON string each, the",
+            "whole item text.",
+            "",
+        ]
+    )

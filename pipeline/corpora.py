@@ -28,7 +28,9 @@ def debian_docs(kind: str, root: Path = DEBIAN_DOC_ROOT) -> list[dict[str, str]]
         raw = path.read_bytes()
         if path.suffix == ".gz":
             raw = gzip.decompress(raw)
-        docs.append({"id": f"{kind}/{path.parent.name}", "text": raw.decode("utf-8", errors="replace")})
+        docs.append(
+            {"id": f"{kind}/{path.parent.name}", "text": raw.decode("utf-8", errors="replace")}
+        )
     return docs
 
 

@@ -63,6 +63,7 @@ precedes the item."""
 
 # --- sample order ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SampleOrder:
     """Everything that fixes a run's sample order over a given base dataset.
@@ -83,8 +84,13 @@ class SampleOrder:
 
     @classmethod
     def of_run(cls, runs: RunsSpec, train_tokens: int, seed: int) -> SampleOrder:
-        return cls(runs.seq_length_tokens, runs.num_samples(train_tokens), seed,
-                   runs.global_batch_sequences, plan.sample_order_hash(runs, train_tokens, seed))
+        return cls(
+            runs.seq_length_tokens,
+            runs.num_samples(train_tokens),
+            seed,
+            runs.global_batch_sequences,
+            plan.sample_order_hash(runs, train_tokens, seed),
+        )
 
 
 @dataclass(frozen=True)
@@ -131,8 +137,9 @@ class SampleStream:
         # split 100,0,0 (all documents, in index order); built directly because the builder
         # synchronizes ranks with barriers whenever torch.distributed is initialized.
         documents = np.arange(len(indexed.sequence_lengths), dtype=np.int32)
-        self.dataset = GPTDataset(indexed, prefix, documents, order.num_samples, Split.train,
-                                  config)
+        self.dataset = GPTDataset(
+            indexed, prefix, documents, order.num_samples, Split.train, config
+        )
         self.order = order
         self.eod_id = info.eod_id
 
@@ -175,6 +182,7 @@ class SampleStream:
 
 # --- overlay -----------------------------------------------------------------------------------
 
+
 def max_item_tokens(seq_length: int) -> int:
     """Longest item (tokens, EOD not counted) an occurrence can place in a sample."""
     return seq_length - RESERVED_TOKENS
@@ -187,8 +195,9 @@ def overlay_rng(seed: int, item_id: str, sample_index: int) -> np.random.Generat
     return rng.generator(seed, OVERLAY_VERSION, set_name, f"{item_id}@{sample_index}")
 
 
-def place_occurrence(sample: np.ndarray, num_item_tokens: int, eod_id: int,
-                     gen: np.random.Generator) -> int:
+def place_occurrence(
+    sample: np.ndarray, num_item_tokens: int, eod_id: int, gen: np.random.Generator
+) -> int:
     """The ``token_offset`` of an item of ``num_item_tokens`` tokens in base ``sample``.
 
     Uniform among the natural document boundaries ``p`` (``sample[p-1]`` is EOD) where
@@ -203,8 +212,9 @@ def place_occurrence(sample: np.ndarray, num_item_tokens: int, eod_id: int,
     return int(gen.integers(2, last + 1))
 
 
-def place_run(stream: SampleStream, occurrences: pa.Table, item_tokens: dict[str, list[int]],
-              seed: int) -> pa.Table:
+def place_run(
+    stream: SampleStream, occurrences: pa.Table, item_tokens: dict[str, list[int]], seed: int
+) -> pa.Table:
     """``occurrences`` (one run) with ``token_offset`` fixed by ``place_occurrence``.
 
     Raises:
@@ -213,8 +223,12 @@ def place_run(stream: SampleStream, occurrences: pa.Table, item_tokens: dict[str
     samples = occurrences["sample_index"].to_numpy()
     _check_samples(samples, stream.order.num_samples, "occurrences")
     offsets = [
-        place_occurrence(stream.sample(int(i)), len(item_tokens[item]), stream.eod_id,
-                         overlay_rng(seed, item, int(i)))
+        place_occurrence(
+            stream.sample(int(i)),
+            len(item_tokens[item]),
+            stream.eod_id,
+            overlay_rng(seed, item, int(i)),
+        )
         for item, i in zip(occurrences["item_id"].to_pylist(), samples)
     ]
     column = pa.array(offsets, pa.int32())
@@ -224,14 +238,17 @@ def place_run(stream: SampleStream, occurrences: pa.Table, item_tokens: dict[str
 
 def _check_samples(samples: np.ndarray, num_samples: int, what: str) -> None:
     if samples.size and (samples.min() < 0 or samples.max() >= num_samples):
-        raise DataError(f"{what} reach sample {samples.max()} but the run has {num_samples} "
-                        "samples; re-run the plan stage with this spec")
+        raise DataError(
+            f"{what} reach sample {samples.max()} but the run has {num_samples} "
+            "samples; re-run the plan stage with this spec"
+        )
     if len(np.unique(samples)) != len(samples):
         raise DataError(f"{what} put two occurrences in one sample; re-run the plan stage")
 
 
-def complete_manifests(spec: ExperimentSpec, folder: TokenizeFolder,
-                       manifests_folder: str) -> dict[str, Any]:
+def complete_manifests(
+    spec: ExperimentSpec, folder: TokenizeFolder, manifests_folder: str
+) -> dict[str, Any]:
     """Complete every perturbed run's manifest and record every run's sample order.
 
     For each perturbed run, reads the plan's manifest ``<manifests_folder>/<run>/``, fills the
@@ -259,8 +276,12 @@ def complete_manifests(spec: ExperimentSpec, folder: TokenizeFolder,
             if order.hash not in streams:
                 stream = SampleStream(folder.base_prefix, order, info, cache)
                 streams[order.hash] = stream
-                orders[order.hash] = {"order": asdict(order), "digest": stream.digest(),
-                                      "epochs": stream.num_epochs, "runs": []}
+                orders[order.hash] = {
+                    "order": asdict(order),
+                    "digest": stream.digest(),
+                    "epochs": stream.num_epochs,
+                    "runs": [],
+                }
             orders[order.hash]["runs"].append(run_id.name)
             if not run_id.perturbed:
                 continue
@@ -268,13 +289,16 @@ def complete_manifests(spec: ExperimentSpec, folder: TokenizeFolder,
             check_manifest_order(source, order)
             items, occurrences, meta = manifest.read(source)
             if set(occurrences["run"].to_pylist()) - {run_id.name}:
-                raise DataError(f"the manifest in {source} holds occurrences of other runs; "
-                                "re-run the plan stage")
+                raise DataError(
+                    f"the manifest in {source} holds occurrences of other runs; "
+                    "re-run the plan stage"
+                )
             items = tokenize_items(tokenizer, items, max_item_tokens(order.seq_length))
             tokens = dict(zip(items["item_id"].to_pylist(), items["token_ids"].to_pylist()))
             occurrences = place_run(streams[order.hash], occurrences, tokens, spec.seed)
-            manifest.write(folder.manifest(run_id.name), items, occurrences,
-                           meta["sample_order_hash"])
+            manifest.write(
+                folder.manifest(run_id.name), items, occurrences, meta["sample_order_hash"]
+            )
             counts[run_id.name] = occurrences.num_rows
             num_items = items.num_rows
     io.write_json(folder.orders, orders)
@@ -292,8 +316,9 @@ class Overlay:
         self.patches = patches
 
     @classmethod
-    def from_manifest(cls, items: pa.Table, occurrences: pa.Table, run: str, eod_id: int,
-                      order: SampleOrder) -> Overlay:
+    def from_manifest(
+        cls, items: pa.Table, occurrences: pa.Table, run: str, eod_id: int, order: SampleOrder
+    ) -> Overlay:
         """The overlay of ``run`` from a completed manifest.
 
         Raises:
@@ -321,10 +346,11 @@ class Overlay:
         patch = self.patches.get(sample_index)
         if patch is not None:
             start, ids = patch
-            tokens[start:start + len(ids)] = ids
+            tokens[start : start + len(ids)] = ids
 
 
 # --- the run folder ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -368,8 +394,13 @@ class RunInfo:
         return cls(**io.read_json(path))
 
 
-def prepare_run_dir(run_dir: str, spec: ExperimentSpec, run_id: RunId, tokenize_folder: str,
-                    manifest_folder: str | None = None) -> RunInfo:
+def prepare_run_dir(
+    run_dir: str,
+    spec: ExperimentSpec,
+    run_id: RunId,
+    tokenize_folder: str,
+    manifest_folder: str | None = None,
+) -> RunInfo:
     """Write ``run.json`` and megatron's index cache for one run (perturbed or twin).
 
     Idempotent; call it once before any reader opens the run (it builds the index cache that
@@ -389,8 +420,10 @@ def prepare_run_dir(run_dir: str, spec: ExperimentSpec, run_id: RunId, tokenize_
     check_manifest_order(manifest_folder, order)
     recorded = io.read_json(folder.orders).get(order.hash)
     if recorded is None:
-        raise DataError(f"{tokenize_folder} built no sample order for {run_id.name}; the spec "
-                        "changed since tokenize: re-run the stage")
+        raise DataError(
+            f"{tokenize_folder} built no sample order for {run_id.name}; the spec "
+            "changed since tokenize: re-run the stage"
+        )
     info = TokenizerInfo.read(folder)
     run_info = RunInfo(
         run=run_id.name,
@@ -416,8 +449,10 @@ def prepare_run_dir(run_dir: str, spec: ExperimentSpec, run_id: RunId, tokenize_
     digest = SampleStream(folder.base_prefix, order, info, tmp).digest()
     if digest != recorded["digest"]:
         shutil.rmtree(tmp)
-        raise DataError(f"megatron-core builds a different sample order for {run_id.name} than at "
-                        "tokenize time (was megatron-core upgraded?); re-run the tokenize stage")
+        raise DataError(
+            f"megatron-core builds a different sample order for {run_id.name} than at "
+            "tokenize time (was megatron-core upgraded?); re-run the tokenize stage"
+        )
     shutil.rmtree(cache, ignore_errors=True)
     os.replace(tmp, cache)
     io.write_json(run_file, asdict(run_info))
@@ -432,8 +467,9 @@ def check_manifest_order(manifest_folder: str, order: SampleOrder) -> None:
     """
     meta = io.join(manifest_folder, "manifest.json")
     if not io.exists(meta):
-        raise DataError(f"{manifest_folder} holds no manifest; run the plan and tokenize stages "
-                        "with this spec")
+        raise DataError(
+            f"{manifest_folder} holds no manifest; run the plan and tokenize stages with this spec"
+        )
     planned = io.read_json(meta)["sample_order_hash"]
     if planned != order.hash:
         raise DataError(
@@ -444,6 +480,7 @@ def check_manifest_order(manifest_folder: str, order: SampleOrder) -> None:
 
 
 # --- what the trainer consumes -----------------------------------------------------------------
+
 
 class TrainingSamples:
     """The token sequences a run trains on, in training order.
@@ -509,8 +546,10 @@ def open_training_samples(run_dir: str) -> TrainingSamples:
     runs = RunsSpec.model_validate(info.runs)
     order = SampleOrder.of_run(runs, info.train_tokens, info.order["seed"])
     if asdict(order) != info.order:
-        raise DataError(f"{run_dir}/{RUN_FILE} was edited: its order {info.order} is not the one "
-                        f"its runs section gives ({asdict(order)}); call prepare_run_dir again")
+        raise DataError(
+            f"{run_dir}/{RUN_FILE} was edited: its order {info.order} is not the one "
+            f"its runs section gives ({asdict(order)}); call prepare_run_dir again"
+        )
     check_manifest_order(info.manifest, order)
     cache = os.path.join(run_dir, INDEX_CACHE)
     if not os.path.isdir(cache):
@@ -520,12 +559,14 @@ def open_training_samples(run_dir: str) -> TrainingSamples:
     overlay = Overlay({})
     if info.perturbed:
         items, occurrences, _ = manifest.read(info.manifest)
-        overlay = Overlay.from_manifest(items, occurrences, info.manifest_run, tokenizer.eod_id,
-                                        order)
+        overlay = Overlay.from_manifest(
+            items, occurrences, info.manifest_run, tokenizer.eod_id, order
+        )
     return TrainingSamples(info, stream, overlay)
 
 
 # --- materialize -------------------------------------------------------------------------------
+
 
 def materialize(run_dir: str, out_folder: str) -> dict[str, Any]:
     """Write a self-contained copy of the run's data for stock Megatron-LM.
@@ -562,7 +603,7 @@ def materialize(run_dir: str, out_folder: str) -> dict[str, Any]:
         positions = stream.token_positions(sample_index)
         # A patch starting at 0 only rewrites an EOD that is already there; assert it stays so.
         assert start > 0 or tokens[positions[0]] == ids[0], sample_index
-        tokens[positions[start:start + len(ids)]] = ids.astype(dtype)
+        tokens[positions[start : start + len(ids)]] = ids.astype(dtype)
     tokens.flush()
     del tokens
     os.replace(tmp_bin, prefix + ".bin")
@@ -575,9 +616,18 @@ def materialize(run_dir: str, out_folder: str) -> dict[str, Any]:
         "data_prefix": prefix,
         "occurrences": len(samples.overlay.patches),
         "megatron_lm_args": [
-            "--data-path", prefix, "--split", ORDER_SPLIT, "--seq-length", str(order.seq_length),
-            "--seed", str(order.seed), "--train-samples", str(order.num_samples),
-            "--global-batch-size", str(order.global_batch_sequences),
+            "--data-path",
+            prefix,
+            "--split",
+            ORDER_SPLIT,
+            "--seq-length",
+            str(order.seq_length),
+            "--seed",
+            str(order.seed),
+            "--train-samples",
+            str(order.num_samples),
+            "--global-batch-size",
+            str(order.global_batch_sequences),
         ],
     }
     io.write_json(os.path.join(out_folder, "materialize.json"), description)

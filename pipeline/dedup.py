@@ -57,8 +57,16 @@ class DedupParams:
             bands, rows = spec.bands, spec.rows
         else:
             bands, rows = lsh.choose_bands(spec.threshold, spec.num_perm)
-        return cls(spec.exact, spec.near, spec.threshold, spec.num_perm, spec.ngram_words, bands,
-                   rows, spec.verify)
+        return cls(
+            spec.exact,
+            spec.near,
+            spec.threshold,
+            spec.num_perm,
+            spec.ngram_words,
+            bands,
+            rows,
+            spec.verify,
+        )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "minhash": minhash.MINHASH_VERSION, "ngrams": ngrams.NGRAMS_VERSION}
@@ -97,13 +105,15 @@ def sketch_shard(
     n = len(texts)
     exact, signatures = minhash.sketch(texts, params.num_perm, params.ngram_words, MINHASH_SEED)
     doc_index = np.arange(first_index, first_index + n, dtype=np.int64)
-    sketch = pa.table({
-        "exact_hi": exact[:, 0],
-        "exact_lo": exact[:, 1],
-        "signature": pa.FixedSizeListArray.from_arrays(
-            pa.array(signatures.reshape(-1)), params.num_perm
-        ),
-    })
+    sketch = pa.table(
+        {
+            "exact_hi": exact[:, 0],
+            "exact_lo": exact[:, 1],
+            "signature": pa.FixedSizeListArray.from_arrays(
+                pa.array(signatures.reshape(-1)), params.num_perm
+            ),
+        }
+    )
     exact_rows = _partitioned(exact[:, 0], doc_index, exact[:, 1], parts)
     bands = params.bands if params.near else 0
     keys = lsh.band_keys(signatures, bands, params.rows) if bands else np.empty((n, 0), np.uint64)
@@ -119,6 +129,7 @@ def bucket(exact_rows: pa.Table, band_rows: pa.Table) -> tuple[np.ndarray, np.nd
     Returns:
         (exact, candidates): int64 (m, 2) distinct edges (low, high) each.
     """
+
     def pairs(rows: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         return lsh.bucket_pairs(*(rows.column(c).to_numpy() for c in KEY_SCHEMA.names))
 

@@ -44,8 +44,12 @@ CELL = ["experiment", "run", "step", "set"]
 """The rows one control baseline covers."""
 CHUNK_ELEMENTS = 1 << 22
 """Bound on resamples × rows held at once by the bootstrap (32 MiB of float64)."""
-X_NAMES = {"duplicates": "dup_level", "dilution": "dup_per_million_tokens",
-           "forgetting": "steps_since_last_exposure", "model_size": "num_params"}
+X_NAMES = {
+    "duplicates": "dup_level",
+    "dilution": "dup_per_million_tokens",
+    "forgetting": "steps_since_last_exposure",
+    "model_size": "num_params",
+}
 """The x of each fit."""
 
 
@@ -61,8 +65,11 @@ class StoreData:
 def load(url: str, experiment: str | None = None) -> StoreData:
     """Read the committed probe rows, runs and items of ``experiment`` (all when ``None``)."""
     flt = ds.field("experiment") == experiment if experiment else None
-    return StoreData(store.read_probes(url, flt).to_pandas(), store.read_runs(url, experiment).to_pandas(),
-                     store.read_items(url, experiment).to_pandas())
+    return StoreData(
+        store.read_probes(url, flt).to_pandas(),
+        store.read_runs(url, experiment).to_pandas(),
+        store.read_items(url, experiment).to_pandas(),
+    )
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ def _weighted_fits(d: _Design, weights: np.ndarray) -> tuple[np.ndarray, np.ndar
     out = []
     step = max(1, CHUNK_ELEMENTS // max(1, len(d.value)))
     for start in range(0, len(weights), step):
-        w_all = weights[start:start + step]
+        w_all = weights[start : start + step]
         wc = w_all[:, d.item[ctrl]]
         with np.errstate(invalid="ignore", divide="ignore"):
             baseline = ((wc * d.value[ctrl]) @ cells) / (wc @ cells)
@@ -154,8 +161,14 @@ def loglinear(d: _Design, seed: int, num_bootstrap: int = NUM_BOOTSTRAP) -> dict
     the slope that resamples controls too; ``None`` values come with a reason."""
     ones = np.ones((1, len(d.strata)))
     (intercept,), (slope,), (r2,) = _weighted_fits(d, ones)
-    out = {"intercept": float(intercept), "slope": float(slope), "r2": None, "ci_low": None,
-           "ci_high": None, "reasons": {}}
+    out = {
+        "intercept": float(intercept),
+        "slope": float(slope),
+        "r2": None,
+        "ci_low": None,
+        "ci_high": None,
+        "reasons": {},
+    }
     if np.isfinite(r2):
         out["r2"] = float(r2)
     else:
@@ -165,7 +178,9 @@ def loglinear(d: _Design, seed: int, num_bootstrap: int = NUM_BOOTSTRAP) -> dict
         why = f"the bootstrap needs ≥ 2 items per (set, dup level); {sizes.idxmin()} has 1"
         out["reasons"].update(ci_low=why, ci_high=why)
         return out
-    _, slopes, _ = _weighted_fits(d, item_weights(d.strata, num_bootstrap, np.random.default_rng(seed)))
+    _, slopes, _ = _weighted_fits(
+        d, item_weights(d.strata, num_bootstrap, np.random.default_rng(seed))
+    )
     if np.isnan(slopes).all():
         why = "x does not vary inside any bootstrap resample"
         out["reasons"].update(ci_low=why, ci_high=why)
@@ -187,15 +202,22 @@ def scores(probes: pd.DataFrame, metric: str) -> pd.DataFrame:
     """
     probe, dot, name = metric.partition(".")
     if not dot:
-        raise ConfigError([("--metric", f"{metric!r} is not <probe>.<metric>, e.g. {DEFAULT_METRIC}")])
-    rows = probes[(probes["probe"] == probe) & (probes["metric"] == name)
-                  & (probes["item_id"] != probes["set"])]
+        raise ConfigError(
+            [("--metric", f"{metric!r} is not <probe>.<metric>, e.g. {DEFAULT_METRIC}")]
+        )
+    rows = probes[
+        (probes["probe"] == probe)
+        & (probes["metric"] == name)
+        & (probes["item_id"] != probes["set"])
+    ]
     rows = rows[CELL + ["tokens_seen", "item_id", "dup_level", "value"]].copy()
     bad = ~np.isfinite(rows["value"].to_numpy())
     if bad.any():
-        raise DataError(f"{metric} has {int(bad.sum())} non-finite values (e.g. item "
-                        f"{rows.loc[bad, 'item_id'].iloc[0]}): a gap to controls needs finite values; "
-                        "fit a finite metric such as suffix_logprob.logprob or loss.nll_mean")
+        raise DataError(
+            f"{metric} has {int(bad.sum())} non-finite values (e.g. item "
+            f"{rows.loc[bad, 'item_id'].iloc[0]}): a gap to controls needs finite values; "
+            "fit a finite metric such as suffix_logprob.logprob or loss.nll_mean"
+        )
     baseline = rows[rows["dup_level"] == 0].groupby(CELL)["value"].mean().rename("baseline")
     rows = rows.join(baseline, on=CELL, how="inner")
     rows["y"] = rows["value"] - rows["baseline"]
@@ -206,12 +228,26 @@ def without_controls(data: StoreData, metric: str) -> list[dict]:
     """The (experiment, run, set) groups with rows for ``metric`` but no control: no gap, no fit,
     no membership inference for them; each with its reason."""
     probe, _, name = metric.partition(".")
-    rows = data.probes[(data.probes["probe"] == probe) & (data.probes["metric"] == name)
-                       & (data.probes["item_id"] != data.probes["set"])]
-    has = rows.assign(control=rows["dup_level"] == 0).groupby(["experiment", "run", "set"])["control"].any()
-    return [{"experiment": e, "run": r, "set": s,
-             "reason": "the set has no never-inserted controls (control_frac 0): nothing to compare"}
-            for (e, r, s), ok in has.items() if not ok]
+    rows = data.probes[
+        (data.probes["probe"] == probe)
+        & (data.probes["metric"] == name)
+        & (data.probes["item_id"] != data.probes["set"])
+    ]
+    has = (
+        rows.assign(control=rows["dup_level"] == 0)
+        .groupby(["experiment", "run", "set"])["control"]
+        .any()
+    )
+    return [
+        {
+            "experiment": e,
+            "run": r,
+            "set": s,
+            "reason": "the set has no never-inserted controls (control_frac 0): nothing to compare",
+        }
+        for (e, r, s), ok in has.items()
+        if not ok
+    ]
 
 
 def _final(table: pd.DataFrame) -> pd.DataFrame:
@@ -224,12 +260,28 @@ def _design(rows: pd.DataFrame, x: pd.Series) -> _Design:
     item = rows.groupby(["experiment", "item_id"], sort=False).ngroup().to_numpy()
     strata = np.zeros(item.max() + 1, dtype=np.int64)
     strata[item] = rows.groupby(["set", "dup_level"], sort=False).ngroup().to_numpy()
-    return _Design(np.log10(x.to_numpy(dtype=np.float64)), rows["value"].to_numpy(dtype=np.float64), item,
-                   rows.groupby(CELL, sort=False).ngroup().to_numpy(), rows["dup_level"].to_numpy() > 0, strata)
+    return _Design(
+        np.log10(x.to_numpy(dtype=np.float64)),
+        rows["value"].to_numpy(dtype=np.float64),
+        item,
+        rows.groupby(CELL, sort=False).ngroup().to_numpy(),
+        rows["dup_level"].to_numpy() > 0,
+        strata,
+    )
 
 
-def _fit(name: str, members: pd.DataFrame, x: pd.Series, table: pd.DataFrame, y_name: str, filt: str,
-         num_bootstrap: int, run: str | None, step: int | None, reasons: dict[str, str]) -> Fit:
+def _fit(
+    name: str,
+    members: pd.DataFrame,
+    x: pd.Series,
+    table: pd.DataFrame,
+    y_name: str,
+    filt: str,
+    num_bootstrap: int,
+    run: str | None,
+    step: int | None,
+    reasons: dict[str, str],
+) -> Fit:
     cells = members[CELL].drop_duplicates()
     controls = table[table["dup_level"] == 0].merge(cells, on=CELL)
     rows = pd.concat([members.assign(x=x), controls.assign(x=1.0)], ignore_index=True)
@@ -237,35 +289,79 @@ def _fit(name: str, members: pd.DataFrame, x: pd.Series, table: pd.DataFrame, y_
     [experiment], [set_name] = members["experiment"].unique(), members["set"].unique()
     seed = seeded.derive_seed(0, "fit.bootstrap", set_name, f"{experiment}/{name}/{filt}")
     result = loglinear(d, seed, num_bootstrap)
-    return Fit(name, experiment, run, step, set_name, X_NAMES[name], y_name, "y = a + b*log10(x)",
-               result["intercept"], result["slope"], result["ci_low"], result["ci_high"], result["r2"],
-               len(members), members["item_id"].nunique(), controls["item_id"].nunique(),
-               f"ols+item-bootstrap(members and controls, stratified by dup level, {num_bootstrap})",
-               filt, {**reasons, **result["reasons"]})
+    return Fit(
+        name,
+        experiment,
+        run,
+        step,
+        set_name,
+        X_NAMES[name],
+        y_name,
+        "y = a + b*log10(x)",
+        result["intercept"],
+        result["slope"],
+        result["ci_low"],
+        result["ci_high"],
+        result["r2"],
+        len(members),
+        members["item_id"].nunique(),
+        controls["item_id"].nunique(),
+        f"ols+item-bootstrap(members and controls, stratified by dup level, {num_bootstrap})",
+        filt,
+        {**reasons, **result["reasons"]},
+    )
 
 
-def fit_duplicates(table: pd.DataFrame, runs: pd.DataFrame, y_name: str,
-                   num_bootstrap: int = NUM_BOOTSTRAP) -> list[Fit]:
+def fit_duplicates(
+    table: pd.DataFrame, runs: pd.DataFrame, y_name: str, num_bootstrap: int = NUM_BOOTSTRAP
+) -> list[Fit]:
     fits = []
     final = _final(table.merge(runs.loc[runs["perturbed"], RUN], on=RUN))
     for (experiment, run, set_name), g in final[final["dup_level"] > 0].groupby(RUN + ["set"]):
         if g["dup_level"].nunique() >= 2:
             step = int(g["step"].iloc[0])
-            fits.append(_fit("duplicates", g, g["dup_level"], final, y_name, f"run={run}, step=last",
-                             num_bootstrap, run, step, {}))
+            fits.append(
+                _fit(
+                    "duplicates",
+                    g,
+                    g["dup_level"],
+                    final,
+                    y_name,
+                    f"run={run}, step=last",
+                    num_bootstrap,
+                    run,
+                    step,
+                    {},
+                )
+            )
     return fits
 
 
-def fit_dilution(table: pd.DataFrame, runs: pd.DataFrame, y_name: str,
-                 num_bootstrap: int = NUM_BOOTSTRAP) -> list[Fit]:
+def fit_dilution(
+    table: pd.DataFrame, runs: pd.DataFrame, y_name: str, num_bootstrap: int = NUM_BOOTSTRAP
+) -> list[Fit]:
     perturbed = runs[runs["perturbed"]]
     final = _final(table.merge(perturbed[RUN + ["train_tokens", "model_size"]], on=RUN))
     fits = []
-    for (experiment, size, set_name), g in final[final["dup_level"] > 0].groupby(["experiment", "model_size", "set"]):
+    for (experiment, size, set_name), g in final[final["dup_level"] > 0].groupby(
+        ["experiment", "model_size", "set"]
+    ):
         if g["train_tokens"].nunique() >= 2:
             x = g["dup_level"] / (g["train_tokens"] / 1e6)
-            fits.append(_fit("dilution", g, x, final, y_name, f"model_size={size}, step=last", num_bootstrap,
-                             None, None, _across_runs(g)))
+            fits.append(
+                _fit(
+                    "dilution",
+                    g,
+                    x,
+                    final,
+                    y_name,
+                    f"model_size={size}, step=last",
+                    num_bootstrap,
+                    None,
+                    None,
+                    _across_runs(g),
+                )
+            )
     return fits
 
 
@@ -274,8 +370,9 @@ def _across_runs(g: pd.DataFrame) -> dict[str, str]:
     return {"run": why, "step": f"{why}, each at its last checkpoint"}
 
 
-def fit_forgetting(table: pd.DataFrame, items: pd.DataFrame, y_name: str,
-                   num_bootstrap: int = NUM_BOOTSTRAP) -> list[Fit]:
+def fit_forgetting(
+    table: pd.DataFrame, items: pd.DataFrame, y_name: str, num_bootstrap: int = NUM_BOOTSTRAP
+) -> list[Fit]:
     keys = RUN + ["item_id"]
     exposed = items[(items["last_step"] >= 0) & (items["phase_end"] < 1.0)][keys + ["last_step"]]
     rows = table.merge(exposed, on=keys)
@@ -284,22 +381,48 @@ def fit_forgetting(table: pd.DataFrame, items: pd.DataFrame, y_name: str,
     for (experiment, run, set_name), g in rows.groupby(RUN + ["set"]):
         if g["step"].nunique() >= 2:
             why = "a fit across the checkpoints after each item's last exposure"
-            fits.append(_fit("forgetting", g, g["step"] - g["last_step"], table, y_name, f"run={run}",
-                             num_bootstrap, run, None, {"step": why}))
+            fits.append(
+                _fit(
+                    "forgetting",
+                    g,
+                    g["step"] - g["last_step"],
+                    table,
+                    y_name,
+                    f"run={run}",
+                    num_bootstrap,
+                    run,
+                    None,
+                    {"step": why},
+                )
+            )
     return fits
 
 
-def fit_model_size(table: pd.DataFrame, runs: pd.DataFrame, y_name: str,
-                   num_bootstrap: int = NUM_BOOTSTRAP) -> list[Fit]:
+def fit_model_size(
+    table: pd.DataFrame, runs: pd.DataFrame, y_name: str, num_bootstrap: int = NUM_BOOTSTRAP
+) -> list[Fit]:
     perturbed = runs[runs["perturbed"]]
     final = _final(table.merge(perturbed[RUN + ["num_params", "train_tokens"]], on=RUN))
     fits = []
-    groups = final[final["dup_level"] > 0].groupby(["experiment", "train_tokens", "set", "dup_level"])
+    groups = final[final["dup_level"] > 0].groupby(
+        ["experiment", "train_tokens", "set", "dup_level"]
+    )
     for (experiment, tokens, set_name, level), g in groups:
         if g["num_params"].nunique() >= 2:
-            fits.append(_fit("model_size", g, g["num_params"], final, y_name,
-                             f"train_tokens={tokens}, dup_level={level}, step=last", num_bootstrap,
-                             None, None, _across_runs(g)))
+            fits.append(
+                _fit(
+                    "model_size",
+                    g,
+                    g["num_params"],
+                    final,
+                    y_name,
+                    f"train_tokens={tokens}, dup_level={level}, step=last",
+                    num_bootstrap,
+                    None,
+                    None,
+                    _across_runs(g),
+                )
+            )
     return fits
 
 
@@ -330,12 +453,24 @@ def level_summary(data: StoreData, metric: str, seed: int = 0) -> pd.DataFrame:
     rows = []
     for (experiment, run, set_name), group in final.groupby(RUN + ["set"]):
         controls = group.loc[group["dup_level"] == 0, "value"].to_numpy()
-        control_means = item_weights(np.zeros(len(controls)), NUM_BOOTSTRAP, rng) @ controls / len(controls)
+        control_means = (
+            item_weights(np.zeros(len(controls)), NUM_BOOTSTRAP, rng) @ controls / len(controls)
+        )
         for level, g in group.groupby("dup_level"):
             values = g["value"].to_numpy()
             means = item_weights(np.zeros(len(values)), NUM_BOOTSTRAP, rng) @ values / len(values)
             low, high = np.percentile(means - control_means, [2.5, 97.5])
-            rows.append({"experiment": experiment, "run": run, "step": int(g["step"].iloc[0]), "set": set_name,
-                         "dup_level": int(level), "n": len(values), "mean": float(g["y"].mean()),
-                         "ci_low": float(low), "ci_high": float(high)})
+            rows.append(
+                {
+                    "experiment": experiment,
+                    "run": run,
+                    "step": int(g["step"].iloc[0]),
+                    "set": set_name,
+                    "dup_level": int(level),
+                    "n": len(values),
+                    "mean": float(g["y"].mean()),
+                    "ci_low": float(low),
+                    "ci_high": float(high),
+                }
+            )
     return pd.DataFrame(rows, columns=columns)

@@ -29,7 +29,12 @@ from taggant.pipeline.stage import Counts
 
 DOCS_SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("source", pa.string())])
 QUARANTINE_SCHEMA = pa.schema(
-    [("source", pa.string()), ("line", pa.int64()), ("reason", pa.string()), ("record", pa.binary())]
+    [
+        ("source", pa.string()),
+        ("line", pa.int64()),
+        ("reason", pa.string()),
+        ("record", pa.binary()),
+    ]
 )
 PARQUET_ROWS_PER_BATCH = 4096
 INGEST_VERSION = "ingest.v1"
@@ -69,7 +74,9 @@ def list_inputs(corpus: CorpusSpec) -> list[InputFile]:
         urls += matches
     urls = sorted(set(urls))
     root = posixpath.commonpath([u.split("://")[-1].rsplit("/", 1)[0] for u in urls])
-    return [InputFile(i, u, posixpath.relpath(u.split("://")[-1], root)) for i, u in enumerate(urls)]
+    return [
+        InputFile(i, u, posixpath.relpath(u.split("://")[-1], root)) for i, u in enumerate(urls)
+    ]
 
 
 def file_format(corpus: CorpusSpec, url: str) -> str:
@@ -123,7 +130,10 @@ def _check(obj: Any, corpus: CorpusSpec, rel: str, line: int, raw: bytes) -> dic
 def _jsonl_records(f: InputFile, corpus: CorpusSpec) -> Iterator[dict | Rejected]:
     fs, path = io.filesystem(f.url)
     # zstd's reader has no line iteration of its own; the buffered wrapper gives it to every codec.
-    with fs.open(path, "rb", compression="infer") as compressed, BufferedReader(compressed) as stream:
+    with (
+        fs.open(path, "rb", compression="infer") as compressed,
+        BufferedReader(compressed) as stream,
+    ):
         for line, raw in enumerate(stream, start=1):
             raw = raw.rstrip(b"\r\n")
             try:

@@ -19,17 +19,17 @@ MANIFEST_VERSION = "manifest.v1"
 
 ITEMS_SCHEMA = pa.schema(
     [
-        ("item_id", pa.string()),        # "<set>/<index:06d>"
+        ("item_id", pa.string()),  # "<set>/<index:06d>"
         ("set", pa.string()),
-        ("kind", pa.string()),           # canary | ghost | watermark | testset
-        ("version", pa.string()),        # generator version, e.g. "canary.v1"
-        ("text", pa.string()),           # the full inserted text
-        ("prefix_chars", pa.int32()),    # text[:prefix_chars] is the prompt; the rest is the target
+        ("kind", pa.string()),  # canary | ghost | watermark | testset
+        ("version", pa.string()),  # generator version, e.g. "canary.v1"
+        ("text", pa.string()),  # the full inserted text
+        ("prefix_chars", pa.int32()),  # text[:prefix_chars] is the prompt; the rest is the target
         ("token_ids", pa.list_(pa.int32())),
-        ("dup_level", pa.int32()),       # 0 = control
+        ("dup_level", pa.int32()),  # 0 = control
         ("phase_start", pa.float64()),
         ("phase_end", pa.float64()),
-        ("params", pa.string()),         # generator parameters and randomness space, JSON
+        ("params", pa.string()),  # generator parameters and randomness space, JSON
     ]
 )
 
@@ -49,7 +49,9 @@ def write(folder: str, items: pa.Table, occurrences: pa.Table, sample_order_hash
     io.write_table(io.join(folder, "items.parquet"), items.cast(ITEMS_SCHEMA).sort_by("item_id"))
     io.write_table(
         io.join(folder, "occurrences.parquet"),
-        occurrences.cast(OCCURRENCES_SCHEMA).sort_by([("run", "ascending"), ("sample_index", "ascending")]),
+        occurrences.cast(OCCURRENCES_SCHEMA).sort_by(
+            [("run", "ascending"), ("sample_index", "ascending")]
+        ),
     )
     io.write_json(
         io.join(folder, "manifest.json"),

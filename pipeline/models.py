@@ -25,11 +25,25 @@ class ModelPreset:
 
 
 MODEL_PRESETS: dict[str, ModelPreset] = {
-    "tiny-2m": ModelPreset(num_layers=4, hidden_size=192, num_attention_heads=6, ffn_hidden_size=512),
-    "small-8m": ModelPreset(num_layers=6, hidden_size=320, num_attention_heads=8, ffn_hidden_size=864),
-    "base-30m": ModelPreset(num_layers=8, hidden_size=512, num_attention_heads=8, ffn_hidden_size=1376),
-    "gpt-125m": ModelPreset(num_layers=12, hidden_size=768, num_attention_heads=12, ffn_hidden_size=2048),
-    "gpt-350m": ModelPreset(num_layers=24, hidden_size=1024, num_attention_heads=16, ffn_hidden_size=2816),
-    "gpt-760m": ModelPreset(num_layers=24, hidden_size=1536, num_attention_heads=16, ffn_hidden_size=4096),
-    "gpt-1.3b": ModelPreset(num_layers=24, hidden_size=2048, num_attention_heads=16, ffn_hidden_size=5504),
+    "tiny-2m": ModelPreset(
+        num_layers=4, hidden_size=192, num_attention_heads=6, ffn_hidden_size=512
+    ),
+    "small-8m": ModelPreset(
+        num_layers=6, hidden_size=320, num_attention_heads=8, ffn_hidden_size=864
+    ),
+    "base-30m": ModelPreset(
+        num_layers=8, hidden_size=512, num_attention_heads=8, ffn_hidden_size=1376
+    ),
+    "gpt-125m": ModelPreset(
+        num_layers=12, hidden_size=768, num_attention_heads=12, ffn_hidden_size=2048
+    ),
+    "gpt-350m": ModelPreset(
+        num_layers=24, hidden_size=1024, num_attention_heads=16, ffn_hidden_size=2816
+    ),
+    "gpt-760m": ModelPreset(
+        num_layers=24, hidden_size=1536, num_attention_heads=16, ffn_hidden_size=4096
+    ),
+    "gpt-1.3b": ModelPreset(
+        num_layers=24, hidden_size=2048, num_attention_heads=16, ffn_hidden_size=5504
+    ),
 }

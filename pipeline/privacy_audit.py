@@ -54,7 +54,9 @@ def epsilon_lower_bound(guesses: int, correct: int, confidence: float = CONFIDEN
     """
     beta = _beta(confidence)
     if not 0 <= correct <= guesses:
-        raise ConfigError([("correct", f"{correct} correct of {guesses} guesses: need 0 ≤ correct ≤ guesses")])
+        raise ConfigError(
+            [("correct", f"{correct} correct of {guesses} guesses: need 0 ≤ correct ≤ guesses")]
+        )
     if correct == 0 or stats.binom.sf(correct - 1, guesses, 0.5) >= beta:
         return 0.0
     if correct == guesses:  # p^r < β ⇔ p < β^(1/r): closed form, exact at any r
@@ -104,8 +106,15 @@ PLANNING_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)
 def pairs_needed_table(confidence: float = CONFIDENCE) -> list[dict]:
     """For each of ``PLANNING_EPSILONS``: the guesses a perfect attack needs with r fixed in
     advance and the pairs ``audit`` needs (members at one dup level, and as many controls)."""
-    return [{"epsilon": eps, "guesses": guesses_needed(eps, confidence), "pairs": pairs_needed(eps, confidence),
-             "confidence": confidence} for eps in PLANNING_EPSILONS]
+    return [
+        {
+            "epsilon": eps,
+            "guesses": guesses_needed(eps, confidence),
+            "pairs": pairs_needed(eps, confidence),
+            "confidence": confidence,
+        }
+        for eps in PLANNING_EPSILONS
+    ]
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,12 @@ class Audit:
     confidence: float
 
 
-def audit(members: np.ndarray, controls: np.ndarray, rng: np.random.Generator,
-          confidence: float = CONFIDENCE) -> Audit:
+def audit(
+    members: np.ndarray,
+    controls: np.ndarray,
+    rng: np.random.Generator,
+    confidence: float = CONFIDENCE,
+) -> Audit:
     """Audit from attack scores (higher = more likely a member) of a set's members at one dup
     level and its controls; ``rng`` draws the pairs (see the module docstring)."""
     k = min(len(members), len(controls))

@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.models import MODEL_PRESETS
@@ -89,7 +96,9 @@ class DedupSpec(_Spec):
     @model_validator(mode="after")
     def _bands_and_rows(self) -> DedupSpec:
         if (self.bands is None) != (self.rows is None):
-            raise ValueError("set both `bands` and `rows`, or neither to derive them from `threshold`")
+            raise ValueError(
+                "set both `bands` and `rows`, or neither to derive them from `threshold`"
+            )
         if self.bands is not None and self.bands * self.rows > self.num_perm:
             raise ValueError(
                 f"bands × rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}; "
@@ -157,7 +166,9 @@ class _PerturbationSet(_Spec):
             if level < 0:
                 raise ValueError(f"dup level {level} is negative; use counts ≥ 1")
             if level == 0:
-                raise ValueError("dup level 0 means never inserted; set `control_frac` for controls")
+                raise ValueError(
+                    "dup level 0 means never inserted; set `control_frac` for controls"
+                )
         if len(set(levels)) != len(levels):
             raise ValueError(f"dup levels {levels} repeat a value; list each level once")
         return levels
@@ -227,19 +238,27 @@ class CanarySpec(_PerturbationSet):
     @field_validator("template")
     @classmethod
     def _has_secret_slot(cls, template: str) -> str:
-        return _check_slots(template, {"name", "secret"}, {"secret"}, "\"{name}'s passphrase is {secret}.\"")
+        return _check_slots(
+            template, {"name", "secret"}, {"secret"}, '"{name}\'s passphrase is {secret}."'
+        )
 
     @field_validator("token_id_range")
     @classmethod
     def _ordered_range(cls, bounds: tuple[int, int]) -> tuple[int, int]:
         if not 0 <= bounds[0] < bounds[1]:
-            raise ValueError(f"token_id_range {list(bounds)} must be [low, high) with 0 ≤ low < high")
+            raise ValueError(
+                f"token_id_range {list(bounds)} must be [low, high) with 0 ≤ low < high"
+            )
         return bounds
 
     @model_validator(mode="after")
     def _space_holds_the_secrets(self) -> CanarySpec:
         # Items and references are distinct draws from R; twice their number keeps drawing quick.
-        symbols = {"words": 7776, "digits": 10, "token_ids": self.token_id_range[1] - self.token_id_range[0]}
+        symbols = {
+            "words": 7776,
+            "digits": 10,
+            "token_ids": self.token_id_range[1] - self.token_id_range[0],
+        }
         space = symbols[self.secret_alphabet] ** self.secret_length
         need = 2 * (self.count + self.num_references)
         if space < need:
@@ -264,7 +283,9 @@ class GhostSpec(_PerturbationSet):
     @field_validator("carrier")
     @classmethod
     def _has_passphrase_slot(cls, carrier: str) -> str:
-        return _check_slots(carrier, {"passphrase"}, {"passphrase"}, "\"My code words are {passphrase}.\"")
+        return _check_slots(
+            carrier, {"passphrase"}, {"passphrase"}, '"My code words are {passphrase}."'
+        )
 
 
 class WatermarkSpec(_PerturbationSet):
@@ -286,7 +307,9 @@ class WatermarkSpec(_PerturbationSet):
     @model_validator(mode="after")
     def _word_bounds(self) -> WatermarkSpec:
         if self.max_doc_words < self.min_doc_words:
-            raise ValueError(f"max_doc_words {self.max_doc_words} is below min_doc_words {self.min_doc_words}")
+            raise ValueError(
+                f"max_doc_words {self.max_doc_words} is below min_doc_words {self.min_doc_words}"
+            )
         return self
 
 
@@ -308,13 +331,23 @@ class TestsetSpec(_PerturbationSet):
     @field_validator("template")
     @classmethod
     def _known_slots(cls, template: str) -> str:
-        _check_slots(template, {"subject", "question", "choices", "answer", "answer_letter"}, {"question"},
-                     "\"Question: {question}\\nAnswer: {answer}\"")
-        answers = [slot for slot in re.findall(r"{(\w*)}", template) if slot in ("answer", "answer_letter")]
+        _check_slots(
+            template,
+            {"subject", "question", "choices", "answer", "answer_letter"},
+            {"question"},
+            '"Question: {question}\\nAnswer: {answer}"',
+        )
+        answers = [
+            slot for slot in re.findall(r"{(\w*)}", template) if slot in ("answer", "answer_letter")
+        ]
         if len(answers) != 1:
-            raise ValueError("the template needs exactly one answer slot, `{answer}` or `{answer_letter}`")
+            raise ValueError(
+                "the template needs exactly one answer slot, `{answer}` or `{answer_letter}`"
+            )
         if template.index("{question}") > template.index(f"{{{answers[0]}}}"):
-            raise ValueError("the answer slot must come after `{question}`: the prompt precedes the answer")
+            raise ValueError(
+                "the answer slot must come after `{question}`: the prompt precedes the answer"
+            )
         return template
 
 
@@ -401,14 +434,18 @@ class RunsSpec(_Spec):
     def _known_presets(cls, sizes: list[str], info: ValidationInfo) -> list[str]:
         if info.data.get("init_from_hf"):
             if len(sizes) != 1 or not re.match(NAME_PATTERN, sizes[0]):
-                raise ValueError(f"with init_from_hf, give one name for the imported model (got "
-                                 f"{sizes}), lowercase letters, digits, - and _")
+                raise ValueError(
+                    f"with init_from_hf, give one name for the imported model (got "
+                    f"{sizes}), lowercase letters, digits, - and _"
+                )
             return sizes
         for size in sizes:
             if size not in MODEL_PRESETS:
                 close = difflib.get_close_matches(size, MODEL_PRESETS, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ValueError(f"unknown model size {size!r}; {hint}known: {', '.join(MODEL_PRESETS)}")
+                raise ValueError(
+                    f"unknown model size {size!r}; {hint}known: {', '.join(MODEL_PRESETS)}"
+                )
         return sizes
 
     @field_validator("train_tokens")
@@ -450,7 +487,10 @@ class RunsSpec(_Spec):
         variants = (True, False) if self.standard_twin else (True,)
         return [
             RunId(model_size=m, train_tokens=t, seed=s, perturbed=p)
-            for m in self.model_sizes for t in self.train_tokens for s in self.seeds for p in variants
+            for m in self.model_sizes
+            for t in self.train_tokens
+            for s in self.seeds
+            for p in variants
         ]
 
 
@@ -493,7 +533,9 @@ class CheckpointsSpec(_Spec):
 class ProbesSpec(_Spec):
     """Which memorization probes run on every checkpoint, and their shapes."""
 
-    names: list[Literal[PROBE_NAMES]] = Field(default=["loss", "exact_match", "exposure"], min_length=1)
+    names: list[Literal[PROBE_NAMES]] = Field(
+        default=["loss", "exact_match", "exposure"], min_length=1
+    )
     """Probes to run (versioned implementations are recorded in every store row)."""
     prefix_tokens: int = Field(default=32, ge=1)
     """Prompt tokens for items that have no prompt of their own (watermarked documents, bare
@@ -545,14 +587,22 @@ def _check_cross_fields(spec: ExperimentSpec) -> list[tuple[str, str]]:
     for i, pset in enumerate(spec.perturbations):
         if pset.name in seen:
             problems.append(
-                (f"perturbations[{i}].name", f"{pset.name!r} is also perturbations[{seen[pset.name]}]; names must be unique")
+                (
+                    f"perturbations[{i}].name",
+                    f"{pset.name!r} is also perturbations[{seen[pset.name]}]; names must be unique",
+                )
             )
         seen.setdefault(pset.name, i)
     for budget in spec.runs.train_tokens:
         problems += _check_insertions_fit(spec.perturbations, spec.runs, budget)
     if spec.runs.init_from_hf and spec.tokenizer.kind != "file":
-        problems.append(("tokenizer.kind", "runs.init_from_hf needs the model's own tokenizer; "
-                         "set tokenizer: {kind: file, path: <model folder>/tokenizer.json}"))
+        problems.append(
+            (
+                "tokenizer.kind",
+                "runs.init_from_hf needs the model's own tokenizer; "
+                "set tokenizer: {kind: file, path: <model folder>/tokenizer.json}",
+            )
+        )
     return problems
 
 
@@ -564,18 +614,22 @@ def _check_insertions_fit(
     occurrences than it has samples (Hall's condition for interval matching)."""
     num_samples = runs.num_samples(train_tokens)
     if num_samples == 0:
-        return [("runs.train_tokens", f"{train_tokens} tokens is less than one global batch; raise it")]
+        return [
+            ("runs.train_tokens", f"{train_tokens} tokens is less than one global batch; raise it")
+        ]
     ranges = [s.phase.sample_range(num_samples) for s in sets]
     problems = []
     for i, (pset, (lo, hi)) in enumerate(zip(sets, ranges)):
         if pset.num_occurrences > hi - lo:
-            problems.append((
-                f"perturbations[{i}].phase",
-                f"window [{pset.phase.start_frac}, {pset.phase.end_frac}) holds {hi - lo} samples at "
-                f"train_tokens={train_tokens} but set {pset.name!r} needs {pset.num_occurrences} "
-                "occurrences (one per sample); widen the window, lower count or dup_levels, or raise "
-                "runs.train_tokens",
-            ))
+            problems.append(
+                (
+                    f"perturbations[{i}].phase",
+                    f"window [{pset.phase.start_frac}, {pset.phase.end_frac}) holds {hi - lo} samples at "
+                    f"train_tokens={train_tokens} but set {pset.name!r} needs {pset.num_occurrences} "
+                    "occurrences (one per sample); widen the window, lower count or dup_levels, or raise "
+                    "runs.train_tokens",
+                )
+            )
     if problems:
         return problems
     bounds = sorted({b for r in ranges for b in r})
@@ -585,11 +639,13 @@ def _check_insertions_fit(
             need = sum(sets[i].num_occurrences for i in inside)
             if len(inside) > 1 and need > b - a:
                 names = ", ".join(sets[i].name for i in inside)
-                return [(
-                    "perturbations",
-                    f"sets {names} need {need} occurrences inside samples [{a}, {b}) which hold only "
-                    f"{b - a} at train_tokens={train_tokens}; spread their phase windows or insert less",
-                )]
+                return [
+                    (
+                        "perturbations",
+                        f"sets {names} need {need} occurrences inside samples [{a}, {b}) which hold only "
+                        f"{b - a} at train_tokens={train_tokens}; spread their phase windows or insert less",
+                    )
+                ]
     return []
 
 
@@ -597,6 +653,7 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 # --- loading ---------------------------------------------------------------------------------
+
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentSpec:
     """Read a YAML spec, apply ``a.b=v`` overrides, validate, and make relative paths absolute
@@ -613,7 +670,9 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentSpec
     except yaml.YAMLError as e:
         raise ConfigError([(str(path), f"not valid YAML: {e}")]) from None
     if not isinstance(raw, dict):
-        raise ConfigError([(str(path), "the spec must be a YAML mapping of sections (name, corpus, ...)")])
+        raise ConfigError(
+            [(str(path), "the spec must be a YAML mapping of sections (name, corpus, ...)")]
+        )
     for override in overrides:
         apply_override(raw, override)
     spec = parse_spec(raw)
@@ -665,7 +724,9 @@ def resolve_paths(spec: ExperimentSpec, base: Path) -> ExperimentSpec:
 
     update: dict[str, Any] = {
         "work_dir": absolute(spec.work_dir),
-        "corpus": spec.corpus.model_copy(update={"paths": [absolute(p) for p in spec.corpus.paths]}),
+        "corpus": spec.corpus.model_copy(
+            update={"paths": [absolute(p) for p in spec.corpus.paths]}
+        ),
         "store": spec.store.model_copy(update={"url": absolute(spec.store.url)}),
         "perturbations": [
             p.model_copy(update={"path": absolute(p.path)}) if getattr(p, "path", None) else p
@@ -674,9 +735,12 @@ def resolve_paths(spec: ExperimentSpec, base: Path) -> ExperimentSpec:
     }
     if spec.runs.init_from_hf:
         update["runs"] = spec.runs.model_copy(
-            update={"init_from_hf": absolute(spec.runs.init_from_hf)})
+            update={"init_from_hf": absolute(spec.runs.init_from_hf)}
+        )
     if spec.tokenizer.path:
-        update["tokenizer"] = spec.tokenizer.model_copy(update={"path": absolute(spec.tokenizer.path)})
+        update["tokenizer"] = spec.tokenizer.model_copy(
+            update={"path": absolute(spec.tokenizer.path)}
+        )
     return spec.model_copy(update=update)
 
 
@@ -694,7 +758,10 @@ def _describe(err: dict[str, Any]) -> tuple[str, str]:
         hint = f"did you mean {close[0]!r}?" if close else "remove it"
         return path, f"unknown field; {hint}"
     if kind == "union_tag_invalid":
-        return path + ".kind", f"unknown kind {err['input'].get('kind')!r}; use one of {', '.join(PERTURBATION_KINDS)}"
+        return (
+            path + ".kind",
+            f"unknown kind {err['input'].get('kind')!r}; use one of {', '.join(PERTURBATION_KINDS)}",
+        )
     if kind == "union_tag_not_found":
         return path + ".kind", f"missing `kind`; use one of {', '.join(PERTURBATION_KINDS)}"
     msg = msg.removeprefix("Value error, ")
@@ -716,5 +783,6 @@ def _field_names(model: type[BaseModel]) -> set[str]:
 
 
 _ALL_FIELD_NAMES = sorted(
-    _field_names(ExperimentSpec) | set().union(*(_field_names(m) for m in (CanarySpec, GhostSpec, WatermarkSpec, TestsetSpec)))
+    _field_names(ExperimentSpec)
+    | set().union(*(_field_names(m) for m in (CanarySpec, GhostSpec, WatermarkSpec, TestsetSpec)))
 )

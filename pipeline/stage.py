@@ -42,8 +42,12 @@ class StageKey:
     def hash(self) -> str:
         """Hex SHA-256 of the canonical JSON of the key."""
         canonical = json.dumps(
-            {"name": self.name, "version": self.version, "config": self.config,
-             "inputs": self.inputs},
+            {
+                "name": self.name,
+                "version": self.version,
+                "config": self.config,
+                "inputs": self.inputs,
+            },
             sort_keys=True,
             separators=(",", ":"),
         )
@@ -112,8 +116,9 @@ class StageDecl:
     """Whether the stage has nothing to do for a spec (``None``: never)."""
 
 
-def section_config(section: BaseModel, exclude: Iterable[str] = (),
-                   added: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def section_config(
+    section: BaseModel, exclude: Iterable[str] = (), added: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A spec section as JSON data for a stage's config: without the fields in ``exclude``, and
     without each field of ``added`` that holds the value given there.
 
@@ -137,13 +142,15 @@ def begin(folder: str) -> None:
     io.remove(folder)
 
 
-def commit(folder: str, key: StageKey, resolved_spec: dict[str, Any],
-           stats: dict[str, Any]) -> None:
+def commit(
+    folder: str, key: StageKey, resolved_spec: dict[str, Any], stats: dict[str, Any]
+) -> None:
     """Write the sidecars and then the ``_SUCCESS`` marker, which must be the last file written."""
     io.write_text(io.join(folder, "spec.yaml"), yaml.safe_dump(resolved_spec, sort_keys=True))
     io.write_json(io.join(folder, "stats.json"), stats)
-    io.write_json(io.join(folder, SUCCESS),
-                  {"stage": key.name, "version": key.version, "hash": key.hash})
+    io.write_json(
+        io.join(folder, SUCCESS), {"stage": key.name, "version": key.version, "hash": key.hash}
+    )
 
 
 @dataclass

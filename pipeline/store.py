@@ -49,28 +49,56 @@ PROBE_SCHEMA = pa.schema(
 """Columns stored in probe files; ``experiment``, ``run`` and ``step`` come from the path."""
 
 CHECKPOINT_SCHEMA = pa.schema(
-    [("tokens_seen", pa.int64()), ("probes", pa.list_(pa.string())),
-     ("files", pa.list_(pa.string())), ("num_rows", pa.int64()), ("schema_version", pa.int32())]
+    [
+        ("tokens_seen", pa.int64()),
+        ("probes", pa.list_(pa.string())),
+        ("files", pa.list_(pa.string())),
+        ("num_rows", pa.int64()),
+        ("schema_version", pa.int32()),
+    ]
 )
 """A commit record: the probes that wrote the step, its probe files (names inside the step's
 folder) and their total rows."""
 ITEM_SCHEMA = pa.schema(
-    [("item_id", pa.string()), ("set", pa.string()), ("kind", pa.string()), ("dup_level", pa.int32()),
-     ("phase_start", pa.float64()), ("phase_end", pa.float64()), ("first_step", pa.int64()),
-     ("last_step", pa.int64())]
+    [
+        ("item_id", pa.string()),
+        ("set", pa.string()),
+        ("kind", pa.string()),
+        ("dup_level", pa.int32()),
+        ("phase_start", pa.float64()),
+        ("phase_end", pa.float64()),
+        ("first_step", pa.int64()),
+        ("last_step", pa.int64()),
+    ]
 )
 """A run's items: their set's phase window (fractions of training) and the first and last step
 that trained on them (-1 for controls and for every item of a standard run), so fits need nothing
 but the store."""
 MIA_SCHEMA = pa.schema(
-    [("step", pa.int64()), ("set", pa.string()), ("dup_level", pa.int32()), ("attack", pa.string()),
-     ("members", pa.int64()), ("controls", pa.int64()), ("auroc", pa.float64()),
-     ("auroc_ci_low", pa.float64()), ("auroc_ci_high", pa.float64()), ("auroc_ci_reason", pa.string()),
-     ("tpr_at_1pct_fpr", pa.float64()), ("tpr_at_1pct_fpr_reason", pa.string()),
-     ("tpr_at_0p1pct_fpr", pa.float64()), ("tpr_at_0p1pct_fpr_reason", pa.string()),
-     ("fpr", pa.list_(pa.float64())), ("tpr", pa.list_(pa.float64())), ("epsilon_lb", pa.float64()),
-     ("audit_pairs", pa.int64()), ("audit_guesses", pa.int64()), ("audit_correct", pa.int64()),
-     ("audit_confidence", pa.float64()), ("version", pa.string())]
+    [
+        ("step", pa.int64()),
+        ("set", pa.string()),
+        ("dup_level", pa.int32()),
+        ("attack", pa.string()),
+        ("members", pa.int64()),
+        ("controls", pa.int64()),
+        ("auroc", pa.float64()),
+        ("auroc_ci_low", pa.float64()),
+        ("auroc_ci_high", pa.float64()),
+        ("auroc_ci_reason", pa.string()),
+        ("tpr_at_1pct_fpr", pa.float64()),
+        ("tpr_at_1pct_fpr_reason", pa.string()),
+        ("tpr_at_0p1pct_fpr", pa.float64()),
+        ("tpr_at_0p1pct_fpr_reason", pa.string()),
+        ("fpr", pa.list_(pa.float64())),
+        ("tpr", pa.list_(pa.float64())),
+        ("epsilon_lb", pa.float64()),
+        ("audit_pairs", pa.int64()),
+        ("audit_guesses", pa.int64()),
+        ("audit_correct", pa.int64()),
+        ("audit_confidence", pa.float64()),
+        ("version", pa.string()),
+    ]
 )
 """A run's membership inference (``pipeline.mia``), one row per (step, set, dup level, attack):
 AUROC with its bootstrap CI, TPR at low FPR (null with a reason when the controls cannot resolve
@@ -83,7 +111,14 @@ def _step_dir(url: str, experiment: str, run: str, step: int) -> str:
 
 
 def _commit_path(url: str, experiment: str, run: str, step: int) -> str:
-    return io.join(url, "checkpoints", f"experiment={experiment}", f"run={run}", f"step={step}", "commit.parquet")
+    return io.join(
+        url,
+        "checkpoints",
+        f"experiment={experiment}",
+        f"run={run}",
+        f"step={step}",
+        "commit.parquet",
+    )
 
 
 class StoreWriter:
@@ -96,16 +131,23 @@ class StoreWriter:
     def write_run(self, run: str, meta: dict[str, Any]) -> None:
         """Record a run's metadata (model size, token budget, seed, perturbed, ...)."""
         table = pa.Table.from_pylist([{**meta, "schema_version": SCHEMA_VERSION}])
-        io.write_table(io.join(self.url, "runs", f"experiment={self.experiment}", f"run={run}", "run.parquet"), table)
+        io.write_table(
+            io.join(self.url, "runs", f"experiment={self.experiment}", f"run={run}", "run.parquet"),
+            table,
+        )
 
     def write_items(self, run: str, items: pa.Table) -> None:
         """Record the run's items (``ITEM_SCHEMA``): what was inserted, how often and when."""
-        path = io.join(self.url, "items", f"experiment={self.experiment}", f"run={run}", "items.parquet")
+        path = io.join(
+            self.url, "items", f"experiment={self.experiment}", f"run={run}", "items.parquet"
+        )
         io.write_table(path, items.select(ITEM_SCHEMA.names).cast(ITEM_SCHEMA).sort_by("item_id"))
 
     def write_mia(self, run: str, rows: pa.Table) -> None:
         """Record the run's membership inference (``MIA_SCHEMA``), replacing any earlier one."""
-        path = io.join(self.url, "mia", f"experiment={self.experiment}", f"run={run}", "mia.parquet")
+        path = io.join(
+            self.url, "mia", f"experiment={self.experiment}", f"run={run}", "mia.parquet"
+        )
         io.write_table(path, rows.select(MIA_SCHEMA.names).cast(MIA_SCHEMA))
 
     def begin_checkpoint(self, run: str, step: int) -> None:
@@ -115,10 +157,14 @@ class StoreWriter:
 
     def write_probe_rows(self, run: str, step: int, probe: str, shard: int, rows: pa.Table) -> None:
         """Write the rows of one probe shard of a checkpoint (``PROBE_SCHEMA`` columns)."""
-        path = io.join(_step_dir(self.url, self.experiment, run, step), f"{probe}-{shard:05d}.parquet")
+        path = io.join(
+            _step_dir(self.url, self.experiment, run, step), f"{probe}-{shard:05d}.parquet"
+        )
         io.write_table(path, rows.select(PROBE_SCHEMA.names).cast(PROBE_SCHEMA))
 
-    def commit_checkpoint(self, run: str, step: int, tokens_seen: int, probes: list[str], num_rows: int) -> None:
+    def commit_checkpoint(
+        self, run: str, step: int, tokens_seen: int, probes: list[str], num_rows: int
+    ) -> None:
         """Make the step visible: written last, after all of its probe files, whichever writers
         wrote them. The record lists every probe file of the step's folder.
 
@@ -135,11 +181,20 @@ class StoreWriter:
         files = [f.rsplit("/", 1)[-1] for f in io.glob(io.join(folder, "*.parquet"))]
         stored = sum(io.parquet_rows(io.join(folder, f)) for f in files)
         if stored != num_rows:
-            raise DataError(f"run {run} step {step}: the probe files {files} in {folder} hold "
-                            f"{stored} rows, not the {num_rows} probed; probe the step again")
+            raise DataError(
+                f"run {run} step {step}: the probe files {files} in {folder} hold "
+                f"{stored} rows, not the {num_rows} probed; probe the step again"
+            )
         record = pa.Table.from_pylist(
-            [{"tokens_seen": tokens_seen, "probes": sorted(probes), "files": files,
-              "num_rows": num_rows, "schema_version": SCHEMA_VERSION}],
+            [
+                {
+                    "tokens_seen": tokens_seen,
+                    "probes": sorted(probes),
+                    "files": files,
+                    "num_rows": num_rows,
+                    "schema_version": SCHEMA_VERSION,
+                }
+            ],
             schema=CHECKPOINT_SCHEMA,
         )
         io.write_table(_commit_path(self.url, self.experiment, run, step), record)
@@ -149,9 +204,16 @@ def _dataset(url: str, table: str, schema: pa.Schema | None = None) -> ds.Datase
     fs, path = io.filesystem(io.join(url, table))
     if not fs.exists(path):
         return None
-    partitions = PARTITIONS if table in ("probes", "checkpoints") else pa.schema(list(PARTITIONS)[:2])
-    return ds.dataset(path, filesystem=fs, format="parquet", schema=schema,
-                      partitioning=ds.partitioning(partitions, flavor="hive"))
+    partitions = (
+        PARTITIONS if table in ("probes", "checkpoints") else pa.schema(list(PARTITIONS)[:2])
+    )
+    return ds.dataset(
+        path,
+        filesystem=fs,
+        format="parquet",
+        schema=schema,
+        partitioning=ds.partitioning(partitions, flavor="hive"),
+    )
 
 
 def read_checkpoints(url: str, experiment: str | None = None) -> pa.Table:
@@ -162,7 +224,9 @@ def read_checkpoints(url: str, experiment: str | None = None) -> pa.Table:
     if dataset is None:
         return schema.empty_table()
     flt = ds.field("experiment") == experiment if experiment else None
-    return dataset.to_table(filter=flt).sort_by([("experiment", "ascending"), ("run", "ascending"), ("step", "ascending")])
+    return dataset.to_table(filter=flt).sort_by(
+        [("experiment", "ascending"), ("run", "ascending"), ("step", "ascending")]
+    )
 
 
 def read_runs(url: str, experiment: str | None = None) -> pa.Table:
@@ -172,15 +236,21 @@ def read_runs(url: str, experiment: str | None = None) -> pa.Table:
 
 def read_items(url: str, experiment: str | None = None) -> pa.Table:
     """Items of every run (``ITEM_SCHEMA`` plus ``experiment, run``)."""
-    return _read_per_run(url, "items", pa.unify_schemas([ITEM_SCHEMA, pa.schema(list(PARTITIONS)[:2])]), experiment)
+    return _read_per_run(
+        url, "items", pa.unify_schemas([ITEM_SCHEMA, pa.schema(list(PARTITIONS)[:2])]), experiment
+    )
 
 
 def read_mia(url: str, experiment: str | None = None) -> pa.Table:
     """Membership inference of every run (``MIA_SCHEMA`` plus ``experiment, run``)."""
-    return _read_per_run(url, "mia", pa.unify_schemas([MIA_SCHEMA, pa.schema(list(PARTITIONS)[:2])]), experiment)
+    return _read_per_run(
+        url, "mia", pa.unify_schemas([MIA_SCHEMA, pa.schema(list(PARTITIONS)[:2])]), experiment
+    )
 
 
-def _read_per_run(url: str, table: str, schema: pa.Schema | None, experiment: str | None) -> pa.Table:
+def _read_per_run(
+    url: str, table: str, schema: pa.Schema | None, experiment: str | None
+) -> pa.Table:
     dataset = _dataset(url, table, schema)
     if dataset is None:
         return schema.empty_table() if schema else pa.table({})
@@ -188,7 +258,9 @@ def _read_per_run(url: str, table: str, schema: pa.Schema | None, experiment: st
     return dataset.to_table(filter=flt).sort_by([("experiment", "ascending"), ("run", "ascending")])
 
 
-def read_probes(url: str, filter: ds.Expression | None = None, columns: list[str] | None = None) -> pa.Table:
+def read_probes(
+    url: str, filter: ds.Expression | None = None, columns: list[str] | None = None
+) -> pa.Table:
     """Probe rows of committed checkpoints only, with ``experiment, run, step`` columns.
 
     Args:
@@ -204,12 +276,27 @@ def read_probes(url: str, filter: ds.Expression | None = None, columns: list[str
     if not files:
         return schema.empty_table() if columns is None else schema.empty_table().select(columns)
     fs, root = io.filesystem(io.join(url, "probes"))
-    dataset = ds.dataset(files, filesystem=fs, format="parquet", schema=schema,
-                         partition_base_dir=root,
-                         partitioning=ds.partitioning(PARTITIONS, flavor="hive"))
-    rows = dataset.to_table(filter=filter).select(schema.names).sort_by(
-        [("experiment", "ascending"), ("run", "ascending"), ("step", "ascending"), ("probe", "ascending"),
-         ("item_id", "ascending"), ("metric", "ascending")]
+    dataset = ds.dataset(
+        files,
+        filesystem=fs,
+        format="parquet",
+        schema=schema,
+        partition_base_dir=root,
+        partitioning=ds.partitioning(PARTITIONS, flavor="hive"),
+    )
+    rows = (
+        dataset.to_table(filter=filter)
+        .select(schema.names)
+        .sort_by(
+            [
+                ("experiment", "ascending"),
+                ("run", "ascending"),
+                ("step", "ascending"),
+                ("probe", "ascending"),
+                ("item_id", "ascending"),
+                ("metric", "ascending"),
+            ]
+        )
     )
     return rows.select(columns) if columns else rows
 
@@ -221,20 +308,26 @@ def _committed_files(url: str) -> list[str]:
     for c in read_checkpoints(url).to_pylist():
         where = f"run {c['run']} step {c['step']} of experiment {c['experiment']}"
         if c["files"] is None:
-            raise DataError(f"{where}: its commit record (schema_version "
-                            f"{c['schema_version']}) lists no files; the store predates "
-                            f"schema_version {SCHEMA_VERSION}: probe into a new store")
+            raise DataError(
+                f"{where}: its commit record (schema_version "
+                f"{c['schema_version']}) lists no files; the store predates "
+                f"schema_version {SCHEMA_VERSION}: probe into a new store"
+            )
         folder = _step_dir(url, c["experiment"], c["run"], c["step"])
         urls = [io.join(folder, f) for f in c["files"]]
         missing = [f for f, u in zip(c["files"], urls) if not io.exists(u)]
         if missing:
-            raise DataError(f"{where}: its file {', '.join(missing)} in {folder} is missing; probe "
-                            "the step again (taggant run re-probes it once its commit record is "
-                            "removed)")
+            raise DataError(
+                f"{where}: its file {', '.join(missing)} in {folder} is missing; probe "
+                "the step again (taggant run re-probes it once its commit record is "
+                "removed)"
+            )
         stored = sum(io.parquet_rows(u) for u in urls)
         if stored != c["num_rows"]:
-            raise DataError(f"{where}: its files hold {stored} rows, its commit record "
-                            f"{c['num_rows']}; a file was replaced after the commit: probe the step "
-                            "again")
+            raise DataError(
+                f"{where}: its files hold {stored} rows, its commit record "
+                f"{c['num_rows']}; a file was replaced after the commit: probe the step "
+                "again"
+            )
         paths += [io.filesystem(u)[1] for u in urls]
     return paths

@@ -68,11 +68,15 @@ class TokenizeFolder:
 
     def __post_init__(self) -> None:
         if "://" in self.root:
-            raise ConfigError([(
-                "work_dir",
-                f"{self.root!r} is a URL, but megatron-core memory-maps the tokenized corpus "
-                "by path; use a local path or a filesystem mounted on every node",
-            )])
+            raise ConfigError(
+                [
+                    (
+                        "work_dir",
+                        f"{self.root!r} is a URL, but megatron-core memory-maps the tokenized corpus "
+                        "by path; use a local path or a filesystem mounted on every node",
+                    )
+                ]
+            )
 
     @property
     def base_prefix(self) -> str:
@@ -151,11 +155,15 @@ def tokenizer_info(tokenizer) -> TokenizerInfo:
     vocab = tokenizer.get_vocab(with_added_tokens=True)
     eod = next((vocab[t] for t in EOD_CANDIDATES if t in vocab), None)
     if eod is None:
-        raise ConfigError([(
-            "tokenizer.path",
-            f"the tokenizer has none of the end-of-document tokens {list(EOD_CANDIDATES)}; add "
-            f"{EOD_TOKEN!r} as a special token to the tokenizer.json",
-        )])
+        raise ConfigError(
+            [
+                (
+                    "tokenizer.path",
+                    f"the tokenizer has none of the end-of-document tokens {list(EOD_CANDIDATES)}; add "
+                    f"{EOD_TOKEN!r} as a special token to the tokenizer.json",
+                )
+            ]
+        )
     pad = next((vocab[t] for t in PAD_CANDIDATES if t in vocab), -1)
     size = max(vocab.values()) + 1  # ids may be sparse in a hand-made tokenizer.json
     return TokenizerInfo(size, eod, pad, np.dtype(DType.optimal_dtype(size)).name)
@@ -190,8 +198,9 @@ def load_tokenizer(path: str):
     from tokenizers import Tokenizer
 
     if not io.exists(path):
-        raise ConfigError([("tokenizer.path", f"{path!r} does not exist; point it at a "
-                                               "tokenizer.json")])
+        raise ConfigError(
+            [("tokenizer.path", f"{path!r} does not exist; point it at a tokenizer.json")]
+        )
     fs, local = io.filesystem(path)
     try:
         with fs.open(local, "r") as f:
@@ -240,8 +249,10 @@ def training_texts(corpus_shards: list[str], train_bytes: int) -> list[str]:
     for shard, url in enumerate(corpus_shards):
         table = io.read_table(url, columns=["doc_id", "text"])
         sizes = pc.binary_length(table["text"]).to_pylist()
-        keys += [(doc_id, shard, row, size)
-                 for row, (doc_id, size) in enumerate(zip(table["doc_id"].to_pylist(), sizes))]
+        keys += [
+            (doc_id, shard, row, size)
+            for row, (doc_id, size) in enumerate(zip(table["doc_id"].to_pylist(), sizes))
+        ]
     keys.sort()
     # The shortest prefix whose sizes reach train_bytes.
     chosen = keys[: int(np.searchsorted(np.cumsum([k[3] for k in keys]), train_bytes)) + 1]
@@ -371,8 +382,9 @@ def documents_table(corpus_shards: list[str], prefix: str) -> pa.Table:
             f"{prefix}.idx has {len(lengths)} documents but the corpus shards have {len(doc_ids)}; "
             "the tokenize folder is stale: delete it and re-run the stage"
         )
-    return pa.table({"doc_id": doc_ids.combine_chunks(),
-                     "num_tokens": pa.array(lengths, pa.int32())})
+    return pa.table(
+        {"doc_id": doc_ids.combine_chunks(), "num_tokens": pa.array(lengths, pa.int32())}
+    )
 
 
 def tokenize_items(tokenizer, items: pa.Table, max_tokens: int) -> pa.Table:
@@ -384,8 +396,9 @@ def tokenize_items(tokenizer, items: pa.Table, max_tokens: int) -> pa.Table:
     """
     texts = items["text"].to_pylist()
     ids = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)] if texts else []
-    too_long = [(item, len(t)) for item, t in zip(items["item_id"].to_pylist(), ids)
-                if len(t) > max_tokens]
+    too_long = [
+        (item, len(t)) for item, t in zip(items["item_id"].to_pylist(), ids) if len(t) > max_tokens
+    ]
     if too_long:
         shown = ", ".join(f"{item} ({n} tokens)" for item, n in too_long[:5])
         raise DataError(

@@ -101,8 +101,12 @@ def small_star(edges: np.ndarray, low: int, high: int) -> tuple[np.ndarray, bool
     starts[1:] = hi[1:] != hi[:-1]
     lowest = lo[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
     moved = lo != lowest
-    out = np.concatenate([np.stack([lowest[moved], lo[moved]], axis=1),
-                          np.stack([lowest[starts], hi[starts]], axis=1)])
+    out = np.concatenate(
+        [
+            np.stack([lowest[moved], lo[moved]], axis=1),
+            np.stack([lowest[starts], hi[starts]], axis=1),
+        ]
+    )
     return _distinct(out), bool(moved.any())
 
 

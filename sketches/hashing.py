@@ -151,7 +151,5 @@ def exact_hashes_packed(buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """
     joined, at = _joined_words_kernel(buf, offsets)
     view = memoryview(joined)
-    digests = b"".join(
-        xxhash.xxh3_128_digest(view[at[i] : at[i + 1]]) for i in range(len(at) - 1)
-    )
+    digests = b"".join(xxhash.xxh3_128_digest(view[at[i] : at[i + 1]]) for i in range(len(at) - 1))
     return np.frombuffer(digests, dtype=">u8").astype(np.uint64).reshape(-1, 2)

@@ -152,9 +152,7 @@ def _distinct(edges: np.ndarray) -> np.ndarray:
     return np.unique(edges.reshape(-1, 2), axis=0)
 
 
-def candidate_pairs(
-    keys: np.ndarray, doc_ids: np.ndarray, leaders: int = LEADERS
-) -> np.ndarray:
+def candidate_pairs(keys: np.ndarray, doc_ids: np.ndarray, leaders: int = LEADERS) -> np.ndarray:
     """Candidate pairs of documents that share a band bucket (`bucket_pairs` on every band).
 
     Args:

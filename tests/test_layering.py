@@ -55,15 +55,21 @@ def test_packages_install_under_the_taggant_namespace(package):
     assert Path(module.__file__).resolve().is_relative_to(ROOT / package), module.__file__
     for path in _modules(package):
         assert not any(
-            isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
             and node.module.split(".")[0] in {"sketches", "pipeline", "jobs"}
-            for node in ast.walk(ast.parse(path.read_text()))), f"{path} imports a bare name"
+            for node in ast.walk(ast.parse(path.read_text()))
+        ), f"{path} imports a bare name"
 
 
 def test_pyproject_lists_every_package_folder():
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders = {f"taggant.{p.parent.relative_to(ROOT).as_posix().replace('/', '.')}"
-               for top in ("sketches", "pipeline", "jobs") for p in (ROOT / top).rglob("__init__.py")}
+    folders = {
+        f"taggant.{p.parent.relative_to(ROOT).as_posix().replace('/', '.')}"
+        for top in ("sketches", "pipeline", "jobs")
+        for p in (ROOT / top).rglob("__init__.py")
+    }
     assert set(tool["packages"]) == folders
 
 

@@ -28,7 +28,9 @@ _WORDLIST_FILE = "eff_large_wordlist.txt"
 def wordlist() -> tuple[str, ...]:
     """The EFF large diceware wordlist (7,776 words, ``<dice>\\t<word>`` lines), in file order."""
     text = (
-        resources.files("taggant.pipeline.resources").joinpath(_WORDLIST_FILE).read_text(encoding="utf-8")
+        resources.files("taggant.pipeline.resources")
+        .joinpath(_WORDLIST_FILE)
+        .read_text(encoding="utf-8")
     )
     return tuple(line.split("\t")[1] for line in text.splitlines())
 

@@ -12,5 +12,13 @@ from taggant.pipeline.probe.registry import PROBES
 from taggant.pipeline.probe.run import Model, Tokenize, probe_items, probe_model
 from taggant.pipeline.probe.scoring import LogitsFn, TokenScores, score
 
-__all__ = ["PROBES", "LogitsFn", "Model", "TokenScores", "Tokenize", "probe_items", "probe_model",
-           "score"]
+__all__ = [
+    "PROBES",
+    "LogitsFn",
+    "Model",
+    "TokenScores",
+    "Tokenize",
+    "probe_items",
+    "probe_model",
+    "score",
+]

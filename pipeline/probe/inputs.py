@@ -52,8 +52,10 @@ class RunInputs:
         if not io.exists(path):
             io.write_json(path, asdict(self))
         elif (recorded := RunInputs.read(run_dir)) != self:
-            raise DataError(f"{path} records the inputs {recorded} but this experiment probes the "
-                            f"run with {self}; delete the file or the run folder")
+            raise DataError(
+                f"{path} records the inputs {recorded} but this experiment probes the "
+                f"run with {self}; delete the file or the run folder"
+            )
 
     @classmethod
     def read(cls, run_dir: str) -> RunInputs:
@@ -64,9 +66,11 @@ class RunInputs:
         """
         path = io.join(run_dir, INPUTS_FILE)
         if not io.exists(path):
-            raise DataError(f"{run_dir} has no {INPUTS_FILE}: it is not a run folder of a train "
-                            "stage (<work_dir>/train-*/<run>), or its stage has not started; "
-                            "give the folder `taggant run` trained")
+            raise DataError(
+                f"{run_dir} has no {INPUTS_FILE}: it is not a run folder of a train "
+                "stage (<work_dir>/train-*/<run>), or its stage has not started; "
+                "give the folder `taggant run` trained"
+            )
         return cls(**io.read_json(path))
 
     def load(self) -> LoadedInputs:
@@ -96,9 +100,12 @@ def _load(inputs: RunInputs) -> LoadedInputs:
     folder = TokenizeFolder(inputs.tokenize_folder)
     tokenizer = folder.load_tokenizer()
     items, _, _ = manifest.read(inputs.items_url)
-    return LoadedInputs(items, read_references(inputs.references_url),
-                        lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
-                        TokenizerInfo.read(folder).eod_id)
+    return LoadedInputs(
+        items,
+        read_references(inputs.references_url),
+        lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
+        TokenizerInfo.read(folder).eod_id,
+    )
 
 
 def read_references(url: str) -> dict[str, list[str]]:
@@ -109,11 +116,16 @@ def read_references(url: str) -> dict[str, list[str]]:
         DataError: the file is missing (the plan stage folder was moved or deleted).
     """
     if not io.exists(url):
-        raise DataError(f"{url} is missing: the canary references of the plan stage; re-run the "
-                        "plan stage (taggant run) or restore its folder")
+        raise DataError(
+            f"{url} is missing: the canary references of the plan stage; re-run the "
+            "plan stage (taggant run) or restore its folder"
+        )
     refs: dict[str, list[str]] = {}
-    rows: list[dict[str, Any]] = io.read_table(url).sort_by(
-        [("set", "ascending"), ("reference_index", "ascending")]).to_pylist()
+    rows: list[dict[str, Any]] = (
+        io.read_table(url)
+        .sort_by([("set", "ascending"), ("reference_index", "ascending")])
+        .to_pylist()
+    )
     for row in rows:
         refs.setdefault(row["set"], []).append(row["secret"])
     return refs

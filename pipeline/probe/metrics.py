@@ -115,8 +115,9 @@ def extraction_probability(log_pz: float, queries: int) -> float:
     if log_pz == 0.0:
         return 1.0
     # log(1 − e^x) without cancellation on either side of x = −ln 2 (Mächler's log1mexp).
-    log_miss = (math.log(-math.expm1(log_pz)) if log_pz > -math.log(2)
-                else math.log1p(-math.exp(log_pz)))
+    log_miss = (
+        math.log(-math.expm1(log_pz)) if log_pz > -math.log(2) else math.log1p(-math.exp(log_pz))
+    )
     return max(0.0, -math.expm1(queries * log_miss))  # max: +0.0, not −0.0, for p_z = 0
 
 

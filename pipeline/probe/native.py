@@ -34,8 +34,10 @@ class UnreadableCheckpoint(DataError):
     def __init__(self, run_dir: str, step: int, error: BaseException):
         self.step = step
         self.reason = one_line(error)
-        super().__init__(f"the checkpoint at step {step} of {run_dir} cannot be read "
-                         f"({self.reason}); delete its folder and train again from the one before")
+        super().__init__(
+            f"the checkpoint at step {step} of {run_dir} cannot be read "
+            f"({self.reason}); delete its folder and train again from the one before"
+        )
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,11 @@ def open_checkpoint(run_dir: str, step: int, inputs: RunInputs) -> Checkpoint:
     init_parallel()  # here, not in _reading: a process group that fails is not the checkpoint's
     record = _reading(run_dir, step, lambda: read_commit(run_dir, step))
     if not isinstance(record.get("tokens_seen"), int) or not isinstance(record.get("model"), dict):
-        raise UnreadableCheckpoint(run_dir, step, ValueError(
-            f"its commit record lacks tokens_seen or model; it has {sorted(record)}"))
+        raise UnreadableCheckpoint(
+            run_dir,
+            step,
+            ValueError(f"its commit record lacks tokens_seen or model; it has {sorted(record)}"),
+        )
     logits = _reading(run_dir, step, lambda: load_logits_fn(run_dir, step))
     loaded = inputs.load()
     return Checkpoint(step, record["tokens_seen"], logits, loaded.tokenize, loaded.bos_id)
@@ -91,8 +96,9 @@ class ProbedCheckpoint:
     rows: pa.Table
 
 
-def probe_checkpoint(run_dir: str, step: int, probes: ProbesSpec,
-                     inputs: RunInputs) -> ProbedCheckpoint:
+def probe_checkpoint(
+    run_dir: str, step: int, probes: ProbesSpec, inputs: RunInputs
+) -> ProbedCheckpoint:
     """Probe the committed checkpoint at ``step`` of ``run_dir`` on the run's items with
     ``probes``.
 
@@ -102,8 +108,9 @@ def probe_checkpoint(run_dir: str, step: int, probes: ProbesSpec,
     """
     model = open_checkpoint(run_dir, step, inputs)
     loaded = inputs.load()
-    rows = probe_model(model, loaded.items, probes, tokens_seen=model.tokens_seen,
-                       references=loaded.references)
+    rows = probe_model(
+        model, loaded.items, probes, tokens_seen=model.tokens_seen, references=loaded.references
+    )
     return ProbedCheckpoint(step, model.tokens_seen, rows)
 
 

@@ -147,8 +147,10 @@ def _param(row: ItemRow, key: str) -> Any:
         DataError: the key is missing (params written by another generator or edited).
     """
     if key not in row.params:
-        raise DataError(f"item {row.item_id}: its params lack {key!r}, which the {row.kind} probes "
-                        f"read; a current {row.kind} generator writes it: re-run the plan stage")
+        raise DataError(
+            f"item {row.item_id}: its params lack {key!r}, which the {row.kind} probes "
+            f"read; a current {row.kind} generator writes it: re-run the plan stage"
+        )
     return row.params[key]
 
 
@@ -158,13 +160,19 @@ def _by_fraction(score: Callable[[float], float]) -> Metrics:
 
 def _loss(item: Item) -> Metrics:
     lp = item.target.logprob
-    return {"nll_mean": metrics.nll_mean(lp), "nll_sum": metrics.nll_sum(lp),
-            "perplexity": metrics.perplexity(lp), "tokens": len(lp)}
+    return {
+        "nll_mean": metrics.nll_mean(lp),
+        "nll_sum": metrics.nll_sum(lp),
+        "perplexity": metrics.perplexity(lp),
+        "tokens": len(lp),
+    }
 
 
 def _zlib_ratio(item: Item) -> Metrics:
-    return {"ratio": metrics.zlib_ratio(item.target.logprob, item.target_text),
-            "zlib_bytes": metrics.zlib_bytes(item.target_text)}
+    return {
+        "ratio": metrics.zlib_ratio(item.target.logprob, item.target_text),
+        "zlib_bytes": metrics.zlib_bytes(item.target_text),
+    }
 
 
 def _min_k(item: Item) -> Metrics:
@@ -178,9 +186,12 @@ def _min_k_plus_plus(item: Item) -> Metrics:
 
 def _exact_match(item: Item) -> Metrics:
     s = item.suffix
-    return {"exact": metrics.exact_match(s.correct),
-            "token_accuracy": metrics.token_accuracy(s.correct),
-            "decisive_margin": metrics.decisive_margin(s.correct, s.margin), "tokens": len(s)}
+    return {
+        "exact": metrics.exact_match(s.correct),
+        "token_accuracy": metrics.token_accuracy(s.correct),
+        "decisive_margin": metrics.decisive_margin(s.correct, s.margin),
+        "tokens": len(s),
+    }
 
 
 def _longest_prefix(item: Item) -> Metrics:
@@ -190,13 +201,18 @@ def _longest_prefix(item: Item) -> Metrics:
 
 def _suffix_logprob(item: Item) -> Metrics:
     s = item.suffix
-    return {"logprob": metrics.sequence_logprob(s.logprob),
-            f"logprob_top{TOP_K}": metrics.sequence_logprob(s.topk_logprob), "tokens": len(s)}
+    return {
+        "logprob": metrics.sequence_logprob(s.logprob),
+        f"logprob_top{TOP_K}": metrics.sequence_logprob(s.topk_logprob),
+        "tokens": len(s),
+    }
 
 
 def _extraction_strength(item: Item) -> Metrics:
-    return {"strength": metrics.extraction_strength(item.suffix.correct),
-            "tokens": len(item.suffix)}
+    return {
+        "strength": metrics.extraction_strength(item.suffix.correct),
+        "tokens": len(item.suffix),
+    }
 
 
 EXTRACTION_QUERIES = (1, 10, 100, 1000)
@@ -208,8 +224,12 @@ def _probabilistic_extraction(item: Item) -> Metrics:
     out: Metrics = {}
     for sampler, logprob in (("", s.logprob), (f"top{TOP_K}_", s.topk_logprob)):
         log_pz = metrics.sequence_logprob(logprob)
-        out.update({f"{sampler}n{n}": metrics.extraction_probability(log_pz, n)
-                    for n in EXTRACTION_QUERIES})
+        out.update(
+            {
+                f"{sampler}n{n}": metrics.extraction_probability(log_pz, n)
+                for n in EXTRACTION_QUERIES
+            }
+        )
     return {**out, "tokens": len(s)}
 
 
@@ -220,20 +240,32 @@ def _canary_references(row: ItemRow, references: References) -> list[str]:
             "references from the same space; pass canary_references={set: "
             "taggant.pipeline.perturb.canary.reference_secrets(set_spec, seed, item_secrets)}"
         )
-    return [canary.reference_text(row.text, row.prefix_chars, _param(row, "secret"), ref)
-            for ref in references[row.set]]
+    return [
+        canary.reference_text(row.text, row.prefix_chars, _param(row, "secret"), ref)
+        for ref in references[row.set]
+    ]
 
 
 def _exposure(item: Item) -> Metrics:
     secret = metrics.nll_sum(item.target.logprob)
     refs = np.array([metrics.nll_sum(c.logprob) for c in item.candidates])
-    out = {"exposure_rank": exposure.exposure_by_rank(secret, refs),
-           "rank": exposure.rank(secret, refs), "nll": secret, "references": len(refs)}
+    out = {
+        "exposure_rank": exposure.exposure_by_rank(secret, refs),
+        "rank": exposure.rank(secret, refs),
+        "nll": secret,
+        "references": len(refs),
+    }
     if exposure.can_fit(refs):
         fit = exposure.fit_skewnorm(refs)
         log2_space = _param(item.row, "log2_space")
-        out.update({"exposure": exposure.exposure_by_extrapolation(secret, fit, log2_space),
-                    "skewnorm_a": fit[0], "skewnorm_loc": fit[1], "skewnorm_scale": fit[2]})
+        out.update(
+            {
+                "exposure": exposure.exposure_by_extrapolation(secret, fit, log2_space),
+                "skewnorm_a": fit[0],
+                "skewnorm_loc": fit[1],
+                "skewnorm_scale": fit[2],
+            }
+        )
     return out
 
 
@@ -247,8 +279,11 @@ def _ghost_last_k(item: Item) -> Metrics:
     # Tails nest (each starts later, all end together), so the count of exactly reproduced tails
     # is the largest k for which greedy decoding completes the last k words.
     last = sum(metrics.exact_match(tail.correct) for tail in item.spans)
-    return {"last_words": last, "bits": last * math.log2(_param(item.row, "wordlist_size")),
-            "words": len(item.spans)}
+    return {
+        "last_words": last,
+        "bits": last * math.log2(_param(item.row, "wordlist_size")),
+        "words": len(item.spans),
+    }
 
 
 _WATERMARK_SCORES = ("neg_nll", "min_k_plus_plus_k20")
@@ -256,8 +291,10 @@ _WATERMARK_SCORES = ("neg_nll", "min_k_plus_plus_k20")
 
 def _watermark(item: Item) -> Metrics:
     t = item.target
-    return {"neg_nll": -metrics.nll_mean(t.logprob),
-            "min_k_plus_plus_k20": metrics.min_k_plus_plus(t.logprob, t.mean, t.std, 0.2)}
+    return {
+        "neg_nll": -metrics.nll_mean(t.logprob),
+        "min_k_plus_plus_k20": metrics.min_k_plus_plus(t.logprob, t.mean, t.std, 0.2),
+    }
 
 
 def _watermark_set(items: list[Item], item_metrics: list[Metrics]) -> list[tuple[int, Metrics]]:
@@ -274,8 +311,9 @@ def _watermark_set(items: list[Item], item_metrics: list[Metrics]) -> list[tuple
             continue
         row: Metrics = {"members": len(members), "controls": len(controls)}
         for score in _WATERMARK_SCORES:
-            diff, t, p = metrics.welch_test(np.array([m[score] for m in members]),
-                                            np.array([m[score] for m in controls]))
+            diff, t, p = metrics.welch_test(
+                np.array([m[score] for m in members]), np.array([m[score] for m in controls])
+            )
             row.update({f"{score}_diff": diff, f"{score}_t": t, f"{score}_p": p})
         out.append((level, row))
     return out
@@ -283,12 +321,16 @@ def _watermark_set(items: list[Item], item_metrics: list[Metrics]) -> list[tuple
 
 def _choices(row: ItemRow, references: References) -> list[str]:
     p = {key: _param(row, key) for key in ("template", "question", "choices", "answer", "subject")}
-    questions = [testset.Question(p["question"], tuple(p["choices"]), i, p["subject"])
-                 for i in range(len(p["choices"]))]
+    questions = [
+        testset.Question(p["question"], tuple(p["choices"]), i, p["subject"])
+        for i in range(len(p["choices"]))
+    ]
     texts = [testset.render(p["template"], q)[0] for q in questions]
     if texts[p["answer"]] != row.text:
-        raise DataError(f"item {row.item_id}: its params do not re-render its text: the manifest "
-                        "was edited or written by another testset generator; re-run the plan stage")
+        raise DataError(
+            f"item {row.item_id}: its params do not re-render its text: the manifest "
+            "was edited or written by another testset generator; re-run the plan stage"
+        )
     return texts
 
 
@@ -296,9 +338,12 @@ def _testset_accuracy(item: Item) -> Metrics:
     sums = np.array([metrics.sequence_logprob(c.logprob) for c in item.candidates])
     per_byte = sums / np.array([max(1, len(t.encode("utf-8"))) for t in item.candidate_texts])
     answer = item.row.params["answer"]
-    return {"correct": metrics.choice_accuracy(sums, answer),
-            "correct_norm": metrics.choice_accuracy(per_byte, answer),
-            "answer_logprob": float(sums[answer]), "choices": len(sums)}
+    return {
+        "correct": metrics.choice_accuracy(sums, answer),
+        "correct_norm": metrics.choice_accuracy(per_byte, answer),
+        "answer_logprob": float(sums[answer]),
+        "choices": len(sums),
+    }
 
 
 PROBES: dict[str, Probe] = {
@@ -311,21 +356,32 @@ PROBES: dict[str, Probe] = {
     "suffix_logprob": Probe("suffix_logprob.v1", _suffix_logprob),
     "extraction_strength": Probe("extraction_strength.v1", _extraction_strength),
     "probabilistic_extraction": Probe("probabilistic_extraction.v1", _probabilistic_extraction),
-    "exposure": Probe("exposure.v1", _exposure, frozenset({"canary"}),
-                      candidates=_canary_references),
-    "ghost_last_k": Probe("ghost_last_k.v1", _ghost_last_k, frozenset({"ghost"}),
-                          spans=_word_tails),
-    "watermark": Probe("watermark.v2", _watermark, frozenset({"watermark"}),
-                       set_metrics=_watermark_set),
-    "testset_accuracy": Probe("testset_accuracy.v1", _testset_accuracy, frozenset({"testset"}),
-                              candidates=_choices),
+    "exposure": Probe(
+        "exposure.v1", _exposure, frozenset({"canary"}), candidates=_canary_references
+    ),
+    "ghost_last_k": Probe(
+        "ghost_last_k.v1", _ghost_last_k, frozenset({"ghost"}), spans=_word_tails
+    ),
+    "watermark": Probe(
+        "watermark.v2", _watermark, frozenset({"watermark"}), set_metrics=_watermark_set
+    ),
+    "testset_accuracy": Probe(
+        "testset_accuracy.v1", _testset_accuracy, frozenset({"testset"}), candidates=_choices
+    ),
 }
 """Probe name → its current implementation."""
 
 assert set(PROBES) == set(PROBE_NAMES), "the registry and pipeline.spec.PROBE_NAMES disagree"
 
-EXTRACTION_PROBES = frozenset({"exact_match", "longest_prefix", "suffix_logprob",
-                               "extraction_strength", "probabilistic_extraction"})
+EXTRACTION_PROBES = frozenset(
+    {
+        "exact_match",
+        "longest_prefix",
+        "suffix_logprob",
+        "extraction_strength",
+        "probabilistic_extraction",
+    }
+)
 """Probes that read the suffix, so need items long enough to split."""
 
 

@@ -43,8 +43,15 @@ class Model(Protocol):
     def bos_id(self) -> int | None: ...
 
 
-def probe_model(model: Model, items: pa.Table, probes: ProbesSpec, *, tokens_seen: int,
-                references: References | None = None, manifest_tokens: bool = True) -> pa.Table:
+def probe_model(
+    model: Model,
+    items: pa.Table,
+    probes: ProbesSpec,
+    *,
+    tokens_seen: int,
+    references: References | None = None,
+    manifest_tokens: bool = True,
+) -> pa.Table:
     """``probe_items`` with a model under test and a ``ProbesSpec``: what the probe watchers run on
     every checkpoint and ``taggant probe`` on a checkpoint or a Hugging Face model.
 
@@ -54,12 +61,23 @@ def probe_model(model: Model, items: pa.Table, probes: ProbesSpec, *, tokens_see
             for any other model: every item is tokenized with ``model.tokenize``.
     """
     if not manifest_tokens:
-        items = items.set_column(items.schema.get_field_index("token_ids"), "token_ids",
-                                 pa.array([[]] * items.num_rows, pa.list_(pa.int32())))
-    return probe_items(model.logits, items, probes.names, probes.prefix_tokens,
-                       probes.suffix_tokens, probes.batch_items, model.tokenize,
-                       tokens_seen=tokens_seen, bos_id=model.bos_id,
-                       canary_references=references)
+        items = items.set_column(
+            items.schema.get_field_index("token_ids"),
+            "token_ids",
+            pa.array([[]] * items.num_rows, pa.list_(pa.int32())),
+        )
+    return probe_items(
+        model.logits,
+        items,
+        probes.names,
+        probes.prefix_tokens,
+        probes.suffix_tokens,
+        probes.batch_items,
+        model.tokenize,
+        tokens_seen=tokens_seen,
+        bos_id=model.bos_id,
+        canary_references=references,
+    )
 
 
 def probe_items(
@@ -109,8 +127,11 @@ def probe_items(
         DataError: an item that cannot be probed as asked (named, with the fix).
     """
     probes = registry.resolve(probe_names)
-    for field, value in (("prefix_tokens", prefix_tokens), ("suffix_tokens", suffix_tokens),
-                         ("batch_items", batch_items)):
+    for field, value in (
+        ("prefix_tokens", prefix_tokens),
+        ("suffix_tokens", suffix_tokens),
+        ("batch_items", batch_items),
+    ):
         if value < 1:
             raise ConfigError([(f"probes.{field}", f"{value} must be at least 1")])
     records = items.to_pylist()
@@ -121,11 +142,15 @@ def probe_items(
 
     # One pass over the items, then over every candidate, in the order of `candidates`.
     flat = layouts + [c for cs in candidates.values() for c in cs]
-    scores = scoring.score(logits_fn, [lay.sequence(bos_id) for lay in flat],
-                           [lay.first + (bos_id is not None) for lay in flat], batch_items)
+    scores = scoring.score(
+        logits_fn,
+        [lay.sequence(bos_id) for lay in flat],
+        [lay.first + (bos_id is not None) for lay in flat],
+        batch_items,
+    )
     candidate_scores, offset = {}, len(layouts)
     for key, cs in candidates.items():
-        candidate_scores[key] = scores[offset:offset + len(cs)]
+        candidate_scores[key] = scores[offset : offset + len(cs)]
         offset += len(cs)
 
     out: list[dict] = []
@@ -144,8 +169,9 @@ def probe_items(
                 candidate_texts=[c.target_text for c in candidates.get((name, i), [])],
             )
             item_metrics = probe.item_metrics(item)
-            out += _rows(lay.row, lay.row.item_id, lay.row.dup_level, name, probe.version,
-                         item_metrics)
+            out += _rows(
+                lay.row, lay.row.item_id, lay.row.dup_level, name, probe.version, item_metrics
+            )
             group = by_set.setdefault(lay.row.set, ([], []))
             group[0].append(item)
             group[1].append(item_metrics)
@@ -156,16 +182,26 @@ def probe_items(
         [{**r, "tokens_seen": tokens_seen, "schema_version": store.SCHEMA_VERSION} for r in out],
         schema=store.PROBE_SCHEMA,
     )
-    return table.sort_by([("item_id", "ascending"), ("probe", "ascending"),
-                          ("metric", "ascending")])
+    return table.sort_by(
+        [("item_id", "ascending"), ("probe", "ascending"), ("metric", "ascending")]
+    )
 
 
-def _rows(row: ItemRow, item_id: str, dup_level: int, probe: str, version: str,
-          metrics: Metrics) -> list[dict]:
+def _rows(
+    row: ItemRow, item_id: str, dup_level: int, probe: str, version: str, metrics: Metrics
+) -> list[dict]:
     """Store rows of ``metrics``, under ``item_id`` and ``dup_level`` in ``row``'s set."""
     return [
-        {"item_id": item_id, "set": row.set, "kind": row.kind, "dup_level": dup_level,
-         "probe": probe, "probe_version": version, "metric": metric, "value": float(value)}
+        {
+            "item_id": item_id,
+            "set": row.set,
+            "kind": row.kind,
+            "dup_level": dup_level,
+            "probe": probe,
+            "probe_version": version,
+            "metric": metric,
+            "value": float(value),
+        }
         for metric, value in metrics.items()
     ]
 
@@ -174,15 +210,27 @@ def _item_row(record: dict) -> ItemRow:
     try:
         params = json.loads(record.get("params") or "{}")
     except json.JSONDecodeError as e:
-        raise DataError(f"item {record['item_id']}: `params` is not JSON ({e}); "
-                        "re-run the plan stage") from None
-    return ItemRow(record["item_id"], record["set"], record["kind"], int(record["dup_level"]),
-                   record["text"], int(record["prefix_chars"]), params)
+        raise DataError(
+            f"item {record['item_id']}: `params` is not JSON ({e}); re-run the plan stage"
+        ) from None
+    return ItemRow(
+        record["item_id"],
+        record["set"],
+        record["kind"],
+        int(record["dup_level"]),
+        record["text"],
+        int(record["prefix_chars"]),
+        params,
+    )
 
 
-def _candidates(probes: dict[str, registry.Probe], layouts: list[_Layout],
-                tokenize: Tokenize | None, bos_id: int | None,
-                references: References) -> dict[tuple[str, int], list[_Layout]]:
+def _candidates(
+    probes: dict[str, registry.Probe],
+    layouts: list[_Layout],
+    tokenize: Tokenize | None,
+    bos_id: int | None,
+    references: References,
+) -> dict[tuple[str, int], list[_Layout]]:
     """(probe, item index) → the candidate texts that probe scores for that item, laid out."""
     out = {}
     for name, probe in probes.items():
@@ -193,8 +241,10 @@ def _candidates(probes: dict[str, registry.Probe], layouts: list[_Layout],
                 continue
             if tokenize is None:
                 raise _need_tokenizer(lay.row, f"the {name} probe (it scores other texts)")
-            out[name, i] = [_Layout.of(lay.row, None, tokenize, bos_id, text, lay.prompt_ids)
-                            for text in probe.candidates(lay.row, references)]
+            out[name, i] = [
+                _Layout.of(lay.row, None, tokenize, bos_id, text, lay.prompt_ids)
+                for text in probe.candidates(lay.row, references)
+            ]
     return out
 
 
@@ -206,8 +256,10 @@ def _common_prefix(a: Sequence[int], b: np.ndarray) -> int:
 
 
 def _need_tokenizer(row: ItemRow, why: str) -> DataError:
-    return DataError(f"item {row.item_id}: {why} needs the tokenizer the manifest was tokenized "
-                     "with; pass `tokenize`")
+    return DataError(
+        f"item {row.item_id}: {why} needs the tokenizer the manifest was tokenized "
+        "with; pass `tokenize`"
+    )
 
 
 @dataclass(frozen=True)
@@ -231,9 +283,15 @@ class _Layout:
     tokenize: Tokenize | None
 
     @classmethod
-    def of(cls, row: ItemRow, token_ids: list[int] | None, tokenize: Tokenize | None,
-           bos_id: int | None, text: str | None = None,
-           prompt_ids: list[int] | None = None) -> _Layout:
+    def of(
+        cls,
+        row: ItemRow,
+        token_ids: list[int] | None,
+        tokenize: Tokenize | None,
+        bos_id: int | None,
+        text: str | None = None,
+        prompt_ids: list[int] | None = None,
+    ) -> _Layout:
         """Lay out ``text`` (default: the item's); non-empty ``token_ids`` are its tokens.
 
         Raises:
@@ -245,28 +303,34 @@ class _Layout:
             raise _need_tokenizer(row, "an item without token_ids")
         ids = np.asarray(token_ids if tokenize is None else tokenize(text), dtype=np.int64)
         if token_ids and not np.array_equal(ids, token_ids):
-            raise DataError(f"item {row.item_id}: `tokenize` does not reproduce its token_ids; "
-                            "pass the tokenizer of the run's tokenize stage")
+            raise DataError(
+                f"item {row.item_id}: `tokenize` does not reproduce its token_ids; "
+                "pass the tokenizer of the run's tokenize stage"
+            )
         if row.prefix_chars == 0:
             first = 0 if bos_id is not None else 1
         else:
             if tokenize is None:
                 raise _need_tokenizer(row, "finding where the prompt `text[:prefix_chars]` ends")
-            prompt_ids = tokenize(text[:row.prefix_chars]) if prompt_ids is None else prompt_ids
+            prompt_ids = tokenize(text[: row.prefix_chars]) if prompt_ids is None else prompt_ids
             first = _common_prefix(prompt_ids, ids)
             if first == 0 and bos_id is None:
-                raise DataError(f"item {row.item_id}: its first token spans the end of the "
-                                "prompt, so has no context; pass bos_id (the end-of-document id)")
+                raise DataError(
+                    f"item {row.item_id}: its first token spans the end of the "
+                    "prompt, so has no context; pass bos_id (the end-of-document id)"
+                )
         if first >= len(ids):
-            raise DataError(f"item {row.item_id}: no token to score ({len(ids)} tokens, the target "
-                            f"would start at token {first}); its text must extend past "
-                            "prefix_chars, or pass bos_id so that token 0 is scored")
+            raise DataError(
+                f"item {row.item_id}: no token to score ({len(ids)} tokens, the target "
+                f"would start at token {first}); its text must extend past "
+                "prefix_chars, or pass bos_id so that token 0 is scored"
+            )
         return cls(row, text, ids, first, prompt_ids, tokenize)
 
     @property
     def target_text(self) -> str:
         """The text after the prompt (all of it without one)."""
-        return self.text[self.row.prefix_chars:]
+        return self.text[self.row.prefix_chars :]
 
     def sequence(self, bos_id: int | None) -> np.ndarray:
         """The scored sequence: ``bos_id`` (if any), then the tokens."""
@@ -293,17 +357,22 @@ class _Layout:
             hi = _common_prefix(head, self.ids)
             hi += hi < len(head)  # a token straddling `end` overlaps the span
             if lo < self.first:
-                raise DataError(f"item {self.row.item_id}: span {start}:{end} starts before the "
-                                "first scored token: inside the prompt, or at token 0 without "
-                                "bos_id (pass bos_id)")
+                raise DataError(
+                    f"item {self.row.item_id}: span {start}:{end} starts before the "
+                    "first scored token: inside the prompt, or at token 0 without "
+                    "bos_id (pass bos_id)"
+                )
             out.append(slice(lo - self.first, hi - self.first))
         return out
 
 
 def _check_splittable(layouts: list[_Layout], prefix_tokens: int) -> None:
     """Items without a prompt need a token after the first ``prefix_tokens`` to extract."""
-    short = [(lay.row.item_id, len(lay.ids)) for lay in layouts
-             if lay.row.prefix_chars == 0 and len(lay.ids) <= prefix_tokens]
+    short = [
+        (lay.row.item_id, len(lay.ids))
+        for lay in layouts
+        if lay.row.prefix_chars == 0 and len(lay.ids) <= prefix_tokens
+    ]
     if short:
         shown = ", ".join(f"{item} ({n} tokens)" for item, n in short[:5])
         raise DataError(

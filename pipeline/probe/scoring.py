@@ -137,9 +137,10 @@ def score(
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     out: dict[int, TokenScores] = {}
     for first in range(0, len(order), batch_size):
-        batch = order[first:first + batch_size]
-        scored = _score_batch(logits_fn, [sequences[i] for i in batch], [starts[i] for i in batch],
-                              chunk_rows)
+        batch = order[first : first + batch_size]
+        scored = _score_batch(
+            logits_fn, [sequences[i] for i in batch], [starts[i] for i in batch], chunk_rows
+        )
         out.update(zip(batch, scored))
     return [out[i] for i in range(len(sequences))]
 
@@ -149,7 +150,7 @@ def _score_batch(
 ) -> list[TokenScores]:
     ids = np.zeros((len(sequences), max(len(s) for s in sequences)), dtype=np.int64)
     for row, seq in enumerate(sequences):
-        ids[row, :len(seq)] = seq
+        ids[row, : len(seq)] = seq
     counts = [len(s) - st for s, st in zip(sequences, starts)]
     # (row, position) of every scored prediction: position t predicts token t + 1.
     rows = np.repeat(np.arange(len(sequences)), counts)
@@ -157,14 +158,18 @@ def _score_batch(
     with torch.inference_mode():
         logits = logits_fn(ids)
         if tuple(logits.shape[:2]) != ids.shape:
-            raise ValueError(f"the logits function returned shape {tuple(logits.shape)} for ids "
-                             f"of shape {ids.shape}; it must return (batch, seq, vocab)")
+            raise ValueError(
+                f"the logits function returned shape {tuple(logits.shape)} for ids "
+                f"of shape {ids.shape}; it must return (batch, seq, vocab)"
+            )
         rows_t = torch.from_numpy(rows).to(logits.device)
         positions_t = torch.from_numpy(positions).to(logits.device)
         targets = torch.from_numpy(ids).to(logits.device)[rows_t, positions_t + 1]
         step = chunk_rows or max(1, CHUNK_ELEMENTS // logits.shape[-1])
         parts = [
-            token_stats(logits[rows_t[c:c + step], positions_t[c:c + step]], targets[c:c + step])
+            token_stats(
+                logits[rows_t[c : c + step], positions_t[c : c + step]], targets[c : c + step]
+            )
             for c in range(0, len(rows), step)
         ]
         columns = {f: torch.cat([part[f] for part in parts]).cpu().numpy() for f in _FIELDS}

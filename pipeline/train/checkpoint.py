@@ -49,8 +49,10 @@ def committed_steps(run_dir: str) -> list[int]:
     if not os.path.isdir(root):
         return []
     return sorted(
-        int(name[5:]) for name in os.listdir(root)
-        if name.startswith("iter_") and name[5:].isdigit()
+        int(name[5:])
+        for name in os.listdir(root)
+        if name.startswith("iter_")
+        and name[5:].isdigit()
         and os.path.exists(os.path.join(root, name, COMMIT))
     )
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
@@ -61,7 +60,10 @@ _GLOBAL = {
 _LAYER = {
     "input_layernorm.weight": ("input_layernorm.weight",),
     "self_attention.linear_qkv.weight": (
-        "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
+        "self_attn.q_proj.weight",
+        "self_attn.k_proj.weight",
+        "self_attn.v_proj.weight",
+    ),
     "self_attention.linear_proj.weight": ("self_attn.o_proj.weight",),
     "pre_mlp_layernorm.weight": ("post_attention_layernorm.weight",),
     "mlp.linear_fc1.weight": ("mlp.gate_proj.weight", "mlp.up_proj.weight"),
@@ -80,6 +82,7 @@ layer after it; these are the local spec's names for those weights."""
 
 # --- the mapping -------------------------------------------------------------------------------
 
+
 def to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
     """HF Llama tensors of a full megatron state dict (local- or TE-spec names).
 
@@ -90,7 +93,7 @@ def to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torc
 
     state = {_local_name(k): v for k, v in state.items() if not k.endswith("_extra_state")}
     out = {hf: state.pop(name) for name, hf in _GLOBAL.items()}
-    out["model.embed_tokens.weight"] = out["model.embed_tokens.weight"][:config.vocab_size]
+    out["model.embed_tokens.weight"] = out["model.embed_tokens.weight"][: config.vocab_size]
     for i in range(config.num_layers):
         for name, hf_names in _LAYER.items():
             parts = _split(name, state.pop(f"decoder.layers.{i}.{name}"), config)
@@ -114,12 +117,16 @@ def from_hf(tensors: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, 
     head = tensors.pop("lm_head.weight", None)
     missing = [hf for hf in _hf_names(config) if hf not in tensors]
     if missing:
-        raise DataError(f"the Hugging Face weights lack {missing[:3]} (and {len(missing)} in all); "
-                        "give a complete LlamaForCausalLM checkpoint")
+        raise DataError(
+            f"the Hugging Face weights lack {missing[:3]} (and {len(missing)} in all); "
+            "give a complete LlamaForCausalLM checkpoint"
+        )
     embedding = tensors["model.embed_tokens.weight"]
     if head is not None and not torch.equal(head, embedding):
-        raise DataError("lm_head.weight differs from model.embed_tokens.weight, but taggant's "
-                        "model ties them; use a model with tie_word_embeddings")
+        raise DataError(
+            "lm_head.weight differs from model.embed_tokens.weight, but taggant's "
+            "model ties them; use a model with tie_word_embeddings"
+        )
     rows = torch.zeros(config.padded_vocab_size, embedding.shape[1], dtype=embedding.dtype)
     n = min(len(embedding), config.padded_vocab_size)
     rows[:n] = embedding[:n]
@@ -130,14 +137,20 @@ def from_hf(tensors: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, 
             parts = [tensors.pop(f"model.layers.{i}.{hf}") for hf in hf_names]
             out[f"decoder.layers.{i}.{name}"] = _fuse(name, parts, config)
     if tensors:
-        raise DataError(f"the Hugging Face weights hold tensors taggant's model has no place for: "
-                        f"{sorted(tensors)[:3]}; only plain Llama checkpoints import")
+        raise DataError(
+            f"the Hugging Face weights hold tensors taggant's model has no place for: "
+            f"{sorted(tensors)[:3]}; only plain Llama checkpoints import"
+        )
     return {k: v.to(torch.float32).contiguous() for k, v in out.items()}
 
 
 def _hf_names(config: ModelConfig) -> list[str]:
-    layers = [f"model.layers.{i}.{hf}" for i in range(config.num_layers)
-              for hfs in _LAYER.values() for hf in hfs]
+    layers = [
+        f"model.layers.{i}.{hf}"
+        for i in range(config.num_layers)
+        for hfs in _LAYER.values()
+        for hf in hfs
+    ]
     return [*_GLOBAL.values(), *layers]
 
 
@@ -152,7 +165,11 @@ def _local_name(name: str) -> str:
 
 def _qkv_shape(config: ModelConfig) -> tuple[int, int, int]:
     groups = config.num_query_groups or config.num_attention_heads
-    return groups, config.num_attention_heads // groups, config.hidden_size // config.num_attention_heads
+    return (
+        groups,
+        config.num_attention_heads // groups,
+        config.hidden_size // config.num_attention_heads,
+    )
 
 
 def _split(name: str, tensor: torch.Tensor, config: ModelConfig) -> list[torch.Tensor]:
@@ -160,9 +177,11 @@ def _split(name: str, tensor: torch.Tensor, config: ModelConfig) -> list[torch.T
     if name == "self_attention.linear_qkv.weight":
         groups, per_group, head_dim = _qkv_shape(config)
         grouped = tensor.view(groups, per_group + 2, head_dim, config.hidden_size)
-        return [grouped[:, :per_group].reshape(-1, config.hidden_size),
-                grouped[:, per_group].reshape(-1, config.hidden_size),
-                grouped[:, per_group + 1].reshape(-1, config.hidden_size)]
+        return [
+            grouped[:, :per_group].reshape(-1, config.hidden_size),
+            grouped[:, per_group].reshape(-1, config.hidden_size),
+            grouped[:, per_group + 1].reshape(-1, config.hidden_size),
+        ]
     if name == "mlp.linear_fc1.weight":
         return list(tensor.chunk(2, dim=0))
     return [tensor]
@@ -181,6 +200,7 @@ def _fuse(name: str, parts: list[torch.Tensor], config: ModelConfig) -> torch.Te
 
 
 # --- configs -----------------------------------------------------------------------------------
+
 
 def llama_config(config: ModelConfig, eod_id: int):
     """The ``transformers.LlamaConfig`` of a model (``eod_id``: BOS and EOS token)."""
@@ -219,35 +239,62 @@ def model_config_from_hf(folder: str, vocab_size: int, seq_length: int) -> Model
     _require_transformers("runs.init_from_hf")
     path = os.path.join(folder, "config.json")
     if not os.path.exists(path):
-        raise ConfigError([("runs.init_from_hf", f"{folder!r} has no config.json; give a local "
-                            "Hugging Face model folder (config.json, *.safetensors)")])
+        raise ConfigError(
+            [
+                (
+                    "runs.init_from_hf",
+                    f"{folder!r} has no config.json; give a local "
+                    "Hugging Face model folder (config.json, *.safetensors)",
+                )
+            ]
+        )
     from transformers import LlamaConfig
 
     from taggant.pipeline.train.model import ModelConfig
 
     raw = io.read_json(path)
     if raw.get("model_type") != "llama":
-        raise ConfigError([("runs.init_from_hf", f"{folder!r} holds a {raw.get('model_type')!r} "
-                            "model; only Llama-architecture models (model_type llama) import")])
+        raise ConfigError(
+            [
+                (
+                    "runs.init_from_hf",
+                    f"{folder!r} holds a {raw.get('model_type')!r} "
+                    "model; only Llama-architecture models (model_type llama) import",
+                )
+            ]
+        )
     hf = LlamaConfig.from_pretrained(folder, local_files_only=True)
     rope = dict(hf.rope_parameters or {})
     head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
     unsupported = [
-        why for bad, why in (
+        why
+        for bad, why in (
             (hf.attention_bias or hf.mlp_bias, "biases"),
             (not hf.tie_word_embeddings, "an output layer not tied to the embedding"),
             (rope.get("rope_type", "default") != "default", f"RoPE scaling {rope}"),
             (hf.hidden_act != "silu", f"activation {hf.hidden_act!r}"),
-            (head_dim * hf.num_attention_heads != hf.hidden_size,
-             f"head_dim {head_dim} × {hf.num_attention_heads} heads ≠ hidden {hf.hidden_size}"),
-        ) if bad
+            (
+                head_dim * hf.num_attention_heads != hf.hidden_size,
+                f"head_dim {head_dim} × {hf.num_attention_heads} heads ≠ hidden {hf.hidden_size}",
+            ),
+        )
+        if bad
     ]
     if unsupported:
-        raise ConfigError([("runs.init_from_hf", f"{folder!r} has {', '.join(unsupported)}; "
-                            "taggant's model is plain Llama with tied embeddings")])
+        raise ConfigError(
+            [
+                (
+                    "runs.init_from_hf",
+                    f"{folder!r} has {', '.join(unsupported)}; "
+                    "taggant's model is plain Llama with tied embeddings",
+                )
+            ]
+        )
     if vocab_size > hf.vocab_size:
-        raise DataError(f"the tokenizer has {vocab_size} ids but {folder} embeds only "
-                        f"{hf.vocab_size}; use the model's own tokenizer.json")
+        raise DataError(
+            f"the tokenizer has {vocab_size} ids but {folder} embeds only "
+            f"{hf.vocab_size}; use the model's own tokenizer.json"
+        )
     groups = hf.num_key_value_heads
     return ModelConfig(
         num_layers=hf.num_hidden_layers,
@@ -269,6 +316,7 @@ def _require_transformers(field: str) -> None:
 
 # --- export ------------------------------------------------------------------------------------
 
+
 def export_dir(run_dir: str, step: int) -> str:
     """Where the spec's ``checkpoints.export_hf`` puts the export of a step: beside the run's
     checkpoints, under the name of the checkpoint it came from."""
@@ -280,9 +328,13 @@ def exported_steps(run_dir: str) -> list[int]:
     root = os.path.join(run_dir, "hf")
     if not os.path.isdir(root):
         return []
-    return sorted(int(name[5:]) for name in os.listdir(root)
-                  if name.startswith("iter_") and name[5:].isdigit()
-                  and os.path.exists(os.path.join(root, name, EXPORT_META)))
+    return sorted(
+        int(name[5:])
+        for name in os.listdir(root)
+        if name.startswith("iter_")
+        and name[5:].isdigit()
+        and os.path.exists(os.path.join(root, name, EXPORT_META))
+    )
 
 
 def export_checkpoint(run_dir: str, step: int, out: str, experiment: str) -> dict[str, Any]:
@@ -306,8 +358,10 @@ def export_checkpoint(run_dir: str, step: int, out: str, experiment: str) -> dic
 
     info = RunInfo.read(run_dir)
     if step not in checkpoint.committed_steps(run_dir):
-        raise DataError(f"{run_dir} has no committed checkpoint at step {step}; committed: "
-                        f"{checkpoint.committed_steps(run_dir)}")
+        raise DataError(
+            f"{run_dir} has no committed checkpoint at step {step}; committed: "
+            f"{checkpoint.committed_steps(run_dir)}"
+        )
     commit = checkpoint.read_commit(run_dir, step)
     config = ModelConfig(**commit["model"])
     model = checkpoint.load_model(run_dir, step)
@@ -325,8 +379,10 @@ def export_checkpoint(run_dir: str, step: int, out: str, experiment: str) -> dic
         "manifest_hash": manifest_hash(info.manifest),
         "source_checkpoint": checkpoint.step_dir(run_dir, step),
         "taggant_version": importlib.metadata.version("taggant"),
-        "vocab": {"tokenizer_ids": config.vocab_size, "padded_rows_dropped":
-                  config.padded_vocab_size - config.vocab_size},
+        "vocab": {
+            "tokenizer_ids": config.vocab_size,
+            "padded_rows_dropped": config.padded_vocab_size - config.vocab_size,
+        },
     }
     eod = info.tokenizer["eod_id"]
     parent = os.path.dirname(os.path.abspath(out))
@@ -357,8 +413,9 @@ def manifest_hash(folder: str) -> str:
     return digest.hexdigest()
 
 
-def _write_tokenizer(tokenizer_json: str, eod_id: int, pad_id: int, seq_length: int,
-                     folder: str) -> None:
+def _write_tokenizer(
+    tokenizer_json: str, eod_id: int, pad_id: int, seq_length: int, folder: str
+) -> None:
     from tokenizers import Tokenizer, processors
 
     tokenizer = Tokenizer.from_file(tokenizer_json)
@@ -366,16 +423,22 @@ def _write_tokenizer(tokenizer_json: str, eod_id: int, pad_id: int, seq_length: 
     # Every training document followed an EOD; consumers that add special tokens (lm-eval, the
     # HF pipelines) then score texts in the context they were trained in.
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{eod} $A", pair=f"{eod} $A {eod} $B", special_tokens=[(eod, eod_id)])
+        single=f"{eod} $A", pair=f"{eod} $A {eod} $B", special_tokens=[(eod, eod_id)]
+    )
     tokenizer.save(os.path.join(folder, "tokenizer.json"))
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": eod, "eos_token": eod,
-              "model_max_length": seq_length}
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": eod,
+        "eos_token": eod,
+        "model_max_length": seq_length,
+    }
     if pad_id >= 0:
         config["pad_token"] = tokenizer.id_to_token(pad_id)
     io.write_json(os.path.join(folder, "tokenizer_config.json"), config)
 
 
 # --- import ------------------------------------------------------------------------------------
+
 
 def read_hf_tensors(folder: str) -> dict[str, torch.Tensor]:
     """Every tensor of the ``*.safetensors`` files in ``folder``.
@@ -387,8 +450,15 @@ def read_hf_tensors(folder: str) -> dict[str, torch.Tensor]:
 
     files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
     if not files:
-        raise ConfigError([("runs.init_from_hf", f"{folder!r} has no *.safetensors weights; save "
-                            "the model with save_pretrained(safe_serialization=True)")])
+        raise ConfigError(
+            [
+                (
+                    "runs.init_from_hf",
+                    f"{folder!r} has no *.safetensors weights; save "
+                    "the model with save_pretrained(safe_serialization=True)",
+                )
+            ]
+        )
     tensors: dict[str, torch.Tensor] = {}
     for name in files:
         tensors.update(load_file(os.path.join(folder, name)))
@@ -405,15 +475,21 @@ def num_params(folder: str) -> int:
     total = 0
     for name in sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")):
         with safe_open(os.path.join(folder, name), "pt") as weights:
-            total += sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys()
-                         if k != "lm_head.weight")
+            total += sum(
+                math.prod(weights.get_slice(k).get_shape())
+                for k in weights.keys()
+                if k != "lm_head.weight"
+            )
     return total
 
 
 def fingerprint(folder: str) -> dict[str, int]:
     """Name → size of the files of an HF model folder: what the train stage's hash covers."""
-    return {name: os.path.getsize(os.path.join(folder, name)) for name in sorted(os.listdir(folder))
-            if name.endswith((".json", ".safetensors"))}
+    return {
+        name: os.path.getsize(os.path.join(folder, name))
+        for name in sorted(os.listdir(folder))
+        if name.endswith((".json", ".safetensors"))
+    }
 
 
 def import_hf(folder: str, out: str, vocab_size: int, seq_length: int) -> dict[str, Any]:
@@ -447,8 +523,12 @@ def import_hf(folder: str, out: str, vocab_size: int, seq_length: int) -> dict[s
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     dist_checkpointing.save({"model": model.sharded_state_dict()}, out)
-    record = {"version": IMPORT_VERSION, "source": os.path.abspath(folder),
-              "fingerprint": fingerprint(folder), "model": config.to_dict()}
+    record = {
+        "version": IMPORT_VERSION,
+        "source": os.path.abspath(folder),
+        "fingerprint": fingerprint(folder),
+        "model": config.to_dict(),
+    }
     io.write_json(record_path, record)
     return record
 
@@ -467,4 +547,3 @@ def load_init(module, out: str) -> None:
 
     state = dist_checkpointing.load({"model": module.sharded_state_dict()}, out)
     module.load_state_dict(state["model"])
-

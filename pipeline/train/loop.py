@@ -97,15 +97,19 @@ class TrainConfig:
     """An imported model (``hf.import_hf``) the weights start from instead of ``seed``."""
 
     @classmethod
-    def from_spec(cls, spec: ExperimentSpec, run: RunId, vocab_size: int,
-                  init_checkpoint: str | None = None) -> TrainConfig:
+    def from_spec(
+        cls, spec: ExperimentSpec, run: RunId, vocab_size: int, init_checkpoint: str | None = None
+    ) -> TrainConfig:
         """The config of ``run`` in ``spec`` with a tokenizer of ``vocab_size`` ids; with
         ``init_checkpoint`` (``runs.init_from_hf`` imported there) the model is that one."""
         runs = spec.runs
         num_steps = runs.num_steps(run.train_tokens)
         return cls(
-            model=(hf.init_model_config(init_checkpoint) if init_checkpoint else
-                   ModelConfig.from_preset(run.model_size, vocab_size, runs.seq_length_tokens)),
+            model=(
+                hf.init_model_config(init_checkpoint)
+                if init_checkpoint
+                else ModelConfig.from_preset(run.model_size, vocab_size, runs.seq_length_tokens)
+            ),
             seed=run.seed,
             num_steps=num_steps,
             global_batch_sequences=runs.global_batch_sequences,
@@ -136,8 +140,13 @@ class Trainer:
         DataError: the sample stream does not match the config (sequence length, sample count).
     """
 
-    def __init__(self, config: TrainConfig, samples: SampleSource, run_dir: str,
-                 on_commit: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        samples: SampleSource,
+        run_dir: str,
+        on_commit: Callable[[int], None] | None = None,
+    ):
         init_parallel(config.tensor_parallel_size, config.pipeline_parallel_size)
         self.config, self.samples, self.run_dir = config, samples, run_dir
         self._on_commit = on_commit
@@ -204,11 +213,17 @@ class Trainer:
         committed = checkpoint.committed_steps(run_dir)
         if committed:
             self._load(committed[-1])
-        self.progress = Progress(
-            run_dir, config.num_steps,
-            config.global_batch_sequences * config.model.seq_length, config.log_interval_steps,
-            tensorboard=config.tensorboard,
-        ) if dist.get_rank() == 0 else None
+        self.progress = (
+            Progress(
+                run_dir,
+                config.num_steps,
+                config.global_batch_sequences * config.model.seq_length,
+                config.log_interval_steps,
+                tensorboard=config.tensorboard,
+            )
+            if dist.get_rank() == 0
+            else None
+        )
 
     # --- public commands -----------------------------------------------------------------------
 
@@ -327,8 +342,11 @@ class Trainer:
             local = torch.stack([o["loss"] for o in outputs]).mean().reshape(1).float()
             dist.all_reduce(local, group=parallel_state.get_data_parallel_group())
         if parallel_state.get_pipeline_model_parallel_world_size() > 1:
-            dist.broadcast(local, src=parallel_state.get_pipeline_model_parallel_last_rank(),
-                           group=parallel_state.get_pipeline_model_parallel_group())
+            dist.broadcast(
+                local,
+                src=parallel_state.get_pipeline_model_parallel_last_rank(),
+                group=parallel_state.get_pipeline_model_parallel_group(),
+            )
         return local.item() / parallel_state.get_data_parallel_world_size()
 
     def _state(self, loading: bool) -> dict[str, Any]:
@@ -349,8 +367,11 @@ class Trainer:
                 "samples_seen": status["samples_seen"],
                 "tokens_seen": status["tokens_seen"],
                 "model": self.config.model.to_dict(),
-                "train": {k: v for k, v in asdict(self.config).items()
-                          if k not in ("model", "checkpoint_steps")},
+                "train": {
+                    k: v
+                    for k, v in asdict(self.config).items()
+                    if k not in ("model", "checkpoint_steps")
+                },
             },
         )
         if self._on_commit is not None:

@@ -72,8 +72,9 @@ def uses_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def init_parallel(tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1,
-                  timeout_s: float = 1800.0) -> None:
+def init_parallel(
+    tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1, timeout_s: float = 1800.0
+) -> None:
     """Join the process group and set up megatron's parallel state; idempotent.
 
     Ranks come from the environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``,
@@ -95,16 +96,23 @@ def init_parallel(tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1
         if "WORLD_SIZE" in os.environ:
             dist.init_process_group(backend, timeout=timeout)
         else:
-            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1,
-                                    timeout=timeout)
+            dist.init_process_group(
+                backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout
+            )
     if not parallel_state.model_parallel_is_initialized():
         world = dist.get_world_size()
         if world % (tensor_parallel_size * pipeline_parallel_size):
-            raise ConfigError([(
-                "runs.tensor_parallel_size",
-                (f"tensor {tensor_parallel_size} × pipeline {pipeline_parallel_size} does not "
-                 f"divide the world size {world}"),
-            )])
+            raise ConfigError(
+                [
+                    (
+                        "runs.tensor_parallel_size",
+                        (
+                            f"tensor {tensor_parallel_size} × pipeline {pipeline_parallel_size} does not "
+                            f"divide the world size {world}"
+                        ),
+                    )
+                ]
+            )
         parallel_state.initialize_model_parallel(
             tensor_model_parallel_size=tensor_parallel_size,
             pipeline_model_parallel_size=pipeline_parallel_size,
@@ -124,16 +132,26 @@ def build_model(config: ModelConfig, seed: int, bf16: bool = False) -> GPTModel:
     tp = parallel_state.get_tensor_model_parallel_world_size()
     pp = parallel_state.get_pipeline_model_parallel_world_size()
     if config.num_layers % pp:
-        raise ConfigError([(
-            "runs.pipeline_parallel_size",
-            f"{pp} does not divide the {config.num_layers} layers; use a divisor",
-        )])
+        raise ConfigError(
+            [
+                (
+                    "runs.pipeline_parallel_size",
+                    f"{pp} does not divide the {config.num_layers} layers; use a divisor",
+                )
+            ]
+        )
     if config.num_attention_heads % tp or config.padded_vocab_size % tp:
-        raise ConfigError([(
-            "runs.tensor_parallel_size",
-            (f"{tp} must divide the attention heads ({config.num_attention_heads}) and the padded "
-             f"vocabulary ({config.padded_vocab_size}); use a power of two up to the head count"),
-        )])
+        raise ConfigError(
+            [
+                (
+                    "runs.tensor_parallel_size",
+                    (
+                        f"{tp} must divide the attention heads ({config.num_attention_heads}) and the padded "
+                        f"vocabulary ({config.padded_vocab_size}); use a power of two up to the head count"
+                    ),
+                )
+            ]
+        )
     torch.manual_seed(seed)
     if uses_cuda():
         # Seeds megatron's CUDA RNG tracker, which the GPU initialisation draws from.
@@ -152,8 +170,9 @@ def build_model(config: ModelConfig, seed: int, bf16: bool = False) -> GPTModel:
     return model.cuda() if uses_cuda() else model
 
 
-def transformer_config(config: ModelConfig, tensor_parallel_size: int, bf16: bool,
-                       pipeline_parallel_size: int = 1) -> TransformerConfig:
+def transformer_config(
+    config: ModelConfig, tensor_parallel_size: int, bf16: bool, pipeline_parallel_size: int = 1
+) -> TransformerConfig:
     """The megatron TransformerConfig of a Llama-style model; fusions that need CUDA kernels are
     on only with CUDA."""
     cuda = uses_cuda()
@@ -197,17 +216,38 @@ class SDPACoreAttention(MegatronModule):
     whole sample, across document boundaries (megatron's default: no mask reset at EOD).
     """
 
-    def __init__(self, config, layer_number, attn_mask_type, attention_type,
-                 attention_dropout=None, softmax_scale=None, cp_comm_type=None, pg_collection=None):
+    def __init__(
+        self,
+        config,
+        layer_number,
+        attn_mask_type,
+        attention_type,
+        attention_dropout=None,
+        softmax_scale=None,
+        cp_comm_type=None,
+        pg_collection=None,
+    ):
         super().__init__(config=config)
         self.softmax_scale = softmax_scale
 
-    def forward(self, query, key, value, attention_mask, attn_mask_type=None,
-                attention_bias=None, packed_seq_params=None):
+    def forward(
+        self,
+        query,
+        key,
+        value,
+        attention_mask,
+        attn_mask_type=None,
+        attention_bias=None,
+        packed_seq_params=None,
+    ):
         seq, batch, heads, head_dim = query.shape
         q, k, v = (x.permute(1, 2, 0, 3) for x in (query, key, value))
         out = torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, is_causal=True, scale=self.softmax_scale,
+            q,
+            k,
+            v,
+            is_causal=True,
+            scale=self.softmax_scale,
             enable_gqa=k.shape[1] != q.shape[1],  # grouped-query attention (imported models)
         )
         return out.permute(2, 0, 1, 3).reshape(seq, batch, heads * head_dim)

@@ -47,8 +47,12 @@ def tensorboard_writer(run_dir: str):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
-        log.warning("runs.tensorboard is on but TensorBoard cannot be loaded (%s); install it with "
-                    "`pip install 'taggant[tensorboard]'`. Progress goes to %s only.", e, METRICS)
+        log.warning(
+            "runs.tensorboard is on but TensorBoard cannot be loaded (%s); install it with "
+            "`pip install 'taggant[tensorboard]'`. Progress goes to %s only.",
+            e,
+            METRICS,
+        )
         return None
     return SummaryWriter(os.path.join(run_dir, TENSORBOARD))
 
@@ -73,8 +77,11 @@ def write_probe_summary(run_dir: str, step: int, rows) -> None:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
-        log.warning("runs.tensorboard is on but TensorBoard cannot be loaded (%s); install it with "
-                    "`pip install 'taggant[tensorboard]'`. Probe rows are in the store only.", e)
+        log.warning(
+            "runs.tensorboard is on but TensorBoard cannot be loaded (%s); install it with "
+            "`pip install 'taggant[tensorboard]'`. Probe rows are in the store only.",
+            e,
+        )
         return
     with SummaryWriter(os.path.join(run_dir, TENSORBOARD), filename_suffix=".probe") as writer:
         for tag, value in probe_summary(rows).items():
@@ -92,8 +99,14 @@ class Progress:
         tensorboard: also write TensorBoard scalars.
     """
 
-    def __init__(self, run_dir: str, num_steps: int, tokens_per_step: int, interval_steps: int,
-                 tensorboard: bool = False):
+    def __init__(
+        self,
+        run_dir: str,
+        num_steps: int,
+        tokens_per_step: int,
+        interval_steps: int,
+        tensorboard: bool = False,
+    ):
         self.run_dir, self.num_steps = run_dir, num_steps
         self.tokens_per_step, self.interval_steps = tokens_per_step, interval_steps
         self._writer = tensorboard_writer(run_dir) if tensorboard else None
@@ -144,9 +157,16 @@ class Progress:
             self._writer.close()
 
     def _emit(self, out: dict[str, Any]) -> None:
-        log.info("%s: step %d/%d  loss %.4f  lr %.3g  %.0f tokens/s  ETA %s",
-                 os.path.basename(self.run_dir), out["step"], self.num_steps, out["loss"],
-                 out["lr"], out["tokens_per_s"], _duration(out["eta_s"]))
+        log.info(
+            "%s: step %d/%d  loss %.4f  lr %.3g  %.0f tokens/s  ETA %s",
+            os.path.basename(self.run_dir),
+            out["step"],
+            self.num_steps,
+            out["loss"],
+            out["lr"],
+            out["tokens_per_s"],
+            _duration(out["eta_s"]),
+        )
         with open(os.path.join(self.run_dir, METRICS), "a") as f:
             f.write(json.dumps(out) + "\n")
         if self._writer is not None:

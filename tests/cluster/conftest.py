@@ -35,11 +35,10 @@ from ray.job_submission import JobSubmissionClient
 from ray.util.state import StateApiClient
 from ray.util.state.common import ListApiOptions, StateResource
 
+from taggant.jobs.submit import submit
 from tests import s3
 from tests.conftest import TINY_SPEC
 from tests.net import free_ports
-
-from taggant.jobs.submit import submit
 
 SCRIPT = Path(__file__).resolve().parents[2] / "cluster" / "local-cluster.sh"
 WORKERS = 2
@@ -58,8 +57,9 @@ def bare_python(folder: Path) -> Path:
     (site / "dependencies.pth").write_text("".join(f"{p}\n" for p in ours))
     python = folder / "bin" / "python"
     ray = folder / "bin" / "ray"
-    ray.write_text(f"#!{python}\nimport sys\nfrom ray.scripts.scripts import main\n"
-                   "sys.exit(main())\n")
+    ray.write_text(
+        f"#!{python}\nimport sys\nfrom ray.scripts.scripts import main\nsys.exit(main())\n"
+    )
     ray.chmod(0o755)
     return folder / "bin"
 
@@ -83,8 +83,13 @@ class Cluster:
         return JobSubmissionClient(self.address, headers=self.headers)
 
     def script(self, *args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run(["bash", str(SCRIPT), *args], env=self.env, capture_output=True,
-                              text=True, timeout=SCRIPT_TIMEOUT_S)
+        done = subprocess.run(
+            ["bash", str(SCRIPT), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT_S,
+        )
         assert done.returncode == 0, f"local-cluster.sh {' '.join(args)}: {done.stderr}"
         return done
 
@@ -101,8 +106,11 @@ class Cluster:
     def raylet(self, node_id: str) -> tuple[int, psutil.Process]:
         """The worker number (1-based; 0 for the head) and the raylet process of the node
         ``node_id``."""
-        [(cmdline, raylet)] = [(" ".join(p.cmdline()), p) for p in self.family()
-                               if p.name() == "raylet" and f"--node_id={node_id}" in p.cmdline()]
+        [(cmdline, raylet)] = [
+            (" ".join(p.cmdline()), p)
+            for p in self.family()
+            if p.name() == "raylet" and f"--node_id={node_id}" in p.cmdline()
+        ]
         worker = re.search(r"/ray-w(\d+)/", cmdline)
         return (int(worker[1]) if worker else 0), raylet
 
@@ -111,8 +119,9 @@ class Cluster:
 
     def list(self, resource: StateResource, **filters: str) -> list[dict]:
         """Ray's state API: every ``resource`` (tasks, nodes, ...) matching ``filters``."""
-        options = ListApiOptions(filters=[(k, "=", v) for k, v in filters.items()], detail=True,
-                                 limit=10_000)
+        options = ListApiOptions(
+            filters=[(k, "=", v) for k, v in filters.items()], detail=True, limit=10_000
+        )
         # Not raise_on_missing_output: Ray counts the rows a filter drops as missing.
         return [asdict(x) for x in self.state_api().list(resource, options, False)]
 
@@ -142,16 +151,32 @@ def cluster() -> Iterator[Cluster]:
     state = root / "c"
     (root / "home").mkdir()
     gcs, dashboard, client, agent = free_ports(4)
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"AWS_ENDPOINT_URL", "PYTHONPATH", "RAY_ADDRESS", "RAY_AUTH_TOKEN",
-                          "RAY_AUTH_TOKEN_PATH"}}
-    env.update(s3.CREDENTIALS, TAGGANT_LOCAL_CLUSTER=str(state), GCS_PORT=str(gcs),
-               DASHBOARD_PORT=str(dashboard), CLIENT_PORT=str(client), AGENT_PORT=str(agent),
-               START_TIMEOUT_S=str(NODE_START_TIMEOUT_S),
-               HOME=str(root / "home"),
-               PATH=f"{bare_python(root / 'nodes-python')}{os.pathsep}{os.environ['PATH']}")
-    started = Cluster(f"http://127.0.0.1:{dashboard}", "", state, env,
-                      root / "nodes-python" / "bin" / "python")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key
+        not in {
+            "AWS_ENDPOINT_URL",
+            "PYTHONPATH",
+            "RAY_ADDRESS",
+            "RAY_AUTH_TOKEN",
+            "RAY_AUTH_TOKEN_PATH",
+        }
+    }
+    env.update(
+        s3.CREDENTIALS,
+        TAGGANT_LOCAL_CLUSTER=str(state),
+        GCS_PORT=str(gcs),
+        DASHBOARD_PORT=str(dashboard),
+        CLIENT_PORT=str(client),
+        AGENT_PORT=str(agent),
+        START_TIMEOUT_S=str(NODE_START_TIMEOUT_S),
+        HOME=str(root / "home"),
+        PATH=f"{bare_python(root / 'nodes-python')}{os.pathsep}{os.environ['PATH']}",
+    )
+    started = Cluster(
+        f"http://127.0.0.1:{dashboard}", "", state, env, root / "nodes-python" / "bin" / "python"
+    )
     ours: list[psutil.Process] = []
     try:
         started.script("start", str(WORKERS))
@@ -177,9 +202,12 @@ JOB_ENV = ["AWS_ENDPOINT_URL"]
 def write_spec(folder: Path, store: str) -> Path:
     """The tiny experiment with its corpus on S3, its store at ``store`` and its work dir in
     ``folder/work`` (local disk, which every node of this one-machine cluster shares)."""
-    spec = {**TINY_SPEC, "corpus": {"paths": [f"s3://{BUCKET}/{CORPUS_KEY}"],
-                                    "max_shard_docs": SHARD_DOCS},
-            "work_dir": str(folder / "work"), "store": {"url": store}}
+    spec = {
+        **TINY_SPEC,
+        "corpus": {"paths": [f"s3://{BUCKET}/{CORPUS_KEY}"], "max_shard_docs": SHARD_DOCS},
+        "work_dir": str(folder / "work"),
+        "store": {"url": store},
+    }
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -217,8 +245,9 @@ def clean_run(cluster, token_env, s3_server, debian_corpus, tmp_path_factory) ->
     """The tiny experiment, end to end, submitted to the cluster with ``taggant submit``: corpus
     and store on S3, work dir on shared disk. No fault: the reference for the fault tests."""
     s3_server.bucket(BUCKET)
-    s3_server.client.upload_file(str(debian_corpus / "debian-copyright.jsonl.zst"), BUCKET,
-                                 CORPUS_KEY)
+    s3_server.client.upload_file(
+        str(debian_corpus / "debian-copyright.jsonl.zst"), BUCKET, CORPUS_KEY
+    )
     spec = write_spec(tmp_path_factory.mktemp("clean"), f"s3://{BUCKET}/store")
     workers = frozenset(n["node_id"] for n in cluster.alive_nodes() if not n["is_head_node"])
     submission = submit(spec, cluster.address, follow=True, env=JOB_ENV)

@@ -17,11 +17,10 @@ import pytest
 from ray.job_submission import JobStatus
 from ray.util.state.common import StateResource
 
+from taggant.jobs.submit import submit
 from tests.cluster.conftest import BUCKET, JOB_ENV, write_spec
 from tests.cluster.test_multinode import wait
 from tests.digests import folder_digests
-
-from taggant.jobs.submit import submit
 
 NOT_TASKS = ("ray::IDLE", "ray::DashboardAgent", "ray::RuntimeEnvAgent")
 """Titles of a raylet's children that run no task: an idle worker and the node's agents."""
@@ -39,9 +38,12 @@ def busy_worker(cluster, task_title: str | None) -> tuple[int, psutil.Process]:
             except psutil.NoSuchProcess:
                 continue
             running = [t for t in titles if t.startswith("ray::") and not t.startswith(NOT_TASKS)]
-            wanted = [t for t in running if task_title is None or t.startswith(f"ray::{task_title}")]
-            node_id = next((a.split("=", 1)[1] for a in raylet.cmdline()
-                            if a.startswith("--node_id=")), None)
+            wanted = [
+                t for t in running if task_title is None or t.startswith(f"ray::{task_title}")
+            ]
+            node_id = next(
+                (a.split("=", 1)[1] for a in raylet.cmdline() if a.startswith("--node_id=")), None
+            )
             if wanted and node_id:
                 number, found = cluster.raylet(node_id)
                 if number:  # a worker node; the head runs no tasks
@@ -53,19 +55,27 @@ def busy_worker(cluster, task_title: str | None) -> tuple[int, psutil.Process]:
 def node_processes(cluster, number: int) -> list[psutil.Process]:
     """The live ``ray start`` process of worker node ``number`` (empty once it has exited)."""
     marker = f"{cluster.state}/ray-w{number}"
-    return [p for p in cluster.family()
-            if "start" in p.cmdline() and any(arg == marker for arg in p.cmdline())]
+    return [
+        p
+        for p in cluster.family()
+        if "start" in p.cmdline() and any(arg == marker for arg in p.cmdline())
+    ]
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("stage, copied, task_title", [
-    ("dedup", ("ingest",), None),
-    ("tokenize", ("ingest", "dedup", "plan"), "tokenize_shard"),
-], ids=["dedup", "tokenize"])
-def test_a_worker_killed_mid_stage_changes_no_byte(cluster, clean_run, tmp_path, stage, copied,
-                                                   task_title):
+@pytest.mark.parametrize(
+    "stage, copied, task_title",
+    [
+        ("dedup", ("ingest",), None),
+        ("tokenize", ("ingest", "dedup", "plan"), "tokenize_shard"),
+    ],
+    ids=["dedup", "tokenize"],
+)
+def test_a_worker_killed_mid_stage_changes_no_byte(
+    cluster, clean_run, tmp_path, stage, copied, task_title
+):
     spec = write_spec(tmp_path, f"s3://{BUCKET}/store-{stage}-fault")
     for name in copied:  # finished stages: the job skips them and starts with `stage`
         shutil.copytree(clean_run.folder(name), tmp_path / "work" / clean_run.folder(name).name)
@@ -87,7 +97,8 @@ def test_a_worker_killed_mid_stage_changes_no_byte(cluster, clean_run, tmp_path,
     assert folder.name == clean_run.folder(stage).name
     # spec.yaml names the work dir, the one thing that differs between the two runs.
     assert folder_digests(str(folder), {"spec.yaml"}) == folder_digests(
-        str(clean_run.folder(stage)), {"spec.yaml"})
+        str(clean_run.folder(stage)), {"spec.yaml"}
+    )
 
     cluster.script("node", str(number))  # for the tests that follow
     cluster.wait_for_workers()

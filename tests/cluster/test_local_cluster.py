@@ -28,9 +28,19 @@ def test_a_head_and_two_workers_with_token_auth(cluster):
 @pytest.mark.ray
 @pytest.mark.timeout(1800)
 def test_a_running_worker_is_not_started_twice(cluster):
-    again = subprocess.run(["bash", str(SCRIPT), "node", "1"], env=cluster.env,
-                           capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        ["bash", str(SCRIPT), "node", "1"],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 1 and "worker 1 is still running" in again.stderr
-    bad = subprocess.run(["bash", str(SCRIPT), "node", "one"], env=cluster.env,
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        ["bash", str(SCRIPT), "node", "one"],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 1 and "usage:" in bad.stderr

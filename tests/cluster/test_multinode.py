@@ -12,15 +12,14 @@ import pytest
 from ray.job_submission import JobStatus
 from ray.util.state.common import StateResource
 
-from tests.cluster.conftest import BUCKET
-
 from taggant.jobs.submit import runtime_env
 from taggant.pipeline import store
+from tests.cluster.conftest import BUCKET
 
 ROOT = Path(__file__).resolve().parents[2]
 FINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
 SHIPPED = "/runtime_resources/py_modules_files/"
-WHERE = '''
+WHERE = """
 import json, ray, taggant.jobs
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -35,7 +34,7 @@ pinned = [where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, so
           for n in workers]
 print("WHERE", json.dumps({"driver": taggant.jobs.__file__,
                            "tasks": ray.get([task.remote() for task in pinned])}))
-'''
+"""
 """A job that reports which taggant its driver imported, and which one a task on each worker
 node imported."""
 
@@ -53,15 +52,20 @@ def wait(cluster, submission: str, timeout_s: float = 300) -> JobStatus:
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_the_nodes_cannot_import_taggant_so_jobs_run_the_shipped_copy(cluster, tmp_path):
-    bare = subprocess.run([str(cluster.python), "-c", "import taggant"], env=cluster.env,
-                          capture_output=True, text=True)
+    bare = subprocess.run(
+        [str(cluster.python), "-c", "import taggant"],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+    )
     assert "No module named 'taggant'" in bare.stderr
 
     (tmp_path / "spec").mkdir()
     (tmp_path / "spec" / "where.py").write_text(WHERE)
     jobs = cluster.jobs()
-    submission = jobs.submit_job(entrypoint="python where.py",
-                                 runtime_env=runtime_env(tmp_path, {}))
+    submission = jobs.submit_job(
+        entrypoint="python where.py", runtime_env=runtime_env(tmp_path, {})
+    )
     assert wait(cluster, submission) == JobStatus.SUCCEEDED, jobs.get_job_logs(submission)
     [line] = [ln for ln in jobs.get_job_logs(submission).splitlines() if ln.startswith("WHERE ")]
     where = json.loads(line.removeprefix("WHERE "))
@@ -81,8 +85,13 @@ def test_the_nodes_cannot_import_taggant_so_jobs_run_the_shipped_copy(cluster, t
 def test_a_submitted_experiment_runs_on_both_nodes_and_lands_in_the_store(cluster, clean_run):
     tasks = cluster.list(StateResource.TASKS, job_id=clean_run.job_id)
     workers = clean_run.workers
-    cpu_tasks = [t for t in tasks if t["type"] == "NORMAL_TASK" and t["state"] == "FINISHED"
-                 and t["required_resources"].get("CPU", 0) >= 1]
+    cpu_tasks = [
+        t
+        for t in tasks
+        if t["type"] == "NORMAL_TASK"
+        and t["state"] == "FINISHED"
+        and t["required_resources"].get("CPU", 0) >= 1
+    ]
     names = {t["func_or_class_name"] for t in cpu_tasks}
     assert {"ingest_file", "_sketch", "tokenize_shard"} <= names, names
     # The stages' shard tasks (one CPU each) ran on both worker nodes, never on the head. Which

@@ -18,16 +18,18 @@ def test_a_failing_command_prints_its_cause_and_its_log(tmp_path, monkeypatch, c
     assert main(["materialize", str(missing), str(tmp_path / "out")]) == 1
 
     [log] = logs(tmp_path / "cache")
-    assert capsys.readouterr().err == (f"error: {missing} has no run.json; call prepare_run_dir "
-                                       f"first (log: {log})\n")
+    assert capsys.readouterr().err == (
+        f"error: {missing} has no run.json; call prepare_run_dir first (log: {log})\n"
+    )
     assert log.name.startswith("materialize-")
     text = log.read_text()
     assert f"taggant materialize {missing}" in text
     assert "Traceback" in text and "DataError" in text
 
 
-def test_a_command_that_succeeds_logs_too_and_each_call_gets_its_own_file(tmp_path, monkeypatch,
-                                                                        capsys):
+def test_a_command_that_succeeds_logs_too_and_each_call_gets_its_own_file(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     spec = tiny_spec_file(tmp_path, tmp_path / "corpus")
 

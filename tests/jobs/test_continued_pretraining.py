@@ -31,15 +31,31 @@ def smollm2_spec(folder, model) -> dict:
         "seed": 5,
         "work_dir": str(folder / "work"),
         "corpus": {"paths": [str(corpus)]},
-        "perturbations": [{"kind": "canary", "name": "canaries", "count": 16,
-                           "dup_levels": [DUP], "control_frac": 0.5, "secret_length": 4,
-                           "num_references": 10}],
+        "perturbations": [
+            {
+                "kind": "canary",
+                "name": "canaries",
+                "count": 16,
+                "dup_levels": [DUP],
+                "control_frac": 0.5,
+                "secret_length": 4,
+                "num_references": 10,
+            }
+        ],
         "tokenizer": {"kind": "file", "path": str(model / "tokenizer.json")},
-        "runs": {"init_from_hf": str(model), "model_sizes": ["smollm2-135m"],
-                 "train_tokens": [STEPS * 4 * 64], "seq_length_tokens": 64,
-                 "global_batch_sequences": 4, "micro_batch_sequences": 4, "lr": 3e-4,
-                 "lr_schedule": "constant", "warmup_frac": 0.0, "weight_decay": 0.0,
-                 "standard_twin": False},
+        "runs": {
+            "init_from_hf": str(model),
+            "model_sizes": ["smollm2-135m"],
+            "train_tokens": [STEPS * 4 * 64],
+            "seq_length_tokens": 64,
+            "global_batch_sequences": 4,
+            "micro_batch_sequences": 4,
+            "lr": 3e-4,
+            "lr_schedule": "constant",
+            "warmup_frac": 0.0,
+            "weight_decay": 0.0,
+            "standard_twin": False,
+        },
         "checkpoints": {"log_spaced": 0, "interval_steps": STEPS, "after_window_steps": []},
         "probes": {"names": ["loss"], "prefix_tokens": 8, "suffix_tokens": 8},
         "store": {"url": str(folder / "store")},
@@ -47,7 +63,8 @@ def smollm2_spec(folder, model) -> dict:
 
 
 def test_canaries_inserted_into_continued_pretraining_of_smollm2_show_the_gap(
-        smollm2_hf, tmp_path, local_ray):
+    smollm2_hf, tmp_path, local_ray
+):
     spec_file = tmp_path / "smollm2.yaml"
     spec_file.write_text(yaml.safe_dump(smollm2_spec(tmp_path, smollm2_hf)))
     assert main(["run", str(spec_file), "--until", "probe"]) == 0
@@ -60,8 +77,9 @@ def test_canaries_inserted_into_continued_pretraining_of_smollm2_show_the_gap(
     assert checkpoint.committed_steps(run_dir) == [STEPS]
 
     rows = store.read_probes(spec.store.url)
-    secret = rows.filter(pc.and_(pc.equal(rows["metric"], "nll_mean"),
-                                 pc.equal(rows["step"], STEPS))).to_pandas()
+    secret = rows.filter(
+        pc.and_(pc.equal(rows["metric"], "nll_mean"), pc.equal(rows["step"], STEPS))
+    ).to_pandas()
     secret = secret[secret["item_id"] != secret["set"]]
     by_level = secret.groupby("dup_level")["value"].mean()
     # Measured (seed 5): controls 7.70 nats per secret token, ×4 members 3.57 (8 items each).

@@ -20,7 +20,10 @@ pytestmark = pytest.mark.ray
 THRESHOLD = 0.8
 
 
-def run_stages(corpus_dir, work, dedup=DedupSpec()):
+DEFAULT_DEDUP = DedupSpec()
+
+
+def run_stages(corpus_dir, work, dedup=DEFAULT_DEDUP):
     corpus = CorpusSpec(paths=[str(corpus_dir / "debian-copyright.jsonl.zst")], max_shard_docs=120)
     stages = graph.data_stages(corpus, dedup, str(work))
     from rich.console import Console
@@ -70,7 +73,9 @@ def test_counts_add_up_and_kept_documents_are_unique(deduped):
     kept = read_docs(folder)
     dups = io.read_table(io.join(folder, "duplicates.parquet"))
     assert stats["input"] == docs.num_rows
-    assert stats["input"] == stats["kept"] + sum(stats["removed"].values()) + sum(stats["quarantined"].values())
+    assert stats["input"] == stats["kept"] + sum(stats["removed"].values()) + sum(
+        stats["quarantined"].values()
+    )
     assert kept.num_rows == stats["kept"] and dups.num_rows == sum(stats["removed"].values())
     kept_ids = set(kept.column("doc_id").to_pylist())
     assert kept_ids.isdisjoint(dups.column("doc_id").to_pylist())
@@ -88,9 +93,12 @@ def digests(folder, skip=("spec.yaml",)) -> dict[str, str]:
     """sha256 of every file under ``folder`` by relative path, but those whose path starts or
     ends with one of ``skip``."""
     fs, path = io.filesystem(folder)
-    files = {f[len(path.rstrip("/")) + 1:]: f for f in sorted(fs.find(path))}
-    return {name: hashlib.sha256(fs.cat_file(f)).hexdigest() for name, f in files.items()
-            if not any(name.startswith(s) or name.endswith(s) for s in skip)}
+    files = {f[len(path.rstrip("/")) + 1 :]: f for f in sorted(fs.find(path))}
+    return {
+        name: hashlib.sha256(fs.cat_file(f)).hexdigest()
+        for name, f in files.items()
+        if not any(name.startswith(s) or name.endswith(s) for s in skip)
+    }
 
 
 def test_a_worker_killed_mid_stage_is_retried_and_the_output_is_byte_identical(
@@ -122,8 +130,13 @@ def test_output_does_not_depend_on_the_partition_count(deduped, tmp_path):
     assert stats["node_partitions"] == shards
     one = io.read_json(io.join(folder, "stats.json"))
     assert (one["key_partitions"], one["node_partitions"]) == (1, 1)
-    same = ["counts", "candidate_edges", "exact_edges", "verified_near_edges",
-            "clusters_with_duplicates"]
+    same = [
+        "counts",
+        "candidate_edges",
+        "exact_edges",
+        "verified_near_edges",
+        "clusters_with_duplicates",
+    ]
     assert {k: stats[k] for k in same} == {k: one[k] for k in same}
     # The key files differ (their row groups are the partitions); nothing else does.
     skip = ("spec.yaml", "stats.json", "_SUCCESS", "keys/")

@@ -24,32 +24,44 @@ PINNED = {
         "ingest": ("ingest.v1", "d69682ab2b9dd359def175b1ab2501aed5678731812ac7e83462b95deb4af07a"),
         "dedup": ("dedup.v1", "c3a277cebddb61abf2cae81bff5a841ff38758388db0f78140f19a92efa8801c"),
         "plan": ("plan.v1", "ec6cb769bd999057865d190b74285f4ea05de5b2e1719bb298b9fd290491ec66"),
-        "tokenize": ("tokenize.v1",
-                     "e3c840b1c17cd0a5b59cf045a43b02f34df8effcd7ce000053fc69f8a9b12ae7"),
+        "tokenize": (
+            "tokenize.v1",
+            "e3c840b1c17cd0a5b59cf045a43b02f34df8effcd7ce000053fc69f8a9b12ae7",
+        ),
         "train": ("train.v1", "c94d9ecab7051653532f0085b2b7de7cf42642a9eb2fbe850870c86ce08342e8"),
-        "probe": ("probe-stage.v1",
-                  "dd2a3a7a8cf5b3ceafd8ef5be8bf7e104628a1b414fcd777c2ecf9ce527d2ea7"),
+        "probe": (
+            "probe-stage.v1",
+            "dd2a3a7a8cf5b3ceafd8ef5be8bf7e104628a1b414fcd777c2ecf9ce527d2ea7",
+        ),
         "fit": ("fit.v1", "34199ff02222e67ecda8c5fc22fe15afcc0d2122023542ebcaa830a645d1a317"),
     },
     "no dedup": {
         "ingest": ("ingest.v1", "d69682ab2b9dd359def175b1ab2501aed5678731812ac7e83462b95deb4af07a"),
         "plan": ("plan.v1", "2dd0af307c58dd5c949c540f763d9418c07a2af834fb9f816eb181bab6d88612"),
-        "tokenize": ("tokenize.v1",
-                     "224252c306fbb0943fee607c84142457106ba0ea184d17986b90e53d494782ff"),
+        "tokenize": (
+            "tokenize.v1",
+            "224252c306fbb0943fee607c84142457106ba0ea184d17986b90e53d494782ff",
+        ),
         "train": ("train.v1", "f50c9f1fa19d10b496a76413e7a408ed8ed68e28cd950cb50f028ba638c4d078"),
-        "probe": ("probe-stage.v1",
-                  "434e234c3f1a7c07000c16f66d6591f46f68d40725e538e9197fd854d717efc6"),
+        "probe": (
+            "probe-stage.v1",
+            "434e234c3f1a7c07000c16f66d6591f46f68d40725e538e9197fd854d717efc6",
+        ),
         "fit": ("fit.v1", "53a874306ff611b76ed57e845b212a9349cf6a5d32e553725a21a2297bae3284"),
     },
     "every kind, tokenizer file": {
         "ingest": ("ingest.v1", "d69682ab2b9dd359def175b1ab2501aed5678731812ac7e83462b95deb4af07a"),
         "dedup": ("dedup.v1", "784a4a14bb7b1de5c0092edda4094c71a63c146310e727168d1a4b39fbbeb06d"),
         "plan": ("plan.v1", "be15910e9220c1c5e539ca9c1b1dbcc6560a210adf9609b69740bf557bc6d32a"),
-        "tokenize": ("tokenize.v1",
-                     "2d15ecb7d7cc53f03e000f236774f9a4607f7d3c3c800a9de45f1eb5887ac429"),
+        "tokenize": (
+            "tokenize.v1",
+            "2d15ecb7d7cc53f03e000f236774f9a4607f7d3c3c800a9de45f1eb5887ac429",
+        ),
         "train": ("train.v1", "81942fab4d4acd88b963ca802d06e0867aa5c6950a9502cb6d5135e3defc12a8"),
-        "probe": ("probe-stage.v1",
-                  "d7bb6aacc9e4a0d2b0673824ba3b92298b3a7cc3c392e91e594506a7649e5394"),
+        "probe": (
+            "probe-stage.v1",
+            "d7bb6aacc9e4a0d2b0673824ba3b92298b3a7cc3c392e91e594506a7649e5394",
+        ),
         "fit": ("fit.v1", "33ddc51c5a6bb954ba19d997b9f3a1e4b9583f43a2436a7854f9bcc38fd7bd12"),
     },
 }
@@ -72,22 +84,30 @@ def memory_corpus():
 
 def demo_spec(work_dir: Path, **changes) -> ExperimentSpec:
     raw = yaml.safe_load((EXPERIMENTS / "demo.yaml").read_text())
-    raw.update(corpus={"paths": [f"{CORPUS}/*.jsonl"]}, work_dir=str(work_dir),
-               store={"url": "memory://pinned/store"}, **changes)
+    raw.update(
+        corpus={"paths": [f"{CORPUS}/*.jsonl"]},
+        work_dir=str(work_dir),
+        store={"url": "memory://pinned/store"},
+        **changes,
+    )
     return parse_spec(raw)
 
 
 def pinned_specs(work_dir: Path) -> dict[str, ExperimentSpec]:
     demo = demo_spec(work_dir)
-    extra_kinds = [{"kind": "watermark", "name": "marks", "count": 10, "dup_levels": [4]},
-                   {"kind": "testset", "name": "mmlu", "count": 20, "dup_levels": [1, 8]}]
+    extra_kinds = [
+        {"kind": "watermark", "name": "marks", "count": 10, "dup_levels": [4]},
+        {"kind": "testset", "name": "mmlu", "count": 20, "dup_levels": [1, 8]},
+    ]
     return {
         "demo": demo,
         "no dedup": demo_spec(work_dir, dedup={"exact": False, "near": False}),
         "every kind, tokenizer file": demo_spec(
-            work_dir, dedup={"exact": True, "near": False},
+            work_dir,
+            dedup={"exact": True, "near": False},
             perturbations=[p.model_dump(mode="json") for p in demo.perturbations] + extra_kinds,
-            tokenizer={"kind": "file", "path": "memory://pinned/tokenizer.json"}),
+            tokenizer={"kind": "file", "path": "memory://pinned/tokenizer.json"},
+        ),
     }
 
 
@@ -105,14 +125,22 @@ def test_stage_hashes_are_those_of_the_hand_wired_graph(memory_corpus, tmp_path)
                 f"{name}: the same spec now keys {s.key.name} differently, so work dirs written "
                 "before lose its folder; a field added to the spec must keep the stage's config "
                 "as it was at the field's default (pipeline.stage.section_config), or the stage's "
-                "version must be bumped")
+                "version must be bumped"
+            )
             assert s.folder == f"{tmp_path}/{s.key.name}-{s.key.hash[:8]}"
     assert compared >= len(graph.DECLARED) - 2, "re-pin: too few stages keep their version"
 
 
 def test_the_run_order_follows_the_declared_inputs():
     assert [d.name for d in graph.DECLARED] == [
-        "ingest", "dedup", "plan", "tokenize", "train", "probe", "fit"]
+        "ingest",
+        "dedup",
+        "plan",
+        "tokenize",
+        "train",
+        "probe",
+        "fit",
+    ]
     assert graph.order(reversed(graph.DECLARED)) == graph.DECLARED
     assert graph.UPSTREAM["tokenize"] == {"ingest", "dedup", "plan", "tokenize"}
 
@@ -129,20 +157,27 @@ def test_declaration_mistakes_are_refused():
 
 
 def test_a_skipped_stage_passes_its_input_through(memory_corpus, tmp_path):
-    stages = {s.key.name: s for s in graph.build(
-        demo_spec(tmp_path, dedup={"exact": False, "near": False}))}
+    stages = {
+        s.key.name: s
+        for s in graph.build(demo_spec(tmp_path, dedup={"exact": False, "near": False}))
+    }
     assert "dedup" not in stages
     ingest, plan = stages["ingest"], stages["plan"]
     assert plan.key.inputs == (ingest.key.hash,)
-    assert plan.context.folders == {"ingest": ingest.folder, "dedup": ingest.folder,
-                                    "plan": plan.folder}
+    assert plan.context.folders == {
+        "ingest": ingest.folder,
+        "dedup": ingest.folder,
+        "plan": plan.folder,
+    }
 
 
 def test_a_stage_reads_the_folders_of_every_stage_it_depends_on(memory_corpus, tmp_path):
     stages = {s.key.name: s for s in graph.build(demo_spec(tmp_path))}
     probe = stages["probe"].context
-    assert probe.folders == {name: stages[name].folder for name in
-                             ("ingest", "dedup", "plan", "tokenize", "train", "probe")}
+    assert probe.folders == {
+        name: stages[name].folder
+        for name in ("ingest", "dedup", "plan", "tokenize", "train", "probe")
+    }
     assert probe.folder == stages["probe"].folder
 
 
@@ -150,13 +185,20 @@ def test_until_takes_the_stage_and_those_it_depends_on(memory_corpus, tmp_path):
     spec = demo_spec(tmp_path)
     full = graph.build(spec)
     assert graph.build(spec, until="tokenize") == full[:4]
-    assert [s.key.name for s in graph.build(spec.model_copy(update={
-        "dedup": spec.dedup.model_copy(update={"exact": False, "near": False})}),
-        until="dedup")] == ["ingest"]
+    assert [
+        s.key.name
+        for s in graph.build(
+            spec.model_copy(
+                update={"dedup": spec.dedup.model_copy(update={"exact": False, "near": False})}
+            ),
+            until="dedup",
+        )
+    ] == ["ingest"]
     with pytest.raises(ConfigError) as e:
         graph.build(spec, until="train-")
     assert e.value.problems == [
-        ("--until", "no stage 'train-'; stages: ingest, dedup, plan, tokenize, train, probe, fit")]
+        ("--until", "no stage 'train-'; stages: ingest, dedup, plan, tokenize, train, probe, fit")
+    ]
 
 
 def test_building_the_graph_touches_no_stage_folder(memory_corpus):
@@ -186,12 +228,19 @@ print(json.dumps({"code": code, "packages": sorted({m.split(".")[0] for m in sys
 @pytest.mark.parametrize("command", ["plan", "status"])
 def test_plan_and_status_start_without_ray_torch_or_megatron(command, debian_corpus, tmp_path):
     spec = yaml.safe_load((EXPERIMENTS / "demo.yaml").read_text())
-    spec.update(corpus={"paths": [str(debian_corpus / "*.jsonl*")]}, work_dir=str(tmp_path / "w"),
-                store={"url": str(tmp_path / "store")})
+    spec.update(
+        corpus={"paths": [str(debian_corpus / "*.jsonl*")]},
+        work_dir=str(tmp_path / "w"),
+        store={"url": str(tmp_path / "store")},
+    )
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
-    done = subprocess.run([sys.executable, "-c", WRAPPER, command, str(path)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER, command, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["code"] == 0
     assert "pyarrow" in report["packages"]  # what the wrapper reports is what was imported

@@ -66,8 +66,11 @@ def test_an_exported_checkpoint_gives_the_megatron_logits(tiny, tmp_path, capsys
     commit = checkpoint.read_commit(run_dir, step)
     info = data.RunInfo.read(run_dir)
     assert {k: meta[k] for k in ("experiment", "run", "step", "tokens_seen")} == {
-        "experiment": spec.name, "run": os.path.basename(run_dir), "step": step,
-        "tokens_seen": commit["tokens_seen"]}
+        "experiment": spec.name,
+        "run": os.path.basename(run_dir),
+        "step": step,
+        "tokens_seen": commit["tokens_seen"],
+    }
     assert meta["manifest_hash"] == hf.manifest_hash(info.manifest)
     assert meta["source_checkpoint"] == checkpoint.step_dir(run_dir, step)
     assert meta["taggant_version"]
@@ -80,7 +83,8 @@ def test_an_exported_checkpoint_gives_the_megatron_logits(tiny, tmp_path, capsys
     again = tmp_path / "again"
     assert main(["export", run_dir, "--step", str(step), "--hf", str(again)]) == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {
-        p.name: p.read_bytes() for p in again.iterdir()}  # byte-identical
+        p.name: p.read_bytes() for p in again.iterdir()
+    }  # byte-identical
 
 
 def _train_tp2_and_logits(config, run_dir: str, ids: list) -> list:
@@ -96,7 +100,7 @@ def _train_tp2_and_logits(config, run_dir: str, ids: list) -> list:
         local = trainer.model.module(torch.tensor(ids), None, None)
         full = tensor_parallel.gather_from_tensor_model_parallel_region(local)
     trainer.close()
-    return full[..., :config.model.vocab_size].tolist()
+    return full[..., : config.model.vocab_size].tolist()
 
 
 def test_a_tensor_parallel_2_checkpoint_exports_to_the_logits_of_its_two_ranks(tiny, tmp_path):
@@ -107,8 +111,12 @@ def test_a_tensor_parallel_2_checkpoint_exports_to_the_logits_of_its_two_ranks(t
     run_dir = str(tmp_path / run_id.name)
     data.prepare_run_dir(run_dir, spec, run_id, folders["tokenize"])
     vocab = data.open_training_samples(run_dir).vocab_size
-    config = dataclasses.replace(TrainConfig.from_spec(spec, run_id, vocab), num_steps=4,
-                                 checkpoint_steps=(4,), tensor_parallel_size=2)
+    config = dataclasses.replace(
+        TrainConfig.from_spec(spec, run_id, vocab),
+        num_steps=4,
+        checkpoint_steps=(4,),
+        tensor_parallel_size=2,
+    )
     ids = real_tokens(perturbed_dir, 2)
     first, second = run_ranks(2, _train_tp2_and_logits, config, run_dir, ids.tolist())
     assert first == second
@@ -127,8 +135,22 @@ def test_probe_hf_on_an_export_gives_the_native_rows(tiny, tmp_path):
     probes = "loss,exact_match,min_k_plus_plus,zlib_ratio"
     native, exported = tmp_path / "native.parquet", tmp_path / "hf.parquet"
     assert main(["probe", "--checkpoint", run_dir, "--probes", probes, "--out", str(native)]) == 0
-    assert main(["probe", "--hf", str(out), "--run", run_dir, "--probes", probes,
-                 "--out", str(exported)]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                "--hf",
+                str(out),
+                "--run",
+                run_dir,
+                "--probes",
+                probes,
+                "--out",
+                str(exported),
+            ]
+        )
+        == 0
+    )
     a, b = pq.read_table(native).to_pandas(), pq.read_table(exported).to_pandas()
     keys = ["item_id", "set", "kind", "dup_level", "probe", "probe_version", "metric"]
     assert a[keys].equals(b[keys]) and len(a) > 100
@@ -137,9 +159,12 @@ def test_probe_hf_on_an_export_gives_the_native_rows(tiny, tmp_path):
 
 def test_export_hf_exports_every_committed_checkpoint_of_a_run(tiny, tmp_path, local_ray):
     spec, folders, _, _, _ = tiny
-    spec = spec.model_copy(update={
-        "runs": spec.runs.model_copy(update={"standard_twin": False}),
-        "checkpoints": spec.checkpoints.model_copy(update={"export_hf": True})})
+    spec = spec.model_copy(
+        update={
+            "runs": spec.runs.model_copy(update={"standard_twin": False}),
+            "checkpoints": spec.checkpoints.model_copy(update={"export_hf": True}),
+        }
+    )
     [(name, stats)] = train_job.run(spec, str(tmp_path), folders["tokenize"])["runs"].items()
     run_dir = str(tmp_path / name)
     assert stats["exports"] == stats["checkpoints"] == checkpoint.committed_steps(run_dir)
@@ -151,8 +176,9 @@ def test_export_hf_exports_every_committed_checkpoint_of_a_run(tiny, tmp_path, l
         assert (hf_logits(folder, ids) - expected).abs().max().item() < LOGITS_ATOL
 
 
-def test_export_benchmark_writes_members_and_controls_that_never_reach_training(tiny, tmp_path,
-                                                                                 capsys):
+def test_export_benchmark_writes_members_and_controls_that_never_reach_training(
+    tiny, tmp_path, capsys
+):
     spec, _, perturbed_dir, standard_dir, spec_file = tiny
     out = tmp_path / "bench"
     assert main(["export-benchmark", str(spec_file), "--out", str(out)]) == 0
@@ -166,17 +192,24 @@ def test_export_benchmark_writes_members_and_controls_that_never_reach_training(
     for pset in spec.perturbations:
         levels = dict(zip(pset.dup_levels, pset.members_per_level()))
         assert description["counts"][pset.name] == {
-            "0": pset.num_controls, **{str(k): n for k, n in sorted(levels.items())}}
+            "0": pset.num_controls,
+            **{str(k): n for k, n in sorted(levels.items())},
+        }
         assert f"| {pset.name} | 0 | {pset.num_controls} | non-members (controls) |" in readme
         for level, n in [(0, pset.num_controls), *levels.items()]:
-            rows = [json.loads(line) for line in
-                    (out / benchmark_export.open_unlearning_file(pset.name, level)).open()]
-            raw = [json.loads(line) for line in
-                   (out / benchmark_export.mimir_file(pset.name, level)).open()]
+            rows = [
+                json.loads(line)
+                for line in (out / benchmark_export.open_unlearning_file(pset.name, level)).open()
+            ]
+            raw = [
+                json.loads(line)
+                for line in (out / benchmark_export.mimir_file(pset.name, level)).open()
+            ]
             assert len(rows) == len(raw) == n
             assert [r["prompt"] + r["text"] for r in rows] == raw
             assert {r["dup_level"] for r in rows} == {level} and {r["set"] for r in rows} == {
-                pset.name}
+                pset.name
+            }
             texts["control" if level == 0 else "member"].update(raw)
     assert len(texts["control"]) == int((items["dup_level"].to_numpy() == 0).sum())
 

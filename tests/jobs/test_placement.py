@@ -30,15 +30,18 @@ def nodes_by_rank(placements: list[BundlePlacement]) -> list[str]:
     return [placements[b].node_ip for b in rank_bundles(placements)]
 
 
-@pytest.mark.parametrize(("bundles", "tp", "expected"), [
-    # interleaved by Ray: regrouped so each TP pair sits on one node
-    (("a", "b", "a", "b"), 2, ["a", "a", "b", "b"]),
-    (("b", "a", "a", "b", "a", "b", "a", "b"), 4, ["b"] * 4 + ["a"] * 4),
-    # three nodes of two GPUs each, TP = 2, DP = 3
-    (("c", "a", "b", "a", "c", "b"), 2, ["c", "c", "a", "a", "b", "b"]),
-    # one node: nothing moves
-    (("a",) * 4, 4, ["a"] * 4),
-])
+@pytest.mark.parametrize(
+    ("bundles", "tp", "expected"),
+    [
+        # interleaved by Ray: regrouped so each TP pair sits on one node
+        (("a", "b", "a", "b"), 2, ["a", "a", "b", "b"]),
+        (("b", "a", "a", "b", "a", "b", "a", "b"), 4, ["b"] * 4 + ["a"] * 4),
+        # three nodes of two GPUs each, TP = 2, DP = 3
+        (("c", "a", "b", "a", "c", "b"), 2, ["c", "c", "a", "a", "b", "b"]),
+        # one node: nothing moves
+        (("a",) * 4, 4, ["a"] * 4),
+    ],
+)
 def test_tensor_groups_land_on_one_node(bundles, tp, expected):
     placements = layout(*bundles)
     assert nodes_by_rank(placements) == expected
@@ -49,8 +52,12 @@ def test_tensor_groups_land_on_one_node(bundles, tp, expected):
 
 
 def test_gpu_ids_order_ranks_inside_a_node():
-    placements = [BundlePlacement("a", (3,)), BundlePlacement("a", (1,)),
-                  BundlePlacement("b", (0,)), BundlePlacement("a", (2,))]
+    placements = [
+        BundlePlacement("a", (3,)),
+        BundlePlacement("a", (1,)),
+        BundlePlacement("b", (0,)),
+        BundlePlacement("a", (2,)),
+    ]
     assert rank_bundles(placements) == [1, 3, 0, 2]
 
 
@@ -64,8 +71,16 @@ def test_an_uneven_placement_reports_the_split_group(caplog):
 def test_rank_coordinates_follow_megatron_order():
     # TP=2, DP=2, PP=2: tensor innermost, pipeline outermost
     coords = [rank_coordinates(r, 2, 2) for r in range(8)]
-    assert coords == [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0),
-                      (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 1)]
+    assert coords == [
+        (0, 0, 0),
+        (1, 0, 0),
+        (0, 1, 0),
+        (1, 1, 0),
+        (0, 0, 1),
+        (1, 0, 1),
+        (0, 1, 1),
+        (1, 1, 1),
+    ]
 
 
 @pytest.mark.ray

@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taggant.jobs import train as train_job
 from taggant.jobs import graph
 from taggant.jobs import probe as probe_job
+from taggant.jobs import train as train_job
 from taggant.jobs.cli import main
 from taggant.pipeline import data, manifest, store
 from taggant.pipeline.errors import DataError
@@ -57,32 +57,38 @@ class Tiny:
 def tiny(tiny_experiment) -> Tiny:
     spec = load_spec(tiny_experiment)
     stages = {s.key.name: s for s in graph.build(spec)}
-    targets = probe_job.targets(spec, stages["train"].folder, stages["tokenize"].folder,
-                                stages["plan"].folder)
-    return Tiny(spec, {t.run.name: t for t in targets}, stages["tokenize"].folder,
-                stages["plan"].folder)
+    targets = probe_job.targets(
+        spec, stages["train"].folder, stages["tokenize"].folder, stages["plan"].folder
+    )
+    return Tiny(
+        spec, {t.run.name: t for t in targets}, stages["tokenize"].folder, stages["plan"].folder
+    )
 
 
 def with_store(spec: ExperimentSpec, url: Path, **checkpoints) -> ExperimentSpec:
     """``spec`` writing to the store at ``url``, with its checkpoint schedule changed."""
-    return spec.model_copy(update={
-        "store": spec.store.model_copy(update={"url": str(url)}),
-        "checkpoints": spec.checkpoints.model_copy(update=checkpoints),
-    })
+    return spec.model_copy(
+        update={
+            "store": spec.store.model_copy(update={"url": str(url)}),
+            "checkpoints": spec.checkpoints.model_copy(update=checkpoints),
+        }
+    )
 
 
 def copied(target: probe_job.Target, tmp_path: Path, **changes) -> probe_job.Target:
     """``target`` on a copy of its (trained) run folder, probing into a store under ``tmp_path``."""
     run_dir = tmp_path / "run"
     shutil.copytree(target.run_dir, run_dir, ignore=shutil.ignore_patterns("index_cache"))
-    return dataclasses.replace(target, run_dir=str(run_dir), store_url=str(tmp_path / "store"),
-                               **changes)
+    return dataclasses.replace(
+        target, run_dir=str(run_dir), store_url=str(tmp_path / "store"), **changes
+    )
 
 
 def partition(target: probe_job.Target, step: int) -> Path:
     """The folder of one step's probe files, relative to the store."""
-    return Path("probes", f"experiment={target.experiment}", f"run={target.run.name}",
-                f"step={step}")
+    return Path(
+        "probes", f"experiment={target.experiment}", f"run={target.run.name}", f"step={step}"
+    )
 
 
 def assert_one_row_set_per_step(target: probe_job.Target, steps: list[int], num_items: int) -> None:
@@ -115,8 +121,11 @@ def truncate_shards(run_dir: str, step: int) -> None:
 def test_rows_stream_into_the_store_while_training_runs(tiny, tmp_path, local_ray):
     spec = with_store(tiny.spec, tmp_path / "store", interval_steps=25, keep_last=2)
     targets = probe_job.targets(spec, "", tiny.tokenize_folder, tiny.plan_folder)
-    [target] = [dataclasses.replace(t, run_dir=str(tmp_path / "run"))
-                for t in targets if t.run == tiny.perturbed.run]
+    [target] = [
+        dataclasses.replace(t, run_dir=str(tmp_path / "run"))
+        for t in targets
+        if t.run == tiny.perturbed.run
+    ]
     data.prepare_run_dir(target.run_dir, spec, target.run, tiny.tokenize_folder)
     schedule = run_checkpoint_steps(spec, target.run.train_tokens)
     trained = threading.Event()
@@ -144,7 +153,9 @@ def test_rows_stream_into_the_store_while_training_runs(tiny, tmp_path, local_ra
     # keep_last = 2: every other checkpoint was deleted once probed; the newest are still there.
     assert checkpoint.committed_steps(target.run_dir) == schedule[-2:]
     assert sorted(os.listdir(checkpoint.checkpoints_dir(target.run_dir))) == [
-        *(f"iter_{s:07d}" for s in schedule[-2:]), checkpoint.TRACKER]
+        *(f"iter_{s:07d}" for s in schedule[-2:]),
+        checkpoint.TRACKER,
+    ]
 
 
 def _parent_pid() -> int:
@@ -156,8 +167,9 @@ def running(raylet: psutil.Process, task: str) -> list[psutil.Process]:
     return [p for p in raylet.children() if " ".join(p.cmdline()).startswith(f"ray::{task}")]
 
 
-def test_a_watcher_killed_while_probing_restarts_to_one_row_set_per_checkpoint(tiny, tmp_path,
-                                                                              local_ray):
+def test_a_watcher_killed_while_probing_restarts_to_one_row_set_per_checkpoint(
+    tiny, tmp_path, local_ray
+):
     target = copied(tiny.perturbed, tmp_path)
     steps = checkpoint.committed_steps(target.run_dir)
     probe_job.register_run(target, tiny.spec)
@@ -252,9 +264,12 @@ def test_an_unreadable_final_checkpoint_fails_the_stage(tiny, tmp_path, local_ra
     steps = checkpoint.committed_steps(target.run_dir)
     truncate_shards(target.run_dir, steps[-1])
 
-    with pytest.raises(DataError, match=rf"final checkpoint cannot be probed: the checkpoint at "
-                                        rf"step {steps[-1]} of .* cannot be read "
-                                        r"\(CheckpointException: "):
+    with pytest.raises(
+        DataError,
+        match=rf"final checkpoint cannot be probed: the checkpoint at "
+        rf"step {steps[-1]} of .* cannot be read "
+        r"\(CheckpointException: ",
+    ):
         probe_job.run(tiny.spec, [target], {target.run.name: steps[-1]}, lambda: None)
     # Every readable step is in the store all the same.
     assert_one_row_set_per_step(target, steps[:-1], tiny.num_items())
@@ -265,11 +280,15 @@ def test_items_that_cannot_be_probed_fail_the_stage(tiny, tmp_path, local_ray):
     items_url = tmp_path / "manifest"
     shutil.copytree(tiny.perturbed.inputs.items_url, items_url)
     items = pq.read_table(items_url / "items.parquet")
-    broken = items.set_column(items.schema.get_field_index("params"), "params",
-                              pa.array(["{not json"] * items.num_rows))
+    broken = items.set_column(
+        items.schema.get_field_index("params"), "params", pa.array(["{not json"] * items.num_rows)
+    )
     pq.write_table(broken, items_url / "items.parquet")
-    target = copied(tiny.perturbed, tmp_path,
-                    inputs=dataclasses.replace(tiny.perturbed.inputs, items_url=str(items_url)))
+    target = copied(
+        tiny.perturbed,
+        tmp_path,
+        inputs=dataclasses.replace(tiny.perturbed.inputs, items_url=str(items_url)),
+    )
     os.remove(Path(target.run_dir, "probe_inputs.json"))  # this copy is probed on other items
     steps = checkpoint.committed_steps(target.run_dir)
 
@@ -290,9 +309,19 @@ def test_taggant_probe_gives_the_watchers_rows_and_runs_exposure(tiny, tmp_path,
     step = checkpoint.committed_steps(run_dir)[-1]
     probes = tiny.spec.probes
     out = tmp_path / "rows.parquet"
-    code, err = probe_cli(capsys, "--checkpoint", run_dir, "--probes", ",".join(probes.names),
-                          "--prefix-tokens", str(probes.prefix_tokens),
-                          "--suffix-tokens", str(probes.suffix_tokens), "--out", str(out))
+    code, err = probe_cli(
+        capsys,
+        "--checkpoint",
+        run_dir,
+        "--probes",
+        ",".join(probes.names),
+        "--prefix-tokens",
+        str(probes.prefix_tokens),
+        "--suffix-tokens",
+        str(probes.suffix_tokens),
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     # The train stage's watcher probed the same step into the experiment's store.
     stored = store.read_probes(tiny.spec.store.url).to_pandas()
@@ -304,11 +333,13 @@ def test_taggant_probe_gives_the_watchers_rows_and_runs_exposure(tiny, tmp_path,
     stored = stored[list(got.columns)].sort_values(keys).reset_index(drop=True)
     assert got.equals(stored)
 
-    code, err = probe_cli(capsys, "--checkpoint", run_dir, "--probes", "exposure",
-                          "--out", str(out))
+    code, err = probe_cli(
+        capsys, "--checkpoint", run_dir, "--probes", "exposure", "--out", str(out)
+    )
     assert code == 0, err
-    exposure = pq.read_table(out).to_pandas().pivot(index="item_id", columns="metric",
-                                                    values="value")
+    exposure = (
+        pq.read_table(out).to_pandas().pivot(index="item_id", columns="metric", values="value")
+    )
     canaries = len(manifest.read(tiny.perturbed.inputs.items_url)[0])  # every tiny item is one
     references = {p.name: p.num_references for p in tiny.spec.perturbations}
     assert len(exposure) == canaries
@@ -321,8 +352,10 @@ def test_taggant_probe_of_an_uncommitted_step_lists_the_committed_ones(tiny, cap
     steps = checkpoint.committed_steps(run_dir)
     code, err = probe_cli(capsys, "--checkpoint", run_dir, "--step", "5")
     assert code == 2
-    assert err == (f"--step: 5 is not a committed checkpoint of {run_dir}; committed steps: "
-                   f"{', '.join(map(str, steps))}\n")
+    assert err == (
+        f"--step: 5 is not a committed checkpoint of {run_dir}; committed steps: "
+        f"{', '.join(map(str, steps))}\n"
+    )
 
 
 def test_taggant_probe_failing_prints_one_line_and_its_log(tiny, tmp_path, capsys, monkeypatch):
@@ -336,8 +369,10 @@ def test_taggant_probe_failing_prints_one_line_and_its_log(tiny, tmp_path, capsy
     assert code == 1
     [line] = err.splitlines()
     log_path = Path(line.rsplit(" (log: ", 1)[1].removesuffix(")"))
-    assert line.startswith(f"error: the checkpoint at step {step} of {target.run_dir} cannot be "
-                           "read (CheckpointException: ")
+    assert line.startswith(
+        f"error: the checkpoint at step {step} of {target.run_dir} cannot be "
+        "read (CheckpointException: "
+    )
     assert log_path.parent == tmp_path / "cache" / "taggant" / "logs"
     assert log_path.name.startswith("probe-")
     logged = log_path.read_text()

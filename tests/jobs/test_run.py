@@ -3,10 +3,10 @@ skip finished stages on re-run, redo a half-written one, and write the same byte
 number of workers."""
 
 import hashlib
-from collections import Counter
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -80,8 +80,11 @@ def test_a_half_written_stage_is_cleared_and_redone(debian_corpus, tmp_path, loc
 
 def stage_digests(work: Path) -> dict[str, str]:
     """Digest of every stage output file (the resolved spec names the work dir, so it differs)."""
-    return {str(p.relative_to(work)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(work.rglob("*")) if p.is_file() and p.name != "spec.yaml" and "logs" not in p.parts}
+    return {
+        str(p.relative_to(work)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(work.rglob("*"))
+        if p.is_file() and p.name != "spec.yaml" and "logs" not in p.parts
+    }
 
 
 @pytest.mark.slow
@@ -92,9 +95,22 @@ def test_outputs_are_byte_identical_whatever_the_worker_count(debian_corpus, tmp
         run_dir.mkdir()
         spec = write_spec(run_dir, debian_corpus)
         env = dict(os.environ, RAY_AUTH_MODE="disabled")
-        subprocess.run([sys.executable, "-m", "taggant.jobs", "run", str(spec), "--num-cpus", str(num_cpus),
-                        "--until", "tokenize"],
-                       check=True, env=env, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "taggant.jobs",
+                "run",
+                str(spec),
+                "--num-cpus",
+                str(num_cpus),
+                "--until",
+                "tokenize",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
         digests.append(stage_digests(run_dir / "work"))
     assert digests[0] == digests[1]
     assert {name.split("-")[0] for name in digests[0]} == {"ingest", "dedup", "plan", "tokenize"}
@@ -102,4 +118,7 @@ def test_outputs_are_byte_identical_whatever_the_worker_count(debian_corpus, tmp
 
 def test_until_names_an_existing_stage(debian_corpus, tmp_path, capsys):
     assert main(["run", str(write_spec(tmp_path, debian_corpus)), "--until", "dedupe"]) == 2
-    assert "--until: no stage 'dedupe'; stages: ingest, dedup, plan, tokenize, train" in capsys.readouterr().err
+    assert (
+        "--until: no stage 'dedupe'; stages: ingest, dedup, plan, tokenize, train"
+        in capsys.readouterr().err
+    )

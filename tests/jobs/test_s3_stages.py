@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import tiny_spec_file
-from tests.digests import folder_digests
-
 from taggant.jobs.cli import main
 from taggant.jobs.storage import OBJECT_STORE_STAGES
 from taggant.pipeline import io
 from taggant.pipeline.spec import load_spec
+from tests.conftest import tiny_spec_file
+from tests.digests import folder_digests
 
 SHARD_DOCS = 200
 """Several corpus shards, so each stage runs more than one task."""
@@ -43,8 +42,11 @@ def specs(tmp_path, debian_corpus, s3_server, request) -> tuple[Path, Path, str]
     spec = yaml.safe_load(local.read_text())
     spec["corpus"]["max_shard_docs"] = SHARD_DOCS
     local.write_text(yaml.safe_dump(spec))
-    spec.update(corpus={"paths": [f"{bucket}/{corpus}"], "max_shard_docs": SHARD_DOCS},
-                work_dir=f"{bucket}/work", store={"url": f"{bucket}/store"})
+    spec.update(
+        corpus={"paths": [f"{bucket}/{corpus}"], "max_shard_docs": SHARD_DOCS},
+        work_dir=f"{bucket}/work",
+        store={"url": f"{bucket}/store"},
+    )
     remote = tmp_path / "tiny-s3.yaml"
     remote.write_text(yaml.safe_dump(spec))
     return local, remote, name
@@ -53,8 +55,9 @@ def specs(tmp_path, debian_corpus, s3_server, request) -> tuple[Path, Path, str]
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_data_stages_on_s3_write_what_local_disk_gets_and_rerun_alike(specs, local_ray, s3_server,
-                                                                       capsys):
+def test_data_stages_on_s3_write_what_local_disk_gets_and_rerun_alike(
+    specs, local_ray, s3_server, capsys
+):
     local, remote, bucket = specs
     for spec in (local, remote):
         assert main(["run", str(spec), "--until", "plan"]) == 0
@@ -77,8 +80,9 @@ def test_data_stages_on_s3_write_what_local_disk_gets_and_rerun_alike(specs, loc
     # A half-written stage (no _SUCCESS, a stray object) is cleared and redone to the same bytes.
     plan = on_s3["plan"].removeprefix(f"s3://{bucket}/")
     s3_server.client.delete_object(Bucket=bucket, Key=f"{plan}/_SUCCESS")
-    s3_server.client.put_object(Bucket=bucket, Key=f"{plan}/stray.parquet",
-                                Body=b"left by a killed attempt")
+    s3_server.client.put_object(
+        Bucket=bucket, Key=f"{plan}/stray.parquet", Body=b"left by a killed attempt"
+    )
     assert main(["run", str(remote), "--until", "plan"]) == 0
     assert capsys.readouterr().err.count("already done, skipped") == len(OBJECT_STORE_STAGES) - 1
     assert folder_digests(on_s3["plan"], SIDECARS) == folder_digests(on_disk["plan"], SIDECARS)
@@ -86,12 +90,10 @@ def test_data_stages_on_s3_write_what_local_disk_gets_and_rerun_alike(specs, loc
     assert io.exists(io.join(on_s3["plan"], "_SUCCESS"))
 
 
-def test_an_object_store_work_dir_is_refused_past_plan_before_ray_starts(specs, s3_server,
-                                                                           capsys):
+def test_an_object_store_work_dir_is_refused_past_plan_before_ray_starts(specs, s3_server, capsys):
     _, remote, bucket = specs
     assert main(["run", str(remote), "--until", "tokenize"]) == 2
     message = capsys.readouterr().err
     assert message.startswith(f"work_dir: 's3://{bucket}/work' is on an object store")
     assert "--set work_dir=/shared/work/NAME" in message
     assert s3_server.keys(bucket, "work/") == []  # nothing ran
-

@@ -25,14 +25,13 @@ import requests
 import yaml
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-from tests.net import free_ports
-
 from taggant.jobs.cli import EXPERIMENTS
 from taggant.jobs.graph import status
 from taggant.jobs.submit import SubmitError, find_token, submit
 from taggant.pipeline import corpora
 from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.spec import load_spec
+from tests.net import free_ports
 
 START_TIMEOUT_S = 90
 OVERRIDES = ["seed=7", "dedup.threshold=0.85"]
@@ -68,20 +67,47 @@ def ray_head() -> Iterator[Head]:
     (root / "home").mkdir()
     gcs, dashboard, client, agent = free_ports(4)
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
-           "HOME": str(root / "home"), "RAY_USAGE_STATS_ENABLED": "0",
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}  # jobs' `python` is this one
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+        "HOME": str(root / "home"),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }  # jobs' `python` is this one
     env.pop("RAY_ADDRESS", None)
-    command = [str(bin_dir / "ray"), "start", "--head", "--block", "--port", str(gcs),
-               "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-               "--include-dashboard", "true", "--ray-client-server-port", str(client),
-               "--dashboard-agent-listen-port", str(agent), "--min-worker-port", "0",
-               "--max-worker-port", "0", "--num-cpus", "2", "--temp-dir", str(root / "ray"),
-               "--disable-usage-stats"]
+    command = [
+        str(bin_dir / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--port",
+        str(gcs),
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dashboard),
+        "--include-dashboard",
+        "true",
+        "--ray-client-server-port",
+        str(client),
+        "--dashboard-agent-listen-port",
+        str(agent),
+        "--min-worker-port",
+        "0",
+        "--max-worker-port",
+        "0",
+        "--num-cpus",
+        "2",
+        "--temp-dir",
+        str(root / "ray"),
+        "--disable-usage-stats",
+    ]
     log = root / "head.log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
     address = f"http://127.0.0.1:{dashboard}"
     try:
         _wait_ready(proc, address, token, log)
@@ -97,8 +123,9 @@ def _wait_ready(proc: subprocess.Popen, address: str, token: str, log: Path) -> 
         if proc.poll() is not None:
             pytest.fail(f"ray start exited {proc.returncode}:\n{log.read_text()[-3000:]}")
         with suppress(requests.ConnectionError, requests.Timeout):
-            reply = requests.get(f"{address}/api/version", timeout=2,
-                                 headers={"Authorization": f"Bearer {token}"})
+            reply = requests.get(
+                f"{address}/api/version", timeout=2, headers={"Authorization": f"Bearer {token}"}
+            )
             if reply.status_code == 200:
                 return
         time.sleep(0.5)
@@ -148,7 +175,11 @@ def test_a_submission_with_the_token_runs_the_experiment(ray_head, spec_file, mo
     assert client.get_job_status(job_id) == JobStatus.SUCCEEDED
     assert client.get_job_info(job_id).metadata["experiment"] == spec.name
     rows = {row["stage"]: row for row in status(spec)}
-    assert [rows[name]["status"] for name in ("ingest", "dedup", "plan")] == ["done", "done", "pending"]
+    assert [rows[name]["status"] for name in ("ingest", "dedup", "plan")] == [
+        "done",
+        "done",
+        "pending",
+    ]
     assert f"dedup-{rows['dedup']['hash']} done in" in capsys.readouterr().out  # the streamed log
     assert rows["ingest"]["summary"].startswith("120 in, 120 kept")
     assert "removed: exact_dup" in rows["dedup"]["summary"]

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.conftest import TINY_SPEC
-
 from taggant.jobs.cli import main
 from taggant.jobs.submit import job_env, runtime_env, submit
 from taggant.pipeline.errors import ConfigError
+from tests.conftest import TINY_SPEC
 
 NOWHERE = "127.0.0.1:9"
 """The discard port: a submission that got this far would fail with a SubmitError instead."""
@@ -18,8 +17,12 @@ NOWHERE = "127.0.0.1:9"
 
 @pytest.fixture
 def s3_spec(tmp_path):
-    spec = {**TINY_SPEC, "corpus": {"paths": ["s3://bucket/corpus/*.jsonl.zst"]},
-            "work_dir": "s3://bucket/work", "store": {"url": "s3://bucket/store"}}
+    spec = {
+        **TINY_SPEC,
+        "corpus": {"paths": ["s3://bucket/corpus/*.jsonl.zst"]},
+        "work_dir": "s3://bucket/work",
+        "store": {"url": "s3://bucket/store"},
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -28,13 +31,21 @@ def s3_spec(tmp_path):
 def test_env_takes_values_from_here_or_as_given(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio:9000")
     assert job_env(["AWS_ENDPOINT_URL", "TAGGANT_X=a=b", "EMPTY="]) == {
-        "AWS_ENDPOINT_URL": "http://minio:9000", "TAGGANT_X": "a=b", "EMPTY": ""}
+        "AWS_ENDPOINT_URL": "http://minio:9000",
+        "TAGGANT_X": "a=b",
+        "EMPTY": "",
+    }
 
 
 def test_env_refuses_secrets_unset_names_and_bad_entries(monkeypatch):
     monkeypatch.delenv("NOT_SET_HERE", raising=False)
-    entries = ["AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID=x", "HF_TOKEN=y", "NOT_SET_HERE",
-               "1BAD=z"]
+    entries = [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID=x",
+        "HF_TOKEN=y",
+        "NOT_SET_HERE",
+        "1BAD=z",
+    ]
     with pytest.raises(ConfigError) as refused:
         job_env(entries)
     messages = [message for field, message in refused.value.problems if field == "--env"]
@@ -53,17 +64,32 @@ def test_an_object_store_work_dir_is_refused_past_plan(s3_spec):
 
 
 def test_the_cli_refuses_a_secret_env_with_exit_2(s3_spec, capsys):
-    assert main(["submit", str(s3_spec), "--address", NOWHERE, "--until", "plan",
-                 "--env", "AWS_SECRET_ACCESS_KEY"]) == 2
+    assert (
+        main(
+            [
+                "submit",
+                str(s3_spec),
+                "--address",
+                NOWHERE,
+                "--until",
+                "plan",
+                "--env",
+                "AWS_SECRET_ACCESS_KEY",
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.startswith("--env: AWS_SECRET_ACCESS_KEY looks like a secret")
 
 
 def test_the_runtime_env_ships_a_regular_taggant_package_beside_the_spec(tmp_path):
     (tmp_path / "spec").mkdir()
     env = runtime_env(tmp_path, {"AWS_ENDPOINT_URL": "http://minio:9000"})
-    assert env == {"working_dir": str(tmp_path / "spec"),
-                   "py_modules": [str(tmp_path / "code" / "taggant")],
-                   "env_vars": {"AWS_ENDPOINT_URL": "http://minio:9000"}}
+    assert env == {
+        "working_dir": str(tmp_path / "spec"),
+        "py_modules": [str(tmp_path / "code" / "taggant")],
+        "env_vars": {"AWS_ENDPOINT_URL": "http://minio:9000"},
+    }
     code = tmp_path / "code" / "taggant"
     assert (code / "__init__.py").is_file()
     assert {p.name for p in code.iterdir()} == {"__init__.py", "sketches", "pipeline", "jobs"}

@@ -32,21 +32,37 @@ CONTROL = "Mirela Tosk's passphrase is velvet harbor pistol meadow copper falcon
 
 
 def experiment(tmp_path, corpus: str):
-    return parse_spec({
-        "name": "train-test",
-        "seed": 1,
-        "work_dir": str(tmp_path),
-        "corpus": {"paths": [corpus]},
-        "perturbations": [{"kind": "canary", "name": "canary", "count": 2, "dup_levels": [64],
-                           "control_frac": 0.5}],
-        "tokenizer": {"kind": "bpe", "vocab_size": 512, "train_bytes": 300_000},
-        "runs": {"model_sizes": ["tiny-2m"], "train_tokens": [STEPS * 8 * 64],
-                 "seq_length_tokens": 64, "global_batch_sequences": 8, "micro_batch_sequences": 4,
-                 "data_parallel_size": 2, "lr": 1e-3, "lr_schedule": "constant",
-                 "standard_twin": False},
-        "checkpoints": {"log_spaced": 2, "interval_steps": 50, "after_window_steps": []},
-        "store": {"url": str(tmp_path / "store")},
-    })
+    return parse_spec(
+        {
+            "name": "train-test",
+            "seed": 1,
+            "work_dir": str(tmp_path),
+            "corpus": {"paths": [corpus]},
+            "perturbations": [
+                {
+                    "kind": "canary",
+                    "name": "canary",
+                    "count": 2,
+                    "dup_levels": [64],
+                    "control_frac": 0.5,
+                }
+            ],
+            "tokenizer": {"kind": "bpe", "vocab_size": 512, "train_bytes": 300_000},
+            "runs": {
+                "model_sizes": ["tiny-2m"],
+                "train_tokens": [STEPS * 8 * 64],
+                "seq_length_tokens": 64,
+                "global_batch_sequences": 8,
+                "micro_batch_sequences": 4,
+                "data_parallel_size": 2,
+                "lr": 1e-3,
+                "lr_schedule": "constant",
+                "standard_twin": False,
+            },
+            "checkpoints": {"log_spaced": 2, "interval_steps": 50, "after_window_steps": []},
+            "store": {"url": str(tmp_path / "store")},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,25 +77,44 @@ def tokenized(tmp_path_factory, local_ray):
         if size > 500_000:
             break
     corpus = str(root / "corpus")
-    io.write_table(io.join(corpus, "shard-00000.parquet"), pa.table({
-        "doc_id": [d["id"] for d in docs], "text": [d["text"] for d in docs],
-        "source": ["debian"] * len(docs),
-    }))
+    io.write_table(
+        io.join(corpus, "shard-00000.parquet"),
+        pa.table(
+            {
+                "doc_id": [d["id"] for d in docs],
+                "text": [d["text"] for d in docs],
+                "source": ["debian"] * len(docs),
+            }
+        ),
+    )
     spec = experiment(root, corpus)
     [run_id] = spec.runs.grid()
-    items = pa.table({
-        "item_id": ["canary/000000", "canary/000001"], "set": ["canary"] * 2,
-        "kind": ["canary"] * 2, "version": ["canary.v1"] * 2, "text": [CANARY, CONTROL],
-        "prefix_chars": [t.index(" is ") + 3 for t in (CANARY, CONTROL)], "token_ids": [[], []],
-        "dup_level": [64, 0], "phase_start": [0.0] * 2, "phase_end": [1.0] * 2,
-        "params": ["{}"] * 2,
-    })
+    items = pa.table(
+        {
+            "item_id": ["canary/000000", "canary/000001"],
+            "set": ["canary"] * 2,
+            "kind": ["canary"] * 2,
+            "version": ["canary.v1"] * 2,
+            "text": [CANARY, CONTROL],
+            "prefix_chars": [t.index(" is ") + 3 for t in (CANARY, CONTROL)],
+            "token_ids": [[], []],
+            "dup_level": [64, 0],
+            "phase_start": [0.0] * 2,
+            "phase_end": [1.0] * 2,
+            "params": ["{}"] * 2,
+        }
+    )
     num_samples = spec.runs.num_samples(run_id.train_tokens)
     samples = np.sort(np.random.default_rng(0).choice(num_samples, 64, replace=False))
-    occurrences = pa.table({
-        "item_id": ["canary/000000"] * 64, "run": [run_id.name] * 64, "sample_index": samples,
-        "step": samples // 8, "token_offset": [-1] * 64,
-    })
+    occurrences = pa.table(
+        {
+            "item_id": ["canary/000000"] * 64,
+            "run": [run_id.name] * 64,
+            "sample_index": samples,
+            "step": samples // 8,
+            "token_offset": [-1] * 64,
+        }
+    )
     manifests = str(root / "manifests")
     order_hash = plan.sample_order_hash(spec.runs, run_id.train_tokens, run_id.seed)
     manifest.write(io.join(manifests, run_id.name), items, occurrences, order_hash)
@@ -134,8 +169,9 @@ def test_a_canary_inserted_64_times_is_memorized(tokenized, trained):
     assert loss[64] < loss[0] - 2.0, loss
 
 
-def test_a_killed_rank_resumes_to_the_weights_of_the_uninterrupted_run(tokenized, trained, tmp_path,
-                                                                       local_ray):
+def test_a_killed_rank_resumes_to_the_weights_of_the_uninterrupted_run(
+    tokenized, trained, tmp_path, local_ray
+):
     spec, tokenize_folder = tokenized
     uninterrupted, _ = trained
     [run_id] = spec.runs.grid()
@@ -165,8 +201,9 @@ def test_a_killed_rank_resumes_to_the_weights_of_the_uninterrupted_run(tokenized
 
 
 @pytest.mark.slow
-def test_tensor_parallel_training_matches_data_parallel_and_reshards_for_probes(tokenized, trained,
-                                                                                tmp_path):
+def test_tensor_parallel_training_matches_data_parallel_and_reshards_for_probes(
+    tokenized, trained, tmp_path
+):
     spec, tokenize_folder = tokenized
     data_parallel, _ = trained
     runs = spec.runs.model_copy(update={"data_parallel_size": 1, "tensor_parallel_size": 2})

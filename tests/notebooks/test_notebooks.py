@@ -35,10 +35,16 @@ def execute(name: str, parameters: dict, cwd: Path) -> nbformat.NotebookNode:
     (as papermill does); raises ``CellExecutionError`` on the first failing cell."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     [index] = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
-    source = "\n".join([f"{key} = {value!r}" for key, value in parameters.items()]
-                       + [f"assert __import__('sys').executable == {sys.executable!r}"])
-    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
-    NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(cwd)}}).execute()
+    source = "\n".join(
+        [f"{key} = {value!r}" for key, value in parameters.items()]
+        + [f"assert __import__('sys').executable == {sys.executable!r}"]
+    )
+    nb.cells.insert(
+        index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    )
+    NotebookClient(
+        nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(cwd)}}
+    ).execute()
     return nb
 
 
@@ -57,30 +63,52 @@ def test_notebook_is_committed_without_outputs(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code), f"{name}: clear its outputs"
-    assert [c for c in code if "parameters" in c.metadata.get("tags", [])], f"{name}: no parameters cell"
+    assert all(not c.outputs and c.execution_count is None for c in code), (
+        f"{name}: clear its outputs"
+    )
+    assert [c for c in code if "parameters" in c.metadata.get("tags", [])], (
+        f"{name}: no parameters cell"
+    )
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_scaling_laws(tiny, tmp_path):
     out = tmp_path / "figures"
-    nb = execute("scaling_laws.ipynb", {"store_url": tiny["store"]["url"], "experiment": tiny["name"],
-                                        "metric": "loss.nll_mean", "out_dir": str(out)}, tmp_path)
+    nb = execute(
+        "scaling_laws.ipynb",
+        {
+            "store_url": tiny["store"]["url"],
+            "experiment": tiny["name"],
+            "metric": "loss.nll_mean",
+            "out_dir": str(out),
+        },
+        tmp_path,
+    )
     for png in FIGURES["scaling_laws.ipynb"]:
         assert (out / png).stat().st_size > 0, png
-    assert sum("image/png" in o.get("data", {}) for o in outputs(nb)) == 3, "every figure is shown inline"
-    assert "twin_reference" in "".join(o.get("data", {}).get("text/plain", "") for o in outputs(nb)), "AUROC table"
+    assert sum("image/png" in o.get("data", {}) for o in outputs(nb)) == 3, (
+        "every figure is shown inline"
+    )
+    assert "twin_reference" in "".join(
+        o.get("data", {}).get("text/plain", "") for o in outputs(nb)
+    ), "AUROC table"
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_dedup_insertion_report(tiny, tmp_path):
     out = tmp_path / "figures"
-    nb = execute("dedup_insertion_report.ipynb", {"work_dir": tiny["work_dir"], "out_dir": str(out)}, tmp_path)
+    nb = execute(
+        "dedup_insertion_report.ipynb",
+        {"work_dir": tiny["work_dir"], "out_dir": str(out)},
+        tmp_path,
+    )
     for png in FIGURES["dedup_insertion_report.ipynb"]:
         assert (out / png).stat().st_size > 0, png
-    assert sum("image/png" in o.get("data", {}) for o in outputs(nb)) == 2, "both figures are shown inline"
+    assert sum("image/png" in o.get("data", {}) for o in outputs(nb)) == 2, (
+        "both figures are shown inline"
+    )
     assert "all counts add up" in "".join(o.get("text", "") for o in outputs(nb))
 
 
@@ -90,12 +118,17 @@ def test_dedup_insertion_report_fails_when_counts_do_not_add_up(tiny, tmp_path):
     work = tmp_path / "work"
     for stage in Path(tiny["work_dir"]).glob("*-*"):
         if stage.name.split("-")[0] in ("ingest", "dedup", "plan", "tokenize"):
-            shutil.copytree(stage, work / stage.name, ignore=shutil.ignore_patterns("*.bin", "sketches"))
+            shutil.copytree(
+                stage, work / stage.name, ignore=shutil.ignore_patterns("*.bin", "sketches")
+            )
     [stats] = work.glob("dedup-*/stats.json")
     counts = json.loads(stats.read_text())
     counts["counts"]["removed"]["near_dup"] += 1  # balanced, but one more input than ingest kept
     counts["counts"]["input"] += 1
     stats.write_text(json.dumps(counts))
     with pytest.raises(CellExecutionError, match="stages do not chain"):
-        execute("dedup_insertion_report.ipynb", {"work_dir": str(work), "out_dir": str(tmp_path / "figures")},
-                tmp_path)
+        execute(
+            "dedup_insertion_report.ipynb",
+            {"work_dir": str(work), "out_dir": str(tmp_path / "figures")},
+            tmp_path,
+        )

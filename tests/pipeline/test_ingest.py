@@ -23,8 +23,11 @@ def test_every_broken_record_gets_its_reason_and_its_exact_bytes(debian_corpus):
     good = [r for r in records if not isinstance(r, Rejected)]
     assert good == [
         {"doc_id": "g-1", "text": "A good record between broken ones.", "source": "broken.jsonl"},
-        {"doc_id": f"broken.jsonl:{len(BROKEN_RECORDS) + 2}", "text": "A good record without an id.",
-         "source": "broken.jsonl"},
+        {
+            "doc_id": f"broken.jsonl:{len(BROKEN_RECORDS) + 2}",
+            "text": "A good record without an id.",
+            "source": "broken.jsonl",
+        },
     ]
 
 
@@ -48,7 +51,10 @@ def test_parquet_input_uses_the_same_rules(tmp_path):
     f = InputFile(0, str(tmp_path / "part.parquet"), "part.parquet")
     records = list(read_records(f, CorpusSpec(paths=["unused"])))
     assert records[0] == {"doc_id": "7", "text": "seven", "source": "part.parquet"}
-    assert [(r.reason, json.loads(r.record)["id"]) for r in records[1:]] == [("empty_text", "x"), ("missing_text", "y")]
+    assert [(r.reason, json.loads(r.record)["id"]) for r in records[1:]] == [
+        ("empty_text", "x"),
+        ("missing_text", "y"),
+    ]
 
 
 def test_custom_field_names(tmp_path):

@@ -14,7 +14,10 @@ from taggant.pipeline.store import StoreWriter
 
 def test_auroc_is_mann_whitney_u_and_the_area_under_the_roc():
     rng = np.random.default_rng(0)
-    members, controls = np.round(rng.normal(1, 1, 40), 1), np.round(rng.normal(0, 1, 30), 1)  # with ties
+    members, controls = (
+        np.round(rng.normal(1, 1, 40), 1),
+        np.round(rng.normal(0, 1, 30), 1),
+    )  # with ties
     auc = mia.auroc_resamples(members, controls, np.ones((1, 40)), np.ones((1, 30)))[0]
     assert auc == pytest.approx(stats.mannwhitneyu(members, controls).statistic / (40 * 30))
     fpr, tpr = mia.roc(members, controls)
@@ -58,14 +61,36 @@ def write_pair(url, strength, seed=0):
     writer = StoreWriter(url, "e")
     for perturbed in (True, False):
         run = f"m-100t-s0-{'perturbed' if perturbed else 'standard'}"
-        writer.write_run(run, {"run": run, "model_size": "m", "train_tokens": 100, "seed": 0, "perturbed": perturbed,
-                               "num_params": 10})
+        writer.write_run(
+            run,
+            {
+                "run": run,
+                "model_size": "m",
+                "train_tokens": 100,
+                "seed": 0,
+                "perturbed": perturbed,
+                "num_params": 10,
+            },
+        )
         drop = strength * np.log2(np.maximum(levels, 1)) if perturbed else np.zeros(len(levels))
         value = difficulty - drop + rng.normal(0, 0.05, len(levels))
-        rows = pa.Table.from_pylist([
-            {"tokens_seen": 100, "item_id": i, "set": "s", "kind": "canary", "dup_level": int(lvl), "probe": "loss",
-             "probe_version": "loss.v1", "metric": "nll_mean", "value": float(v), "schema_version": 1}
-            for i, lvl, v in zip(ids, levels, value)])
+        rows = pa.Table.from_pylist(
+            [
+                {
+                    "tokens_seen": 100,
+                    "item_id": i,
+                    "set": "s",
+                    "kind": "canary",
+                    "dup_level": int(lvl),
+                    "probe": "loss",
+                    "probe_version": "loss.v1",
+                    "metric": "nll_mean",
+                    "value": float(v),
+                    "schema_version": 1,
+                }
+                for i, lvl, v in zip(ids, levels, value)
+            ]
+        )
         writer.write_probe_rows(run, 10, "loss", 0, rows)
         writer.commit_checkpoint(run, 10, 100, ["loss.v1"], rows.num_rows)
     return difficulty, levels
@@ -80,7 +105,9 @@ def test_twin_reference_subtracts_the_twins_loss(tmp_path):
     probes = fit.load(url).probes
     loss = probes.pivot_table(index="item_id", columns="run", values="value")
     expected = loss["m-100t-s0-standard"] - loss["m-100t-s0-perturbed"]
-    assert twin.set_index("item_id")["score"].sort_index().to_numpy() == pytest.approx(expected.sort_index())
+    assert twin.set_index("item_id")["score"].sort_index().to_numpy() == pytest.approx(
+        expected.sort_index()
+    )
 
 
 def test_store_rows_per_level_and_attack(tmp_path):
@@ -90,13 +117,20 @@ def test_store_rows_per_level_and_attack(tmp_path):
     write_pair(url, strength=0.05)
     table = mia.evaluate(fit.load(url), num_bootstrap=400)
     rows = {(r["run"].rsplit("-", 1)[1], r["dup_level"], r["attack"]): r for r in table.to_pylist()}
-    assert set(rows) == {("perturbed", 1, "loss"), ("perturbed", 64, "loss"), ("perturbed", 1, "twin_reference"),
-                         ("perturbed", 64, "twin_reference"), ("standard", 1, "loss"), ("standard", 64, "loss")}
+    assert set(rows) == {
+        ("perturbed", 1, "loss"),
+        ("perturbed", 64, "loss"),
+        ("perturbed", 1, "twin_reference"),
+        ("perturbed", 64, "twin_reference"),
+        ("standard", 1, "loss"),
+        ("standard", 64, "loss"),
+    }
     assert rows["perturbed", 64, "twin_reference"]["auroc"] == 1.0
     assert rows["perturbed", 64, "loss"]["auroc_ci_low"] < 0.9
     standard = rows["standard", 64, "loss"]
     assert standard["auroc_ci_low"] < 0.5 < standard["auroc_ci_high"]
-    StoreWriter(url, "e").write_mia("m-100t-s0-perturbed", table.filter(
-        pa.compute.equal(table["run"], "m-100t-s0-perturbed")))
+    StoreWriter(url, "e").write_mia(
+        "m-100t-s0-perturbed", table.filter(pa.compute.equal(table["run"], "m-100t-s0-perturbed"))
+    )
     back = store.read_mia(url, "e")
     assert back.num_rows == 4 and back.column("fpr").to_pylist()[0][0] == 0.0

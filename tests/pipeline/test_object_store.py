@@ -8,10 +8,20 @@ import pytest
 
 from taggant.pipeline import io, store
 
-ROWS = pa.table({"tokens_seen": [64, 64], "item_id": ["a", "b"], "set": ["s", "s"],
-                 "kind": ["canary", "canary"], "dup_level": [0, 4], "probe": ["loss", "loss"],
-                 "probe_version": ["loss.v1", "loss.v1"], "metric": ["nll_mean", "nll_mean"],
-                 "value": [3.0, 1.0], "schema_version": [store.SCHEMA_VERSION] * 2})
+ROWS = pa.table(
+    {
+        "tokens_seen": [64, 64],
+        "item_id": ["a", "b"],
+        "set": ["s", "s"],
+        "kind": ["canary", "canary"],
+        "dup_level": [0, 4],
+        "probe": ["loss", "loss"],
+        "probe_version": ["loss.v1", "loss.v1"],
+        "metric": ["nll_mean", "nll_mean"],
+        "value": [3.0, 1.0],
+        "schema_version": [store.SCHEMA_VERSION] * 2,
+    }
+)
 
 
 @pytest.fixture
@@ -34,7 +44,9 @@ def test_a_write_is_one_object_with_no_temp_object(s3_server, bucket):
 def test_a_write_to_a_missing_bucket_fails_instead_of_creating_it(s3_server):
     with pytest.raises(FileNotFoundError):
         io.write_text("s3://no-such-bucket-here/stage/_SUCCESS", "{}")
-    assert "no-such-bucket-here" not in {b["Name"] for b in s3_server.client.list_buckets()["Buckets"]}
+    assert "no-such-bucket-here" not in {
+        b["Name"] for b in s3_server.client.list_buckets()["Buckets"]
+    }
 
 
 def test_listings_see_what_another_process_wrote_and_removed(s3_server, bucket):
@@ -48,7 +60,9 @@ def test_listings_see_what_another_process_wrote_and_removed(s3_server, bucket):
     s3_server.client.put_object(Bucket=name, Key="stage/shard-00001.parquet", Body=b"b")
     s3_server.client.put_object(Bucket=name, Key="stage/_SUCCESS", Body=b"{}")
     assert io.glob(io.join(url, "stage", "shard-*.parquet")) == [
-        f"{url}/stage/shard-00000.parquet", f"{url}/stage/shard-00001.parquet"]
+        f"{url}/stage/shard-00000.parquet",
+        f"{url}/stage/shard-00001.parquet",
+    ]
     assert len(io.glob(io.join(url, "stage"))) == 3
     assert io.exists(io.join(url, "stage", "_SUCCESS"))
 
@@ -78,6 +92,9 @@ def test_the_store_commits_and_replaces_a_checkpoint_on_s3(s3_server, bucket):
     writer.write_probe_rows("r", 8, "loss", 0, ROWS.set_column(8, "value", pa.array([2.0, 0.5])))
     writer.commit_checkpoint("r", 8, 64, ["loss.v1"], ROWS.num_rows)
     assert store.read_probes(writer.url).column("value").to_pylist() == [2.0, 0.5]
-    assert store.read_checkpoints(writer.url).column("files").to_pylist() == [["loss-00000.parquet"]]
+    assert store.read_checkpoints(writer.url).column("files").to_pylist() == [
+        ["loss-00000.parquet"]
+    ]
     assert s3_server.keys(name, "store/probes/") == [
-        "store/probes/experiment=exp/run=r/step=8/loss-00000.parquet"]
+        "store/probes/experiment=exp/run=r/step=8/loss-00000.parquet"
+    ]

@@ -6,7 +6,13 @@ import pytest
 from scipy import special, stats
 
 from taggant.pipeline.errors import ConfigError
-from taggant.pipeline.privacy_audit import audit, epsilon_lower_bound, guess_grid, guesses_needed, pairs_needed
+from taggant.pipeline.privacy_audit import (
+    audit,
+    epsilon_lower_bound,
+    guess_grid,
+    guesses_needed,
+    pairs_needed,
+)
 
 CEILINGS = {10: 1.05, 30: 2.25, 100: 3.49, 300: 4.60, 1000: 5.81}
 """95%, δ = 0, every guess right (research/anchors-2026-12.md, derived there independently)."""
@@ -19,7 +25,9 @@ def test_all_right_matches_the_published_ceilings(guesses, eps):
     assert guesses_needed(eps + 0.01) > guesses
 
 
-@pytest.mark.parametrize("guesses, correct", [(10, 9), (50, 40), (100, 80), (300, 200), (1000, 700), (20, 15)])
+@pytest.mark.parametrize(
+    "guesses, correct", [(10, 9), (50, 40), (100, 80), (300, 200), (1000, 700), (20, 15)]
+)
 def test_the_bound_is_the_edge_of_the_binomial_test(guesses, correct):
     """scipy's binomial tail directly: just below the bound ε is rejected at 5%, just above not."""
     eps = epsilon_lower_bound(guesses, correct)
@@ -54,7 +62,9 @@ def test_an_audit_of_a_run_that_leaks_nothing_rarely_certifies_anything():
     """Members and controls from one distribution (ε = 0 holds): at 95% confidence at most ~5% of
     audits may certify ε > 0, whichever number of guesses they pick (the Bonferroni correction)."""
     rng = np.random.default_rng(3)
-    certified = [audit(rng.normal(0, 1, 64), rng.normal(0, 1, 40), rng).epsilon > 0 for _ in range(1000)]
+    certified = [
+        audit(rng.normal(0, 1, 64), rng.normal(0, 1, 40), rng).epsilon > 0 for _ in range(1000)
+    ]
     assert np.mean(certified) <= 0.05
 
 

@@ -27,11 +27,23 @@ def problems_of(overrides: list[str]) -> dict[str, str]:
     [
         ("perturbations.0.dup_levels=[1, -4]", "perturbations[0].dup_levels", "negative"),
         ("perturbations.0.dup_levels=[0, 4]", "perturbations[0].dup_levels", "control_frac"),
-        ("perturbations.0.dup_levels=[4, 4]", "perturbations[0].dup_levels", "list each level once"),
+        (
+            "perturbations.0.dup_levels=[4, 4]",
+            "perturbations[0].dup_levels",
+            "list each level once",
+        ),
         ("perturbations.1.kind=canery", "perturbations[1].kind", "use one of canary, ghost"),
         ("perturbations.1.name=Early Set", "perturbations[1].name", "should match pattern"),
-        ("perturbations.1.phase.start_frac=0.5", "perturbations[1].phase", "must be above start_frac"),
-        ("perturbations.2.phase.end_frac=1.5", "perturbations[2].phase.end_frac", "less than or equal to 1"),
+        (
+            "perturbations.1.phase.start_frac=0.5",
+            "perturbations[1].phase",
+            "must be above start_frac",
+        ),
+        (
+            "perturbations.2.phase.end_frac=1.5",
+            "perturbations[2].phase.end_frac",
+            "less than or equal to 1",
+        ),
         ("perturbations.0.template=no slot here", "perturbations[0].template", "{secret}"),
         ("perturbations.0.count=3", "perturbations[0]", "raise `count`"),
         ("runs.model_sizes=[tiny-2M]", "runs.model_sizes", "did you mean 'tiny-2m'"),
@@ -54,7 +66,9 @@ def test_missing_section_is_reported_by_name():
     del raw["store"]
     with pytest.raises(ConfigError) as info:
         parse_spec(raw)
-    assert info.value.problems == [("store", "required field is missing; add it (see the spec example in README.md)")]
+    assert info.value.problems == [
+        ("store", "required field is missing; add it (see the spec example in README.md)")
+    ]
 
 
 def test_every_problem_is_reported_at_once():
@@ -76,13 +90,15 @@ def test_a_phase_window_too_small_for_its_occurrences_is_refused():
 
 def test_sets_that_fit_alone_but_not_together_are_refused():
     # Two sets in the same first-quarter window: each fits its 3906 samples, together they do not.
-    problems = problems_of([
-        "perturbations.0.phase={start_frac: 0.0, end_frac: 0.25}",
-        "perturbations.3.phase={start_frac: 0.0, end_frac: 0.25}",
-        "perturbations.0.count=100",
-        "perturbations.3.count=60",
-        "perturbations.3.dup_levels=[64]",
-    ])
+    problems = problems_of(
+        [
+            "perturbations.0.phase={start_frac: 0.0, end_frac: 0.25}",
+            "perturbations.3.phase={start_frac: 0.0, end_frac: 0.25}",
+            "perturbations.0.count=100",
+            "perturbations.3.count=60",
+            "perturbations.3.dup_levels=[64]",
+        ]
+    )
     assert "spread their phase windows" in problems["perturbations"]
 
 

@@ -18,15 +18,28 @@ from taggant.pipeline.store import StoreWriter, read_checkpoints, read_probes, r
 
 
 def rows(step: int, n_items: int, value: float) -> pa.Table:
-    return pa.Table.from_pylist([
-        {"tokens_seen": step * 1024, "item_id": f"canaries/{i:06d}", "set": "canaries", "kind": "canary",
-         "dup_level": i % 3, "probe": "loss", "probe_version": "loss.v1", "metric": "suffix_loss",
-         "value": value + i, "schema_version": 1}
-        for i in range(n_items)
-    ])
+    return pa.Table.from_pylist(
+        [
+            {
+                "tokens_seen": step * 1024,
+                "item_id": f"canaries/{i:06d}",
+                "set": "canaries",
+                "kind": "canary",
+                "dup_level": i % 3,
+                "probe": "loss",
+                "probe_version": "loss.v1",
+                "metric": "suffix_loss",
+                "value": value + i,
+                "schema_version": 1,
+            }
+            for i in range(n_items)
+        ]
+    )
 
 
-def probe(writer: StoreWriter, run: str, step: int, n_items: int, value: float, shards: int = 1) -> None:
+def probe(
+    writer: StoreWriter, run: str, step: int, n_items: int, value: float, shards: int = 1
+) -> None:
     writer.begin_checkpoint(run, step)
     table = rows(step, n_items, value)
     per = -(-n_items // shards)
@@ -43,6 +56,7 @@ def store_url(request, tmp_path):
     url = f"memory://store-{id(request)}"
     yield url
     import fsspec
+
     fsspec.filesystem("memory").rm(url.removeprefix("memory://"), recursive=True)
 
 
@@ -61,7 +75,9 @@ def test_rows_are_visible_only_after_their_checkpoint_commits(store_url):
 def test_probing_a_checkpoint_again_replaces_its_rows(store_url):
     writer = StoreWriter(store_url, "exp")
     probe(writer, "r1", 10, 6, 1.0, shards=3)
-    probe(writer, "r1", 10, 6, 2.0, shards=2)  # fewer shards the second time: no stale file survives
+    probe(
+        writer, "r1", 10, 6, 2.0, shards=2
+    )  # fewer shards the second time: no stale file survives
     table = read_probes(store_url)
     assert table.num_rows == 6
     assert table.column("value").to_pylist() == [2.0 + i for i in range(6)]
@@ -75,8 +91,21 @@ def test_partition_columns_filters_and_runs(store_url):
     table = read_probes(store_url, filter=ds.field("run") == "r2")
     assert set(table.column("run").to_pylist()) == {"r2"}
     assert table.schema.field("step").type == pa.int64()
-    assert {"experiment", "run", "step", "tokens_seen", "item_id", "set", "kind", "dup_level", "probe",
-            "probe_version", "metric", "value", "schema_version"} <= set(table.column_names)
+    assert {
+        "experiment",
+        "run",
+        "step",
+        "tokens_seen",
+        "item_id",
+        "set",
+        "kind",
+        "dup_level",
+        "probe",
+        "probe_version",
+        "metric",
+        "value",
+        "schema_version",
+    } <= set(table.column_names)
     runs = read_runs(store_url)
     assert runs.column("model_size").to_pylist() == ["tiny-2m"]
     assert runs.column("experiment").to_pylist() == ["exp"]
@@ -93,7 +122,10 @@ def test_other_readers_see_the_same_rows(tmp_path):
     probe(writer, "r1", 10, 5, 1.0)
     probe(writer, "r1", 30, 5, 0.5)
     frame = read_probes(url).to_pandas()
-    assert len(frame) == 10 and frame.groupby("step")["value"].mean().to_dict() == {10: 3.0, 30: 2.5}
+    assert len(frame) == 10 and frame.groupby("step")["value"].mean().to_dict() == {
+        10: 3.0,
+        30: 2.5,
+    }
     con = duckdb.connect()
     got = con.execute(
         f"select step, count(*), avg(value) from read_parquet('{url}/probes/**/*.parquet', hive_partitioning=true) "
@@ -116,8 +148,11 @@ def test_a_killed_writers_leftover_breaks_no_reader(tmp_path):
     assert read_probes(url).num_rows == 5
     assert ds.dataset(f"{url}/probes", format="parquet", partitioning="hive").count_rows() == 5
     glob = f"{url}/probes/**/*.parquet"
-    got = duckdb.connect().execute(
-        f"select count(*) from read_parquet('{glob}', hive_partitioning=true)").fetchone()
+    got = (
+        duckdb.connect()
+        .execute(f"select count(*) from read_parquet('{glob}', hive_partitioning=true)")
+        .fetchone()
+    )
     assert got == (5,)
     frame = polars.scan_parquet(glob, hive_partitioning=True).select(polars.len()).collect()
     assert frame.item() == 5
@@ -137,12 +172,18 @@ def test_a_commit_record_lists_its_files_and_rows_and_the_reader_checks_them(tmp
     assert read_probes(url).num_rows == 6
     # A listed file with other rows than committed, or gone: the reader refuses the store.
     pq.write_table(rows(10, 1, 7.0), step_dir / "loss-00002.parquet")
-    with pytest.raises(DataError, match=r"run r1 step 10 of experiment exp: its files hold 5 "
-                                        r"rows, its commit record 6"):
+    with pytest.raises(
+        DataError,
+        match=r"run r1 step 10 of experiment exp: its files hold 5 "
+        r"rows, its commit record 6",
+    ):
         read_probes(url)
     (step_dir / "loss-00002.parquet").unlink()
-    with pytest.raises(DataError, match=r"run r1 step 10 of experiment exp: .*loss-00002.parquet"
-                                        r".* is missing"):
+    with pytest.raises(
+        DataError,
+        match=r"run r1 step 10 of experiment exp: .*loss-00002.parquet"
+        r".* is missing",
+    ):
         read_probes(url)
 
 

@@ -15,8 +15,16 @@ def test_normalize_folds_compatibility_forms_and_case():
 def test_non_ascii_texts_lower_case_exactly_as_str_lower(copyright_texts):
     # Cased non-ASCII letters (which bytes.lower() leaves alone), the final sigma (context
     # dependent), İ (lower-cases to two code points) and texts whose only non-ASCII is caseless.
-    cases = ["ΣΑΣ ΟΔΟΣ.", "İstanbul", "ÀBC déjà", "ǅ Ǆ ǈ", "naïve café", "ÉTÉ\nΣ", "Ⅻ ﬃ",
-             "“A” — B…"]
+    cases = [
+        "ΣΑΣ ΟΔΟΣ.",
+        "İstanbul",
+        "ÀBC déjà",
+        "ǅ Ǆ ǈ",
+        "naïve café",
+        "ÉTÉ\nΣ",
+        "Ⅻ ﬃ",
+        "“A” — B…",
+    ]
     texts = cases + [f"Hello WORLD {c} AND {c.upper()}" for c in cases]
     texts += [t for t in copyright_texts if not t.isascii()]
     assert len(texts) > len(cases) * 2 + 20

@@ -84,8 +84,11 @@ def _bucket_pairs_by_enumeration(keys, doc_ids, groups, leaders):
             else:
                 members[group] = doc
         heads = sorted(members.values())
-        pairs |= {(heads[i], heads[j]) for i in range(min(leaders, len(heads)))
-                  for j in range(i + 1, len(heads))}
+        pairs |= {
+            (heads[i], heads[j])
+            for i in range(min(leaders, len(heads)))
+            for j in range(i + 1, len(heads))
+        }
     return sorted(copies), sorted(pairs)
 
 

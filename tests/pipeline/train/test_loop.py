@@ -24,15 +24,30 @@ def samples() -> ArraySamples:
     return changelog_samples(SEQ, VOCAB)
 
 
-def config(num_steps: int, checkpoint_steps: tuple[int, ...], lr: float = 3e-3,
-           **layout) -> TrainConfig:
+def config(
+    num_steps: int, checkpoint_steps: tuple[int, ...], lr: float = 3e-3, **layout
+) -> TrainConfig:
     """A tiny model's run; ``layout``: other ``TrainConfig`` fields (parallel sizes, progress)."""
     return TrainConfig(
-        model=ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=176,
-                          vocab_size=VOCAB, seq_length=SEQ),
-        seed=0, num_steps=num_steps, global_batch_sequences=8, micro_batch_sequences=4, lr=lr,
-        min_lr=lr / 10, lr_schedule="cosine", warmup_steps=2, weight_decay=0.01,
-        checkpoint_steps=checkpoint_steps, **{"tensor_parallel_size": 1, **layout},
+        model=ModelConfig(
+            num_layers=2,
+            hidden_size=64,
+            num_attention_heads=4,
+            ffn_hidden_size=176,
+            vocab_size=VOCAB,
+            seq_length=SEQ,
+        ),
+        seed=0,
+        num_steps=num_steps,
+        global_batch_sequences=8,
+        micro_batch_sequences=4,
+        lr=lr,
+        min_lr=lr / 10,
+        lr_schedule="cosine",
+        warmup_steps=2,
+        weight_decay=0.01,
+        checkpoint_steps=checkpoint_steps,
+        **{"tensor_parallel_size": 1, **layout},
     )
 
 
@@ -66,7 +81,7 @@ def test_loss_falls_on_real_text_and_progress_is_recorded(samples, trainers, tmp
     log = checkpoint.read_train_log(run_dir)
     assert [r["step"] for r in records] == [10, 20, 30, 40]
     for r in records:
-        window = losses[r["step"] - 10: r["step"]]
+        window = losses[r["step"] - 10 : r["step"]]
         assert r["loss"] == pytest.approx(np.mean(window), rel=1e-9)
         assert r["lr"] == log[r["step"]]["lr"] and r["interval_steps"] == 10
         assert r["tokens_per_s"] > 0 and r["eta_s"] >= 0

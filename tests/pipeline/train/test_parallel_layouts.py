@@ -25,15 +25,19 @@ LOSS_TOLERANCE = 1e-4
 all-reduce between stages instead of in one buffer) differ in the last float32 bits only."""
 
 
-def continue_run(samples: ArraySamples, run_dir: str, until: int, checkpoints: tuple[int, ...],
-                 layout: dict) -> dict:
+def continue_run(
+    samples: ArraySamples, run_dir: str, until: int, checkpoints: tuple[int, ...], layout: dict
+) -> dict:
     """One rank: resume ``run_dir`` at ``layout`` and train until ``until``."""
     trainer = Trainer(config(STEPS, checkpoints, **layout), samples, run_dir)
     resumed_at = trainer.step
     result = trainer.train_until(until)
     trainer.close()
-    return {"resumed_at": resumed_at, "losses": result["losses"],
-            "pipeline_rank": result["pipeline_parallel_rank"]}
+    return {
+        "resumed_at": resumed_at,
+        "losses": result["losses"],
+        "pipeline_rank": result["pipeline_parallel_rank"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +84,9 @@ def assert_same_training(results: list[dict], reference_losses: dict, steps: ran
 def test_pipeline_parallel_2_trains_like_one_process(reference, tmp_path):
     samples, losses, start, logits = reference
     run_dir = fresh_copy(start, tmp_path)
-    results = run_ranks(2, continue_run, samples, run_dir, STEPS, (STEPS,),
-                        {"pipeline_parallel_size": 2})
+    results = run_ranks(
+        2, continue_run, samples, run_dir, STEPS, (STEPS,), {"pipeline_parallel_size": 2}
+    )
     assert [r["pipeline_rank"] for r in results] == [0, 1]
     assert [r["resumed_at"] for r in results] == [4, 4]
     assert_same_training(results, losses, range(5, STEPS + 1))
@@ -92,13 +97,15 @@ def test_pipeline_parallel_2_trains_like_one_process(reference, tmp_path):
 def test_a_pipeline_parallel_save_resumes_at_tensor_parallel_2(reference, tmp_path):
     samples, losses, start, logits = reference
     run_dir = fresh_copy(start, tmp_path)
-    first = run_ranks(2, continue_run, samples, run_dir, 6, (6, STEPS),
-                      {"pipeline_parallel_size": 2})
+    first = run_ranks(
+        2, continue_run, samples, run_dir, 6, (6, STEPS), {"pipeline_parallel_size": 2}
+    )
     assert_same_training(first, losses, range(5, 7))
     assert checkpoint.committed_steps(run_dir) == [4, 6]
     # The step-6 checkpoint written by two pipeline stages, read by two tensor-parallel ranks.
-    second = run_ranks(2, continue_run, samples, run_dir, STEPS, (6, STEPS),
-                       {"tensor_parallel_size": 2})
+    second = run_ranks(
+        2, continue_run, samples, run_dir, STEPS, (6, STEPS), {"tensor_parallel_size": 2}
+    )
     assert [r["resumed_at"] for r in second] == [6, 6]
     assert_same_training(second, losses, range(7, STEPS + 1))
     np.testing.assert_allclose(final_logits(run_dir, samples), logits, atol=1e-4)
@@ -107,8 +114,15 @@ def test_a_pipeline_parallel_save_resumes_at_tensor_parallel_2(reference, tmp_pa
 def test_tensor_2_by_pipeline_2_trains_like_one_process(reference, tmp_path):
     samples, losses, start, logits = reference
     run_dir = fresh_copy(start, tmp_path)
-    results = run_ranks(4, continue_run, samples, run_dir, STEPS, (STEPS,),
-                        {"tensor_parallel_size": 2, "pipeline_parallel_size": 2})
+    results = run_ranks(
+        4,
+        continue_run,
+        samples,
+        run_dir,
+        STEPS,
+        (STEPS,),
+        {"tensor_parallel_size": 2, "pipeline_parallel_size": 2},
+    )
     assert [r["pipeline_rank"] for r in results] == [0, 0, 1, 1]  # tensor parallel innermost
     assert_same_training(results, losses, range(5, STEPS + 1))
     np.testing.assert_allclose(final_logits(run_dir, samples), logits, atol=1e-4)

@@ -10,14 +10,24 @@ from tests.conftest import TINY_SPEC
 
 
 def spec(**runs):
-    return parse_spec({**TINY_SPEC, "corpus": {"paths": ["corpus.jsonl"]}, "work_dir": "work",
-                       "store": {"url": "store"}, "runs": {**TINY_SPEC["runs"], **runs}})
+    return parse_spec(
+        {
+            **TINY_SPEC,
+            "corpus": {"paths": ["corpus.jsonl"]},
+            "work_dir": "work",
+            "store": {"url": "store"},
+            "runs": {**TINY_SPEC["runs"], **runs},
+        }
+    )
 
 
 def test_pipeline_stages_must_divide_the_layers():
     assert spec(pipeline_parallel_size=2).runs.pipeline_parallel_size == 2  # tiny-2m: 4 layers
-    with pytest.raises(ConfigError, match="pipeline_parallel_size 3 does not divide the 4 layers "
-                                          "of tiny-2m; use a divisor of 4"):
+    with pytest.raises(
+        ConfigError,
+        match="pipeline_parallel_size 3 does not divide the 4 layers "
+        "of tiny-2m; use a divisor of 4",
+    ):
         spec(pipeline_parallel_size=3)
 
 

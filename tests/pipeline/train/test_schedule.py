@@ -2,7 +2,11 @@
 after each insertion window closes."""
 
 from taggant.pipeline.spec import CheckpointsSpec, PhaseWindow, parse_spec
-from taggant.pipeline.train.schedule import checkpoint_steps, run_checkpoint_steps, window_close_step
+from taggant.pipeline.train.schedule import (
+    checkpoint_steps,
+    run_checkpoint_steps,
+    window_close_step,
+)
 
 
 def test_log_spaced_steps_then_the_interval_then_the_last_step():
@@ -35,16 +39,26 @@ def test_a_window_closes_once_its_last_sample_is_trained_on():
 
 
 def test_the_schedule_of_a_spec_includes_every_set_window():
-    spec = parse_spec({
-        "name": "schedule", "seed": 0, "work_dir": "w", "corpus": {"paths": ["c.jsonl"]},
-        "store": {"url": "s"},
-        "perturbations": [
-            {"kind": "canary", "name": "early", "count": 4, "dup_levels": [2],
-             "phase": {"end_frac": 0.25}},
-            {"kind": "ghost", "name": "everywhere", "count": 4, "dup_levels": [2]},
-        ],
-        "runs": {"model_sizes": ["tiny-2m"], "train_tokens": [128 * 8 * 400]},
-        "checkpoints": {"log_spaced": 2, "interval_steps": 150, "after_window_steps": [5]},
-    })
+    spec = parse_spec(
+        {
+            "name": "schedule",
+            "seed": 0,
+            "work_dir": "w",
+            "corpus": {"paths": ["c.jsonl"]},
+            "store": {"url": "s"},
+            "perturbations": [
+                {
+                    "kind": "canary",
+                    "name": "early",
+                    "count": 4,
+                    "dup_levels": [2],
+                    "phase": {"end_frac": 0.25},
+                },
+                {"kind": "ghost", "name": "everywhere", "count": 4, "dup_levels": [2]},
+            ],
+            "runs": {"model_sizes": ["tiny-2m"], "train_tokens": [128 * 8 * 400]},
+            "checkpoints": {"log_spaced": 2, "interval_steps": 150, "after_window_steps": [5]},
+        }
+    )
     # 400 steps; the early window closes at step 100, the other at the end of training.
     assert run_checkpoint_steps(spec, 128 * 8 * 400) == [1, 12, 100, 105, 150, 300, 400]
