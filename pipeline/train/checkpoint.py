@@ -45,7 +45,12 @@ def step_dir(run_dir: str, step: int) -> str:
 
 def committed_steps(run_dir: str) -> list[int]:
     """Sorted steps whose checkpoint is committed (has its commit record)."""
-    root = checkpoints_dir(run_dir)
+    return marked_steps(checkpoints_dir(run_dir), COMMIT)
+
+
+def marked_steps(root: str, marker: str) -> list[int]:
+    """Sorted steps N of the ``iter_N`` folders under ``root`` that hold the file ``marker``
+    (written last, so its presence means the folder is finished)."""
     if not os.path.isdir(root):
         return []
     return sorted(
@@ -53,7 +58,7 @@ def committed_steps(run_dir: str) -> list[int]:
         for name in os.listdir(root)
         if name.startswith("iter_")
         and name[5:].isdigit()
-        and os.path.exists(os.path.join(root, name, COMMIT))
+        and os.path.exists(os.path.join(root, name, marker))
     )
 
 

@@ -325,16 +325,7 @@ def export_dir(run_dir: str, step: int) -> str:
 
 def exported_steps(run_dir: str) -> list[int]:
     """Sorted steps with a finished export in ``export_dir``."""
-    root = os.path.join(run_dir, "hf")
-    if not os.path.isdir(root):
-        return []
-    return sorted(
-        int(name[5:])
-        for name in os.listdir(root)
-        if name.startswith("iter_")
-        and name[5:].isdigit()
-        and os.path.exists(os.path.join(root, name, EXPORT_META))
-    )
+    return checkpoint.marked_steps(os.path.join(run_dir, "hf"), EXPORT_META)
 
 
 def export_checkpoint(run_dir: str, step: int, out: str, experiment: str) -> dict[str, Any]:
