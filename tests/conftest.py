@@ -82,6 +82,7 @@ TINY_SPEC = {
             "dup_levels": [2, 16],
             "control_frac": 0.25,
             "secret_length": 4,
+            "num_references": 100,
         },
         {
             "kind": "canary",
@@ -90,6 +91,7 @@ TINY_SPEC = {
             "dup_levels": [16],
             "control_frac": 0.5,
             "secret_length": 4,
+            "num_references": 100,
             "phase": {"start_frac": 0.0, "end_frac": 0.4},
         },
     ],
@@ -113,7 +115,9 @@ TINY_SPEC = {
 """A whole experiment small enough for the test suite: 160 steps of a tiny model and its twin,
 checkpoints at steps 1, 9, 64 (the early window closes), 74, 80 and 160. Secrets of 4 words keep
 each canary inside a 64-token sample; batches of 4 make 16 exposures enough to memorize: the
-canaries seen 16 times end ~0.9–1.9 nats below the controls over seeds 1–5 and 7 (the twin: ±0.1)."""
+canaries seen 16 times end ~0.9–1.9 nats below the controls over seeds 1–5 and 7 (the twin: ±0.1).
+100 reference secrets a canary (the default is 1000) are enough for exposure's skew-normal fit and
+keep ``taggant probe --probes exposure`` to seconds (1000 took 107 s)."""
 
 
 def tiny_spec_file(folder: Path, corpus: Path) -> Path:

@@ -327,7 +327,9 @@ def test_taggant_probe_gives_the_watchers_rows_and_runs_exposure(tiny, tmp_path,
     stored = store.read_probes(tiny.spec.store.url).to_pandas()
     stored = stored[(stored["run"] == tiny.perturbed.run.name) & (stored["step"] == step)]
     got = pq.read_table(out).to_pandas()
-    assert len(got) == len(stored) == tiny.num_items() * 8  # loss 4 + exact_match 4 metrics
+    # Metrics per item: loss 4, zlib_ratio 2, min_k 3, min_k_plus_plus 3, exact_match 4.
+    assert len(got) == len(stored) == tiny.num_items() * 16
+    assert set(got["probe"]) == set(probes.names)
     keys = ["item_id", "probe", "metric"]
     got = got.sort_values(keys).reset_index(drop=True)
     stored = stored[list(got.columns)].sort_values(keys).reset_index(drop=True)

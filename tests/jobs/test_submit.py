@@ -51,7 +51,7 @@ def stop(proc: subprocess.Popen) -> None:
         for p in family:
             with suppress(psutil.NoSuchProcess):
                 p.terminate()
-        _, alive = psutil.wait_procs(family, timeout=20)
+        _, alive = psutil.wait_procs(family, timeout=5)
         for p in alive:
             with suppress(psutil.NoSuchProcess):
                 p.kill()
