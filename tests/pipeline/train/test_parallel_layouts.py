@@ -87,6 +87,8 @@ def test_a_pipeline_parallel_save_resumes_at_tensor_parallel_2(reference, tmp_pa
     first = run_ranks(
         2, continue_run, samples, run_dir, 6, (6, STEPS), {"pipeline_parallel_size": 2}
     )
+    assert [r["pipeline_rank"] for r in first] == [0, 1]
+    assert [r["resumed_at"] for r in first] == [4, 4]
     assert_same_training(first, losses, range(5, 7))
     assert checkpoint.committed_steps(run_dir) == [4, 6]
     # The step-6 checkpoint written by two pipeline stages, read by two tensor-parallel ranks.
