@@ -6,13 +6,16 @@
 2. bucket (a task per key partition): reads its row groups of every key file, so its memory is
    1/P of the band table; gives exact edges and candidate pairs, each sent to the node partition
    (a run of consecutive shards) of its higher end;
-3. verify (two tasks per node partition): each partition reads the texts of its own documents
-   named by candidates, sends the n-gram sets of low ends to the partitions of their high ends,
-   and checks the exact Jaccard of the candidates whose high end it holds;
-4. connected components by star contraction: large-star and small-star steps alternate, a task
+3. screen (two tasks per node partition): each partition reads the MinHash signatures of its own
+   documents named by candidates, sends those of low ends to the partitions of their high ends,
+   and settles the candidates whose high end it holds where their signatures do so within
+   ``verify_error`` (`pipeline.dedup.screen_edges`);
+4. verify (two tasks per node partition): the same exchange with the n-gram sets of the
+   documents of undecided candidates, read from their texts, then their exact Jaccard;
+5. connected components by star contraction: large-star and small-star steps alternate, a task
    per node partition each, edges passed between them as Ray objects, until no step changes the
    graph; every cluster is then a star around its lowest doc_index;
-5. finish (a task per shard) → ``shard-*.parquet`` with the kept documents, same schema, and
+6. finish (a task per shard) → ``shard-*.parquet`` with the kept documents, same schema, and
    ``duplicates.parquet/shard-*.parquet`` with the removed ones (one Parquet dataset).
 
 The driver holds shard offsets, object references and counts, never an array over documents.
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import math
 import posixpath
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,6 +41,7 @@ from taggant.pipeline.dedup import (
     DedupParams,
     bucket,
     ngram_sets,
+    screen_edges,
     sketch_shard,
     verify_edges,
 )
@@ -117,11 +123,10 @@ def _sketch(
     io.write_row_groups(keys_url, key_tables)
 
 
-def _bucket(keys_urls: list[str], part: int, parts: int, bounds: np.ndarray) -> tuple:
+def _bucket(keys_urls: list[str], part: int, parts: int, bounds: np.ndarray, verify: bool) -> tuple:
     """Key partition ``part`` → per node partition q, the edges whose high end lies in q as int64
-    (m, 3) rows (low, high, exact); then per node partition q, the (low end, partition of the
-    high end) of its candidates whose ends lie in different partitions (those low ends' n-gram
-    sets are sent there); last, the number of bucket rows read."""
+    (m, 3) rows (low, high, exact); then per node partition q, the `_requests` for its
+    candidates' low ends (none without ``verify``); last, the number of bucket rows read."""
     rows = [
         pa.concat_tables([io.read_row_group(u, kind * parts + part) for u in keys_urls])
         for kind in (0, 1)  # exact rows, band rows
@@ -135,14 +140,30 @@ def _bucket(keys_urls: list[str], part: int, parts: int, bounds: np.ndarray) -> 
     )
     nodes = len(bounds) - 1
     high = _partition_of(tagged[:, 1], bounds)
-    low = _partition_of(candidates[:, 0], bounds)
-    away = low != high[len(exact) :]
-    requests = np.c_[candidates[away, 0], high[len(exact) :][away]]
     return (
         *(tagged[high == q] for q in range(nodes)),
-        *(requests[low[away] == q] for q in range(nodes)),
+        *_requests(candidates if verify else candidates[:0], bounds),
         sum(r.num_rows for r in rows),
     )
+
+
+def _requests(edges: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
+    """Per node partition q, the (low end, partition of the high end) rows of the ``edges``
+    whose low end lies in q and whose high end lies elsewhere: what q must send where."""
+    low, high = _partition_of(edges[:, 0], bounds), _partition_of(edges[:, 1], bounds)
+    away = low != high
+    requests = np.c_[edges[away, 0], high[away]]
+    return [requests[low[away] == q] for q in range(len(bounds) - 1)]
+
+
+def _local_signatures(
+    sketch_urls: list[str], offsets: np.ndarray, params: DedupParams, docs: np.ndarray
+) -> np.ndarray:
+    """The signatures of ``docs`` (sorted distinct doc_index values): uint32 (k, num_perm)."""
+    if not len(docs):
+        return np.empty((0, params.num_perm), np.uint32)
+    column = _take(sketch_urls, offsets, docs, ["signature"]).column("signature")
+    return column.combine_chunks().flatten().to_numpy().reshape(len(docs), params.num_perm)
 
 
 def _local_sets(
@@ -155,26 +176,58 @@ def _local_sets(
     return ngram_sets(texts, params)
 
 
-def _send_sets(
-    shard_urls: list[str],
-    offsets: np.ndarray,
-    params: DedupParams,
-    nodes: int,
-    *requests: np.ndarray,
-) -> tuple:
-    """One node partition's requested documents → per node partition q, (doc_index values,
-    their n-gram sets) asked for by q; last, how many sets it sends. Each text is read where it
-    lives, and a set travels once to each partition that needs it."""
+def _send(read: Callable[[np.ndarray], Any], nodes: int, *requests: np.ndarray) -> tuple:
+    """One node partition's requested documents → per node partition q, (doc_index values asked
+    for by q, their ``read`` payload: signatures or n-gram sets); last, how many it sends. Each
+    document is read once where it lives, and its payload travels once to each partition that
+    needs it."""
     requests = _edges(requests)
     docs = np.unique(requests[:, 0])
-    sets = _local_sets(shard_urls, offsets, params, docs) if params.verify else None
+    payload = read(docs)
     packages = []
     for q in range(nodes):
         wanted = requests[requests[:, 1] == q, 0]  # sorted distinct: requests are
-        packages.append(
-            (wanted, sets.take(np.searchsorted(docs, wanted)) if sets is not None else None)
-        )
+        packages.append((wanted, payload[np.searchsorted(docs, wanted)]))
     return (*packages, len(requests))
+
+
+def _local_docs(edges: np.ndarray, bounds: np.ndarray, q: int) -> np.ndarray:
+    """The sorted distinct doc_index values of ``edges`` in node partition q."""
+    docs = np.unique(edges)
+    return docs[(docs >= bounds[q]) & (docs < bounds[q + 1])]
+
+
+def _screen(
+    sketch_urls: list[str],
+    offsets: np.ndarray,
+    params: DedupParams,
+    bounds: np.ndarray,
+    q: int,
+    buckets: int,
+    *inputs,
+) -> tuple:
+    """One node partition's candidates settled by signatures → per node partition p, the
+    requests for the n-gram sets of p's documents in undecided candidates; then (exact edges,
+    accepted edges, undecided candidates, counts). ``inputs``: the ``buckets`` edge arrays, then
+    the signature packages."""
+    tagged = _edges(inputs[:buckets], width=3)
+    exact, near = tagged[tagged[:, 2] == 1, :2], tagged[tagged[:, 2] == 0, :2]
+    undecided = near[:0]
+    if params.verify and len(near):
+        local = _local_docs(near, bounds, q)
+        packages = inputs[buckets:]
+        ids = np.concatenate([local, *(ids for ids, _ in packages)])
+        signatures = np.concatenate(
+            [_local_signatures(sketch_urls, offsets, params, local), *(s for _, s in packages)]
+        )
+        near, undecided = screen_edges(near, ids, signatures, params)
+    counts = {
+        "candidate_edges": len(tagged),
+        "exact_edges": len(exact),
+        "signature_accepted": len(near),
+        "jaccard_checked": len(undecided),
+    }
+    return (*_requests(undecided, bounds), (exact, near, undecided, counts))
 
 
 def _verify(
@@ -183,27 +236,22 @@ def _verify(
     params: DedupParams,
     bounds: np.ndarray,
     q: int,
-    buckets: int,
-    *inputs,
+    screened: tuple,
+    *packages,
 ) -> tuple:
     """One node partition's exact edges and verified candidates, split for the first large-star
-    step; last, its counts. ``inputs``: the ``buckets`` edge arrays, then the set packages."""
-    tagged = _edges(inputs[:buckets], width=3)
-    exact, near = tagged[tagged[:, 2] == 1, :2], tagged[tagged[:, 2] == 0, :2]
-    if params.verify and len(near):
-        docs = np.unique(near)
-        local = docs[(docs >= bounds[q]) & (docs < bounds[q + 1])]
-        packages = inputs[buckets:]
+    step; last, its counts. ``packages``: the n-gram set packages of the undecided low ends."""
+    exact, accepted, undecided, counts = screened
+    verified = undecided
+    if len(undecided):
+        local = _local_docs(undecided, bounds, q)
         ids = np.concatenate([local, *(ids for ids, _ in packages)])
         sets = NgramSets.concat(
             [_local_sets(shard_urls, offsets, params, local), *(s for _, s in packages)]
         )
-        near = verify_edges(near, ids, sets, params)
-    counts = {
-        "candidate_edges": len(tagged),
-        "exact_edges": len(exact),
-        "verified_near_edges": len(near),
-    }
+        verified = verify_edges(undecided, ids, sets, params)
+    near = np.concatenate([accepted, verified])
+    counts = {**counts, "verified_near_edges": len(near)}
     return (*_by_either_end(np.concatenate([exact, near]), bounds), counts)
 
 
@@ -308,31 +356,39 @@ def run(
         ]
     )
     buckets = [
-        remote(_bucket, 2 * nodes + 1).remote(keys_urls, p, parts, bounds) for p in range(parts)
+        remote(_bucket, 2 * nodes + 1).remote(keys_urls, p, parts, bounds, params.verify)
+        for p in range(parts)
     ]
-    sent = [
-        remote(_send_sets, fan_out).remote(
-            shard_urls, offsets, params, nodes, *(b[nodes + q] for b in buckets)
-        )
-        for q in range(nodes)
+    send = remote(_send, fan_out)
+    read_signatures = partial(_local_signatures, sketch_urls, offsets, params)
+    signatures = [
+        send.remote(read_signatures, nodes, *(b[nodes + q] for b in buckets)) for q in range(nodes)
     ]
-    verify_task = remote(_verify, fan_out)
-    edges = [
-        verify_task.remote(
-            shard_urls,
+    screened = [
+        remote(_screen, fan_out).remote(
+            sketch_urls,
             offsets,
             params,
             bounds,
             q,
             parts,
             *(b[q] for b in buckets),
-            *(s[q] for s in sent),
+            *(s[q] for s in signatures),
+        )
+        for q in range(nodes)
+    ]
+    read_sets = partial(_local_sets, shard_urls, offsets, params)
+    sets = [send.remote(read_sets, nodes, *(s[q] for s in screened)) for q in range(nodes)]
+    edges = [
+        remote(_verify, fan_out).remote(
+            shard_urls, offsets, params, bounds, q, screened[q][-1], *(s[q] for s in sets)
         )
         for q in range(nodes)
     ]
     counts = ray.get([e[-1] for e in edges])
     bucket_rows = sum(ray.get([b[-1] for b in buckets]))
-    sets_sent = sum(ray.get([s[-1] for s in sent]))
+    signatures_sent = sum(ray.get([s[-1] for s in signatures]))
+    sets_sent = sum(ray.get([s[-1] for s in sets]))
 
     large_task, small_task = remote(_large_star, fan_out), remote(_small_star, fan_out)
     for rounds in range(1, components.MAX_ROUNDS + 1):
@@ -368,6 +424,7 @@ def run(
         **{k: sum(c[k] for c in counts) for k in counts[0]},
         "clusters_with_duplicates": sum(f["clusters"] for f in finished),
         "bucket_rows": bucket_rows,
+        "signatures_sent": signatures_sent,
         "sets_sent": sets_sent,
         "key_partitions": parts,
         "node_partitions": nodes,

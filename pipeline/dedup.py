@@ -1,5 +1,6 @@
 """Dedup's record-level steps, free of Ray: sketch a shard into bucket rows, pair the members of
-each bucket, verify pairs against exact Jaccard, and route each document to kept, ``exact_dup``
+each bucket, verify pairs (by their signatures where those settle them within
+``verify_error``, else by exact Jaccard), and route each document to kept, ``exact_dup``
 or ``near_dup``.
 
 Documents are numbered by ``doc_index``, their position in the corpus (shards in name order, rows in
@@ -30,10 +31,11 @@ import pyarrow as pa
 from taggant.pipeline.spec import DedupSpec
 from taggant.sketches import components, lsh, minhash, ngrams
 
-DEDUP_VERSION = "dedup.v2"
+DEDUP_VERSION = "dedup.v3"
 """v2: members of a bucket are paired (each of the first `lsh.LEADERS` with every other), not
 starred to its lowest document, which finds true pairs v1 lost; exact copies are collapsed
-inside band buckets."""
+inside band buckets. v3: candidates whose signatures settle them within ``verify_error``
+(`components.screen_edges`) skip the exact Jaccard."""
 MINHASH_SEED = 0
 KEY_SCHEMA = pa.schema([("key", pa.uint64()), ("doc_index", pa.int64()), ("group", pa.uint64())])
 
@@ -50,6 +52,7 @@ class DedupParams:
     bands: int
     rows: int
     verify: bool
+    verify_error: float
 
     @classmethod
     def from_spec(cls, spec: DedupSpec) -> DedupParams:
@@ -66,6 +69,7 @@ class DedupParams:
             bands,
             rows,
             spec.verify,
+            spec.verify_error,
         )
 
     def to_dict(self) -> dict:
@@ -141,6 +145,20 @@ def bucket(exact_rows: pa.Table, band_rows: pa.Table) -> tuple[np.ndarray, np.nd
 def ngram_sets(texts: list[str], params: DedupParams) -> ngrams.NgramSets:
     """The n-gram sets that verification compares (same shingles as the MinHash)."""
     return ngrams.ngram_sets(texts, params.ngram_words)
+
+
+def screen_edges(
+    edges: np.ndarray, ids: np.ndarray, signatures: np.ndarray, params: DedupParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """(accepted, undecided) rows of ``edges``, as their signatures settle them within
+    ``params.verify_error``; the rest are rejected.
+
+    Args:
+        edges: int64 (m, 2) doc_index pairs.
+        ids: int64 (n,) distinct doc_index values, every one named in ``edges`` among them;
+            ``signatures[i]`` is the signature of ``ids[i]``.
+    """
+    return components.screen_edges(edges, ids, signatures, params.threshold, params.verify_error)
 
 
 def verify_edges(

@@ -91,7 +91,10 @@ class DedupSpec(_Spec):
     rows: int | None = Field(default=None, ge=1)
     """Rows per LSH band; ``None`` chooses them from ``threshold`` (set both or neither)."""
     verify: bool = True
-    """Check each LSH candidate pair's exact Jaccard before merging it into a cluster."""
+    """Check each LSH candidate pair against the threshold before merging it into a cluster."""
+    verify_error: float = Field(default=1e-6, ge=0.0, lt=0.5)
+    """Largest chance, for any one pair, that its MinHash signatures decide it wrongly: pairs they
+    settle at this error skip the exact Jaccard; ``0`` computes it for every candidate."""
 
     @model_validator(mode="after")
     def _bands_and_rows(self) -> DedupSpec:

@@ -1,4 +1,5 @@
-"""From candidate edges to clusters: exact verification, then connected components.
+"""From candidate edges to clusters: screening by signatures, exact verification, then
+connected components.
 
 Clusters are the connected components of the verified edges, found by star contraction
 (`large_star`, `small_star`), which works on node ranges so that no process needs the whole
@@ -7,7 +8,9 @@ not depend on edge order, batch boundaries or worker count.
 """
 
 import numpy as np
+from scipy.special import bdtr, bdtrc
 
+from taggant.sketches.minhash import agreements
 from taggant.sketches.ngrams import NgramSets, jaccard
 
 
@@ -44,6 +47,55 @@ def verify_edges(
     if len(sets) != len(order):
         raise ValueError(f"{len(sets)} sets for {len(order)} doc ids")
     return edges[jaccard(sets, order[at[:, 0]], order[at[:, 1]]) >= threshold]
+
+
+def decisive_agreements(num_perm: int, threshold: float, error: float) -> tuple[int, int]:
+    """The slot-agreement counts at which a pair's signatures decide it without exact Jaccard.
+
+    Agreements X of two num_perm-slot signatures are Binomial(num_perm, J) over the choice of
+    permutations. Deciding "J >= threshold" when X >= accept and "J < threshold" when
+    X <= reject is wrong with probability at most ``error`` for every pair: P(X >= k | J) rises
+    with J, so for J < threshold it is below P(X >= k | threshold) <= error, and likewise for
+    rejection. Near the threshold neither holds and the pair needs its exact Jaccard.
+
+    Returns:
+        (reject, accept): reject at X <= reject (-1: never), accept at X >= accept
+        (num_perm + 1: never). ``error`` 0 gives (-1, num_perm + 1).
+    """
+    if not (0.0 < threshold < 1.0 and 0.0 <= error < 0.5 and num_perm >= 1):
+        raise ValueError(
+            f"need 0 < threshold < 1, 0 <= error < 0.5, num_perm >= 1; got {threshold}, "
+            f"{error}, {num_perm}"
+        )
+    k = np.arange(num_perm + 1)
+    at_most = bdtr(k, num_perm, threshold)  # P(X <= k | J = threshold)
+    at_least = np.r_[1.0, bdtrc(k[:-1], num_perm, threshold)]  # P(X >= k | J = threshold)
+    rejecting, accepting = np.flatnonzero(at_most <= error), np.flatnonzero(at_least <= error)
+    reject = int(rejecting[-1]) if len(rejecting) else -1
+    accept = int(accepting[0]) if len(accepting) else num_perm + 1
+    return reject, accept
+
+
+def screen_edges(
+    edges: np.ndarray, doc_ids: np.ndarray, signatures: np.ndarray, threshold: float, error: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Splits candidate edges into those their MinHash signatures accept within ``error``
+    (`decisive_agreements`) and those they leave undecided; the rest are rejected.
+
+    Args:
+        edges: int64 (m, 2) doc id pairs.
+        doc_ids: int64 (n,) distinct ids; document doc_ids[i] has signature signatures[i].
+        signatures: uint32 (n, num_perm).
+
+    Returns:
+        (accepted, undecided): rows of `edges`, in their order.
+    """
+    order, _, edges, at = _prepare(doc_ids, edges)
+    if len(signatures) != len(order):
+        raise ValueError(f"{len(signatures)} signatures for {len(order)} doc ids")
+    reject, accept = decisive_agreements(signatures.shape[1], threshold, error)
+    agree = agreements(signatures, order[at[:, 0]], order[at[:, 1]])
+    return edges[agree >= accept], edges[(agree > reject) & (agree < accept)]
 
 
 MAX_ROUNDS = 200

@@ -128,18 +128,16 @@ def _joined_words_kernel(buf, offsets):
     pos = 0
     for d in range(offsets.shape[0] - 1):
         first = pos
-        in_word = False
+        after_space = True  # drops leading whitespace
+        # Branch-free: every byte is written (whitespace as one space) and the position moves
+        # on unless it continues a whitespace run; a trailing space is taken back below.
         for i in range(offsets[d], offsets[d + 1]):
-            c = buf[i]
-            if IS_SPACE[c]:
-                in_word = False
-                continue
-            if not in_word and pos > first:
-                out[pos] = 32  # one space between words
-                pos += 1
-            in_word = True
-            out[pos] = c
-            pos += 1
+            space = IS_SPACE[buf[i]]
+            out[pos] = 32 if space else buf[i]
+            pos += not (space and after_space)
+            after_space = space
+        if pos > first and out[pos - 1] == 32:
+            pos -= 1
         out_offsets[d + 1] = pos
     return out[:pos], out_offsets
 

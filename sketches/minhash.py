@@ -151,3 +151,40 @@ def jaccard_estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
         raise ValueError(f"signature lengths differ: {a.shape[-1]} vs {b.shape[-1]}")
     estimate = np.mean(a == b, axis=-1)
     return float(estimate) if estimate.ndim == 0 else estimate
+
+
+@numba.njit(cache=True)
+def _agreements_kernel(signatures, left, right):
+    out = np.empty(left.shape[0], dtype=np.int64)
+    for k in range(left.shape[0]):
+        a, b = signatures[left[k]], signatures[right[k]]
+        equal = 0
+        for p in range(a.shape[0]):
+            equal += a[p] == b[p]
+        out[k] = equal
+    return out
+
+
+def agreements(signatures: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """How many slots the signatures of each pair (left[k], right[k]) share: int64 (m,).
+
+    Under MinHash each slot agrees with probability J, independently across slots, so the count
+    is Binomial(num_perm, J); `jaccard_estimate` is the same count over num_perm. Unlike it,
+    this never gathers the pairs' signatures into new arrays.
+
+    Args:
+        signatures: uint32 (n, num_perm).
+        left, right: integer (m,) row indices into `signatures`.
+    """
+    signatures = np.ascontiguousarray(signatures, dtype=np.uint32)
+    left = np.asarray(left, dtype=np.int64)
+    right = np.asarray(right, dtype=np.int64)
+    if signatures.ndim != 2 or left.shape != right.shape or left.ndim != 1:
+        raise ValueError(
+            f"signatures {signatures.shape}, left {left.shape}, right {right.shape}: need "
+            "(n, num_perm) and two equal (m,)"
+        )
+    for rows in (left, right):
+        if rows.size and (rows.min() < 0 or rows.max() >= len(signatures)):
+            raise IndexError(f"row index out of range for {len(signatures)} signatures")
+    return _agreements_kernel(signatures, left, right)

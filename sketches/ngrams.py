@@ -59,8 +59,9 @@ class NgramSets:
         """uint64 sorted distinct n-gram hashes of document i (a view)."""
         return self.values[self.offsets[i] : self.offsets[i + 1]]
 
-    def take(self, rows: np.ndarray) -> "NgramSets":
-        """The sets of documents ``rows`` (integer indices), in that order."""
+    def __getitem__(self, rows: np.ndarray) -> "NgramSets":
+        """The sets of documents ``rows`` (integer indices), in that order, as rows of a
+        signature array are indexed."""
         rows = np.asarray(rows, dtype=np.int64)
         sizes = self.sizes()[rows]
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)

@@ -5,6 +5,7 @@ import xxhash
 from taggant.sketches.hashing import exact_hashes
 from taggant.sketches.minhash import (
     MINHASH_VERSION,
+    agreements,
     jaccard_estimate,
     signatures,
     signatures_from_hashes,
@@ -101,6 +102,18 @@ def test_jaccard_estimate_shapes():
     assert jaccard_estimate(rows, a).tolist() == [1.0, 0.5, 1.0]
     with pytest.raises(ValueError):
         jaccard_estimate(a, a[:3])
+
+
+def test_agreements_count_the_slots_jaccard_estimate_averages(copyright_texts):
+    sigs = signatures(copyright_texts[:40])
+    left, right = np.triu_indices(40, 1)
+    counts = agreements(sigs, left, right)
+    assert np.array_equal(counts / 128, jaccard_estimate(sigs[left], sigs[right]))
+    assert counts.min() < 64 and counts.max() == 128  # the corpus has copies and unlike texts
+    with pytest.raises(IndexError):
+        agreements(sigs, np.array([0]), np.array([40]))
+    with pytest.raises(ValueError):
+        agreements(sigs, left, right[:-1])
 
 
 def test_invalid_arguments():

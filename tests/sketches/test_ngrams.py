@@ -90,11 +90,11 @@ def test_fmix64_is_pure_on_arrays(reference_shingles):
     assert mixed.tolist() == [int(fmix64(np.uint64(2))), int(fmix64(np.uint64(2**64 - 1)))]
 
 
-def test_sets_take_and_concat_keep_each_documents_set(copyright_texts):
+def test_sets_indexing_and_concat_keep_each_documents_set(copyright_texts):
     sets = ngram_sets(copyright_texts[:30])
     rows = np.array([7, 0, 29, 7])
-    taken = sets.take(rows)
+    taken = sets[rows]
     assert [taken.doc(i).tolist() for i in range(4)] == [sets.doc(r).tolist() for r in rows]
-    joined = type(sets).concat([sets.take(rows[:2]), sets.take([]), sets.take(rows[2:])])
+    joined = type(sets).concat([sets[rows[:2]], sets[[]], sets[rows[2:]]])
     assert np.array_equal(joined.values, taken.values)
     assert np.array_equal(joined.offsets, taken.offsets)
