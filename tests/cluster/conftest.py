@@ -103,6 +103,12 @@ class Cluster:
         sessions = set(self.pids())
         return [p for p in psutil.process_iter() if _session(p.pid) in sessions]
 
+    def node(self, number: int) -> list[psutil.Process]:
+        """Every live process of worker node ``number``: of its ``ray start``'s session."""
+        marker = f"{self.state}/ray-w{number}"
+        leaders = {p.pid for p in self.family() if marker in _cmdline(p)}
+        return [p for p in self.family() if _session(p.pid) in leaders]
+
     def raylet(self, node_id: str) -> tuple[int, psutil.Process]:
         """The worker number (1-based; 0 for the head) and the raylet process of the node
         ``node_id``."""
@@ -134,6 +140,13 @@ class Cluster:
         while len([n for n in self.alive_nodes() if not n["is_head_node"]]) != count:
             assert time.monotonic() < deadline, f"not {count} live workers: {self.alive_nodes()}"
             time.sleep(1)
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _session(pid: int) -> int | None:
