@@ -14,6 +14,8 @@ The first k permutations do not depend on num_perm, so a 64-perm signature is th
 ~2**-32 per slot, far below the estimator's sampling error.
 """
 
+from collections.abc import Iterator
+
 import numba
 import numpy as np
 import xxhash
@@ -108,7 +110,13 @@ def signatures(texts: list[str], num_perm: int = 128, ngram: int = 5, seed: int 
         uint32 (len(texts), num_perm). Row i depends only on texts[i] and the arguments, never
         on the batch it was computed in.
     """
-    return _sketch(texts, num_perm, ngram, seed, with_exact=False)[1]
+    a, b = permutations(num_perm, seed)
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    for start, stop in _batches(texts):
+        out[start:stop] = _signatures_kernel(
+            *ngram_hashes_packed(*pack(texts[start:stop]), ngram), a, b
+        )
+    return out
 
 
 def sketch(
@@ -116,27 +124,41 @@ def sketch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`hashing.exact_hashes` and `signatures` of texts from one normalization of each text.
 
+    A text whose exact hash an earlier text has gets that text's signature without shingling:
+    equal exact hashes mean equal word sequences, hence equal shingles.
+
     Returns:
         (uint64 (n, 2) exact hashes, uint32 (n, num_perm) signatures), equal to the two
         functions' results.
     """
-    return _sketch(texts, num_perm, ngram, seed, with_exact=True)
-
-
-def _sketch(texts, num_perm, ngram, seed, with_exact):
     a, b = permutations(num_perm, seed)
-    exact = np.empty((len(texts), 2), dtype=np.uint64) if with_exact else None
+    exact = np.empty((len(texts), 2), dtype=np.uint64)
     out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    first: dict[tuple[int, int], int] = {}  # exact hash -> the first row that has it
+    for start, stop in _batches(texts):
+        buf, offsets = pack(texts[start:stop])
+        exact[start:stop] = exact_hashes_packed(buf, offsets)
+        rows = np.arange(start, stop)
+        keys = zip(exact[start:stop, 0].tolist(), exact[start:stop, 1].tolist(), strict=True)
+        source = np.array([first.setdefault(k, row) for k, row in zip(keys, rows.tolist())])
+        new = source == rows
+        lengths = np.diff(offsets)
+        kept = np.zeros(int(new.sum()) + 1, dtype=np.int64)
+        np.cumsum(lengths[new], out=kept[1:])
+        hashes = ngram_hashes_packed(buf[np.repeat(new, lengths)], kept, ngram)
+        out[rows[new]] = _signatures_kernel(*hashes, a, b)
+        out[rows[~new]] = out[source[~new]]
+    return exact, out
+
+
+def _batches(texts: list[str]) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive runs of texts of about `_BATCH_CHARS` characters each."""
     start, chars = 0, 0
     for stop, text in enumerate(texts, 1):
         chars += len(text)
         if chars >= _BATCH_CHARS or stop == len(texts):
-            packed = pack(texts[start:stop])
-            out[start:stop] = _signatures_kernel(*ngram_hashes_packed(*packed, ngram), a, b)
-            if with_exact:
-                exact[start:stop] = exact_hashes_packed(*packed)
+            yield start, stop
             start, chars = stop, 0
-    return exact, out
 
 
 def jaccard_estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:

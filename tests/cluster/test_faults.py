@@ -88,7 +88,11 @@ def killed_run(cluster, clean_run, folder: Path, stage: str, task_title: str | N
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-@pytest.mark.parametrize("stage, task_title", [("dedup", None), ("tokenize", "tokenize_shard")])
+@pytest.mark.parametrize(
+    "stage, task_title",
+    [("dedup", None), ("tokenize", "tokenize_shard")],
+    ids=["dedup", "tokenize"],
+)
 def test_a_worker_killed_mid_stage_changes_no_byte(cluster, clean_run, tmp_path, stage, task_title):
     for attempt in range(ATTEMPTS):
         folder = tmp_path / f"try{attempt}"
