@@ -142,10 +142,7 @@ def sketch(
         keys = zip(exact[start:stop, 0].tolist(), exact[start:stop, 1].tolist(), strict=True)
         source = np.array([first.setdefault(k, row) for k, row in zip(keys, rows.tolist())])
         new = source == rows
-        lengths = np.diff(offsets)
-        kept = np.zeros(int(new.sum()) + 1, dtype=np.int64)
-        np.cumsum(lengths[new], out=kept[1:])
-        hashes = ngram_hashes_packed(buf[np.repeat(new, lengths)], kept, ngram)
+        hashes = ngram_hashes_packed(buf, offsets, ngram, np.flatnonzero(new))
         out[rows[new]] = _signatures_kernel(*hashes, a, b)
         out[rows[~new]] = out[source[~new]]
     return exact, out
