@@ -21,8 +21,9 @@ found, not replicated: tens of MB, with natural exact and near duplicates.
    compiled before timing.
 2. End to end, JSONL in -> deduplicated documents out, I/O included, at Jaccard 0.8 with our
    default banding (18 bands x 7 rows) everywhere; best of --repeat runs, datatrove one run:
-   * ours: `jobs.graph.data_stages` (ingest, then the dedup stage: sketch, band buckets, exact
-     Jaccard verification, connected components, filter) on an embedded local Ray with 1 CPU.
+   * ours: `jobs.graph.data_stages` (ingest, then the dedup stage: sketch, band buckets,
+     candidates screened by signature agreement at the default verify_error and exact Jaccard
+     for the undecided, connected components, filter) on an embedded local Ray with 1 CPU.
      The dedup stage alone is the number to compare; ingest is shown beside it. Ray start-up and a
      warm-up run on a few documents (worker imports, numba cache loads) are timed but excluded,
      as the peers' imports are.
@@ -36,8 +37,7 @@ found, not replicated: tens of MB, with natural exact and near duplicates.
    Each tool gets wall seconds and CPU seconds (user + system) of the processes doing the work:
    for ours the driver and the Ray workers (raylet and GCS, which mostly wait, are not counted),
    for a peer its process. Ratios are ours / peer against our dedup stage, in wall and CPU time.
-   "Removed" counts give the quality context: ours removes whole clusters after exact Jaccard
-   verification; the streaming peers drop a document when it matches a kept one; datatrove
+   "Removed" counts give the quality context: ours removes whole clusters of verified pairs; the streaming peers drop a document when it matches a kept one; datatrove
    removes all but one of each LSH cluster, unverified.
    Memory: the high-water marks (VmHWM) of our driver during the Ray runs, of the largest Ray
    worker, and of the datatrove process.
@@ -483,6 +483,8 @@ def bench_end_to_end(docs: list[dict], work_dir: Path, repeat: int, datatrove_py
     print(
         f"ours: {removed['exact_dup']} exact + {removed['near_dup']} near duplicates removed; "
         f"{ours['stats']['candidate_edges']} candidate edges, "
+        f"{ours['stats']['signature_accepted']} accepted by their signatures, "
+        f"{ours['stats']['jaccard_checked']} checked by exact Jaccard, "
         f"{ours['stats']['verified_near_edges']} near edges verified at J >= {THRESHOLD}\n"
     )
     e2e_header(repeat)
