@@ -124,28 +124,26 @@ def sketch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`hashing.exact_hashes` and `signatures` of texts from one normalization of each text.
 
-    A text whose exact hash an earlier text has gets that text's signature without shingling:
-    equal exact hashes mean equal word sequences, hence equal shingles.
+    Each distinct text is sketched once: a repeat (byte-identical copies are common in real
+    corpora: 39% of the bytes of Debian's copyright and changelog files) gets the rows of its
+    first occurrence.
 
     Returns:
         (uint64 (n, 2) exact hashes, uint32 (n, num_perm) signatures), equal to the two
         functions' results.
     """
+    first: dict[str, int] = {}
+    source = np.array([first.setdefault(t, i) for i, t in enumerate(texts)], dtype=np.int64)
+    distinct = list(first)  # in order of first occurrence
     a, b = permutations(num_perm, seed)
-    exact = np.empty((len(texts), 2), dtype=np.uint64)
-    out = np.empty((len(texts), num_perm), dtype=np.uint32)
-    first: dict[tuple[int, int], int] = {}  # exact hash -> the first row that has it
-    for start, stop in _batches(texts):
-        buf, offsets = pack(texts[start:stop])
-        exact[start:stop] = exact_hashes_packed(buf, offsets)
-        rows = np.arange(start, stop)
-        keys = zip(exact[start:stop, 0].tolist(), exact[start:stop, 1].tolist(), strict=True)
-        source = np.array([first.setdefault(k, row) for k, row in zip(keys, rows.tolist())])
-        new = source == rows
-        hashes = ngram_hashes_packed(buf, offsets, ngram, np.flatnonzero(new))
-        out[rows[new]] = _signatures_kernel(*hashes, a, b)
-        out[rows[~new]] = out[source[~new]]
-    return exact, out
+    exact = np.empty((len(distinct), 2), dtype=np.uint64)
+    out = np.empty((len(distinct), num_perm), dtype=np.uint32)
+    for start, stop in _batches(distinct):
+        packed = pack(distinct[start:stop])
+        exact[start:stop] = exact_hashes_packed(*packed)
+        out[start:stop] = _signatures_kernel(*ngram_hashes_packed(*packed, ngram), a, b)
+    at = (np.cumsum(source == np.arange(len(texts))) - 1)[source]  # each text's distinct row
+    return exact[at], out[at]
 
 
 def _batches(texts: list[str]) -> Iterator[tuple[int, int]]:

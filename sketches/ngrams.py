@@ -149,14 +149,14 @@ def _doc_ngram_hashes(buf, start, end, ngram, words, out):
 
 
 @numba.njit(cache=True)
-def _hashes_kernel(buf, starts, ends, ngram, distinct):
-    n = starts.shape[0]
+def _hashes_kernel(buf, offsets, ngram, distinct):
+    n = offsets.shape[0] - 1
     out_offsets = np.zeros(n + 1, dtype=np.int64)
     values = np.empty(buf.shape[0] // 8 + 2 * n, dtype=np.uint64)
     words = np.empty(0, dtype=np.uint64)
     pos = 0
     for d in range(n):
-        room = (ends[d] - starts[d]) // 2 + 2
+        room = (offsets[d + 1] - offsets[d]) // 2 + 2
         if words.shape[0] < room:
             words = np.empty(room, dtype=np.uint64)
         if values.shape[0] < pos + room:
@@ -164,7 +164,7 @@ def _hashes_kernel(buf, starts, ends, ngram, distinct):
             grown[:pos] = values[:pos]
             values = grown
         doc = values[pos : pos + room]
-        count = _doc_ngram_hashes(buf, starts[d], ends[d], ngram, words, doc)
+        count = _doc_ngram_hashes(buf, offsets[d], offsets[d + 1], ngram, words, doc)
         if distinct:
             doc[:count].sort()
             kept = 1
@@ -193,25 +193,16 @@ def ngram_hashes(texts: list[str], ngram: int = 5) -> tuple[np.ndarray, np.ndarr
     return ngram_hashes_packed(*pack(texts), ngram)
 
 
-def ngram_hashes_packed(
-    buf: np.ndarray, offsets: np.ndarray, ngram: int = 5, rows: np.ndarray | None = None
-):
-    """`ngram_hashes` of texts already normalized and packed by `hashing.pack`; of only the
-    texts ``rows`` (indices, in the order given) when given."""
-    return _packed(buf, offsets, ngram, False, rows)
+def ngram_hashes_packed(buf: np.ndarray, offsets: np.ndarray, ngram: int = 5):
+    """`ngram_hashes` of texts already normalized and packed by `hashing.pack`."""
+    _check_ngram(ngram)
+    return _hashes_kernel(buf, offsets, ngram, False)
 
 
 def ngram_sets(texts: list[str], ngram: int = 5) -> NgramSets:
     """Each text's set of distinct shingle hashes (for verification and decontamination)."""
-    return NgramSets(*_packed(*pack(texts), ngram, True))
-
-
-def _packed(buf, offsets, ngram, distinct, rows=None):
     _check_ngram(ngram)
-    starts, ends = offsets[:-1], offsets[1:]
-    if rows is not None:
-        starts, ends = starts[rows], ends[rows]
-    return _hashes_kernel(buf, starts, ends, ngram, distinct)
+    return NgramSets(*_hashes_kernel(*pack(texts), ngram, True))
 
 
 @numba.njit(cache=True)

@@ -57,13 +57,19 @@ def test_rows_do_not_depend_on_batching_or_num_perm(copyright_texts):
 
 
 def test_sketch_gives_the_exact_hashes_and_signatures_of_one_normalization(copyright_texts):
-    # Several internal batches; the last texts repeat earlier ones up to case and whitespace,
-    # so their signatures come from the earlier rows (another batch) without shingling.
-    repeats = [copyright_texts[0].upper(), "\n\n".join(copyright_texts[1].split())]
+    # Several internal batches; the last texts repeat earlier ones: a copy (its rows are the
+    # first occurrence's) and variants in case and whitespace (sketched, to the same rows).
+    repeats = [
+        copyright_texts[0],
+        copyright_texts[0].upper(),
+        "\n".join(copyright_texts[1].split()),
+    ]
     texts = copyright_texts + ["", " \n ", "Ünïcode ΣΑΣ ﬁ", *repeats]
     exact, sig = sketch(texts, num_perm=64, ngram=3, seed=5)
     assert np.array_equal(exact, exact_hashes(texts))
     assert np.array_equal(sig, signatures(texts, num_perm=64, ngram=3, seed=5))
+    assert np.array_equal(sig[-3], sig[0]) and np.array_equal(sig[-2], sig[0])
+    assert np.array_equal(exact[-1], exact[1])
 
 
 def test_signatures_from_hashes_ignores_order_and_repeats(copyright_texts):
