@@ -482,7 +482,8 @@ def bench_end_to_end(docs: list[dict], work_dir: Path, repeat: int, datatrove_py
     )
     print(
         f"ours: {removed['exact_dup']} exact + {removed['near_dup']} near duplicates removed; "
-        f"{ours['stats']['candidate_edges']} candidate edges, "
+        f"{ours['stats']['candidate_edges']} candidate edges "
+        f"({ours['stats']['exact_edges']} of them exact), "
         f"{ours['stats']['signature_accepted']} accepted by their signatures, "
         f"{ours['stats']['jaccard_checked']} checked by exact Jaccard, "
         f"{ours['stats']['verified_near_edges']} near edges verified at J >= {THRESHOLD}\n"
