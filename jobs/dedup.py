@@ -6,10 +6,10 @@
 2. bucket (a task per key partition): reads its row groups of every key file, so its memory is
    1/P of the band table; gives exact edges and candidate pairs, each sent to the node partition
    (a run of consecutive shards) of its higher end;
-3. screen (two tasks per node partition): each partition reads the MinHash signatures of its own
-   documents named by candidates, sends those of low ends to the partitions of their high ends,
-   and settles the candidates whose high end it holds where their signatures do so within
-   ``verify_error`` (`pipeline.dedup.screen_edges`);
+3. screen (two tasks per node partition): each partition reads, once, the MinHash signatures
+   of its documents named by candidates and sends each to the partitions holding the high ends
+   of those candidates (itself included); each then settles the candidates whose high end it
+   holds where their signatures do so within ``verify_error`` (`pipeline.dedup.screen_edges`);
 4. verify (two tasks per node partition): the same exchange with the n-gram sets of the
    documents of undecided candidates, read from their texts, then their exact Jaccard;
 5. connected components by star contraction: large-star and small-star steps alternate, a task
@@ -125,8 +125,8 @@ def _sketch(
 
 def _bucket(keys_urls: list[str], part: int, parts: int, bounds: np.ndarray, verify: bool) -> tuple:
     """Key partition ``part`` → per node partition q, the edges whose high end lies in q as int64
-    (m, 3) rows (low, high, exact); then per node partition q, the `_requests` for its
-    candidates' low ends (none without ``verify``); last, the number of bucket rows read."""
+    (m, 3) rows (low, high, exact); then the `_requests` of the candidates (none without
+    ``verify``); last, the number of bucket rows read."""
     rows = [
         pa.concat_tables([io.read_row_group(u, kind * parts + part) for u in keys_urls])
         for kind in (0, 1)  # exact rows, band rows
@@ -148,12 +148,13 @@ def _bucket(keys_urls: list[str], part: int, parts: int, bounds: np.ndarray, ver
 
 
 def _requests(edges: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
-    """Per node partition q, the (low end, partition of the high end) rows of the ``edges``
-    whose low end lies in q and whose high end lies elsewhere: what q must send where."""
-    low, high = _partition_of(edges[:, 0], bounds), _partition_of(edges[:, 1], bounds)
-    away = low != high
-    requests = np.c_[edges[away, 0], high[away]]
-    return [requests[low[away] == q] for q in range(len(bounds) - 1)]
+    """Per node partition p, the (doc_index, partition q) rows asking p for the payload of a
+    document it holds: both ends of every edge are asked for by the partition q of its high
+    end, which settles the edge."""
+    docs = edges.reshape(-1)
+    requests = np.c_[docs, np.repeat(_partition_of(edges[:, 1], bounds), 2)]
+    holder = _partition_of(docs, bounds)
+    return [requests[holder == p] for p in range(len(bounds) - 1)]
 
 
 def _local_signatures(
@@ -176,11 +177,11 @@ def _local_sets(
     return ngram_sets(texts, params)
 
 
-def _send(read: Callable[[np.ndarray], Any], nodes: int, *requests: np.ndarray) -> tuple:
-    """One node partition's requested documents → per node partition q, (doc_index values asked
-    for by q, their ``read`` payload: signatures or n-gram sets); last, how many it sends. Each
-    document is read once where it lives, and its payload travels once to each partition that
-    needs it."""
+def _send(read: Callable[[np.ndarray], Any], nodes: int, p: int, *requests: np.ndarray) -> tuple:
+    """Node partition p's requested documents → per node partition q, (doc_index values asked
+    for by q, their ``read`` payload: signatures or n-gram sets); last, how many it sends to
+    other partitions. Each document is read once where it lives, and its payload travels once
+    to each partition that needs it."""
     requests = _edges(requests)
     docs = np.unique(requests[:, 0])
     payload = read(docs)
@@ -188,39 +189,23 @@ def _send(read: Callable[[np.ndarray], Any], nodes: int, *requests: np.ndarray) 
     for q in range(nodes):
         wanted = requests[requests[:, 1] == q, 0]  # sorted distinct: requests are
         packages.append((wanted, payload[np.searchsorted(docs, wanted)]))
-    return (*packages, len(requests))
+    return (*packages, int(np.sum(requests[:, 1] != p)))
 
 
-def _local_docs(edges: np.ndarray, bounds: np.ndarray, q: int) -> np.ndarray:
-    """The sorted distinct doc_index values of ``edges`` in node partition q."""
-    docs = np.unique(edges)
-    return docs[(docs >= bounds[q]) & (docs < bounds[q + 1])]
+def _received(packages: tuple, concat: Callable[[list], Any]) -> tuple[np.ndarray, Any]:
+    """The doc_index values and payloads of the packages a partition was sent, concatenated."""
+    return np.concatenate([ids for ids, _ in packages]), concat([x for _, x in packages])
 
 
-def _screen(
-    sketch_urls: list[str],
-    offsets: np.ndarray,
-    params: DedupParams,
-    bounds: np.ndarray,
-    q: int,
-    buckets: int,
-    *inputs,
-) -> tuple:
-    """One node partition's candidates settled by signatures → per node partition p, the
-    requests for the n-gram sets of p's documents in undecided candidates; then (exact edges,
-    accepted edges, undecided candidates, counts). ``inputs``: the ``buckets`` edge arrays, then
-    the signature packages."""
+def _screen(params: DedupParams, bounds: np.ndarray, buckets: int, *inputs) -> tuple:
+    """One node partition's candidates settled by signatures → the `_requests` of its undecided
+    candidates; then (exact edges, accepted edges, undecided candidates, counts). ``inputs``:
+    the ``buckets`` edge arrays, then the signature packages."""
     tagged = _edges(inputs[:buckets], width=3)
     exact, near = tagged[tagged[:, 2] == 1, :2], tagged[tagged[:, 2] == 0, :2]
     undecided = near[:0]
     if params.verify and len(near):
-        local = _local_docs(near, bounds, q)
-        packages = inputs[buckets:]
-        ids = np.concatenate([local, *(ids for ids, _ in packages)])
-        signatures = np.concatenate(
-            [_local_signatures(sketch_urls, offsets, params, local), *(s for _, s in packages)]
-        )
-        near, undecided = screen_edges(near, ids, signatures, params)
+        near, undecided = screen_edges(near, *_received(inputs[buckets:], np.concatenate), params)
     counts = {
         "candidate_edges": len(tagged),
         "exact_edges": len(exact),
@@ -230,26 +215,14 @@ def _screen(
     return (*_requests(undecided, bounds), (exact, near, undecided, counts))
 
 
-def _verify(
-    shard_urls: list[str],
-    offsets: np.ndarray,
-    params: DedupParams,
-    bounds: np.ndarray,
-    q: int,
-    screened: tuple,
-    *packages,
-) -> tuple:
+def _verify(params: DedupParams, bounds: np.ndarray, screened: tuple, *packages) -> tuple:
     """One node partition's exact edges and verified candidates, split for the first large-star
-    step; last, its counts. ``packages``: the n-gram set packages of the undecided low ends."""
+    step; last, its counts. ``packages``: the n-gram set packages of its undecided candidates'
+    documents."""
     exact, accepted, undecided, counts = screened
     verified = undecided
     if len(undecided):
-        local = _local_docs(undecided, bounds, q)
-        ids = np.concatenate([local, *(ids for ids, _ in packages)])
-        sets = NgramSets.concat(
-            [_local_sets(shard_urls, offsets, params, local), *(s for _, s in packages)]
-        )
-        verified = verify_edges(undecided, ids, sets, params)
+        verified = verify_edges(undecided, *_received(packages, NgramSets.concat), params)
     near = np.concatenate([accepted, verified])
     counts = {**counts, "verified_near_edges": len(near)}
     return (*_by_either_end(np.concatenate([exact, near]), bounds), counts)
@@ -362,27 +335,19 @@ def run(
     send = remote(_send, fan_out)
     read_signatures = partial(_local_signatures, sketch_urls, offsets, params)
     signatures = [
-        send.remote(read_signatures, nodes, *(b[nodes + q] for b in buckets)) for q in range(nodes)
+        send.remote(read_signatures, nodes, p, *(b[nodes + p] for b in buckets))
+        for p in range(nodes)
     ]
     screened = [
         remote(_screen, fan_out).remote(
-            sketch_urls,
-            offsets,
-            params,
-            bounds,
-            q,
-            parts,
-            *(b[q] for b in buckets),
-            *(s[q] for s in signatures),
+            params, bounds, parts, *(b[q] for b in buckets), *(s[q] for s in signatures)
         )
         for q in range(nodes)
     ]
     read_sets = partial(_local_sets, shard_urls, offsets, params)
-    sets = [send.remote(read_sets, nodes, *(s[q] for s in screened)) for q in range(nodes)]
+    sets = [send.remote(read_sets, nodes, p, *(s[p] for s in screened)) for p in range(nodes)]
     edges = [
-        remote(_verify, fan_out).remote(
-            shard_urls, offsets, params, bounds, q, screened[q][-1], *(s[q] for s in sets)
-        )
+        remote(_verify, fan_out).remote(params, bounds, screened[q][-1], *(s[q] for s in sets))
         for q in range(nodes)
     ]
     counts = ray.get([e[-1] for e in edges])
