@@ -22,6 +22,7 @@ import pytest
 from ray.job_submission import JobStatus
 from ray.util.state.common import StateResource
 
+from taggant.jobs import graph
 from taggant.jobs.submit import submit
 from tests.cluster.conftest import BUCKET, JOB_ENV, write_spec
 from tests.cluster.test_multinode import wait
@@ -31,8 +32,6 @@ NOT_TASKS = ("ray::IDLE", "ray::DashboardAgent", "ray::RuntimeEnvAgent")
 """Titles of a raylet's children that run no task: an idle worker and the node's agents."""
 KILL_TIMEOUT_S = 300
 ATTEMPTS = 3
-STAGES = ("ingest", "dedup", "plan", "tokenize")
-"""The data stages in run order."""
 
 
 def busy_worker(cluster, task_title: str | None) -> int:
@@ -65,7 +64,7 @@ def killed_run(cluster, clean_run, folder: Path, stage: str, task_title: str | N
     run, so the job skips them), kills the worker node running one of its tasks, waits for the
     job to succeed and starts the node again; returns the names of the tasks Ray ran again."""
     spec = write_spec(folder, f"s3://{BUCKET}/store-{stage}-fault-{folder.name}")
-    for name in STAGES[: STAGES.index(stage)]:
+    for name in graph.UPSTREAM[stage] - {stage}:
         shutil.copytree(clean_run.folder(name), folder / "work" / clean_run.folder(name).name)
     submission = submit(spec, cluster.address, until=stage, env=JOB_ENV)
     number = busy_worker(cluster, task_title)

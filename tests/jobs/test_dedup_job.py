@@ -140,7 +140,6 @@ def test_output_does_not_depend_on_the_partition_count(deduped, tmp_path):
         "clusters_with_duplicates",
     ]
     assert {k: stats[k] for k in same} == {k: one[k] for k in same}
-    print({k: stats[k] for k in [*same, "signatures_sent", "sets_sent"]})
     # Candidates across partitions exchanged signatures, and n-gram sets where still undecided.
     assert stats["signatures_sent"] > 0 and stats["sets_sent"] > 0
     assert one["signatures_sent"] == one["sets_sent"] == 0
