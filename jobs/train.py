@@ -52,20 +52,14 @@ def stage_config(spec: ExperimentSpec) -> dict[str, Any]:
     the tokenize stage's hash goes in ``inputs``)."""
     return {
         # How training is watched (progress lines, TensorBoard) never changes what is trained.
-        "runs": section_config(
-            spec.runs,
-            exclude={"log_interval_steps", "tensorboard"},
-            added={"pipeline_parallel_size": 1, "init_from_hf": None},
-        ),
+        "runs": section_config(spec.runs, exclude={"log_interval_steps", "tensorboard"}),
         "models": (
             {m: dataclasses.asdict(MODEL_PRESETS[m]) for m in spec.runs.model_sizes}
             if spec.runs.init_from_hf is None
             else {"init_from_hf": hf.fingerprint(spec.runs.init_from_hf)}
         ),
         # keep_last is the probes' retention policy, not training's.
-        "checkpoints": section_config(
-            spec.checkpoints, exclude={"keep_last"}, added={"export_hf": False}
-        ),
+        "checkpoints": section_config(spec.checkpoints, exclude={"keep_last"}),
         # Phase windows place the dense after-window checkpoints.
         "windows": [p.phase.model_dump(mode="json") for p in spec.perturbations],
     }

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from taggant.pipeline.spec import DedupSpec
-from taggant.sketches import components, lsh, minhash, ngrams
+from taggant.sketches import components, hashing, lsh, minhash, ngrams
 
 DEDUP_VERSION = "dedup.v3"
 """v2: members of a bucket are paired (each of the first `lsh.LEADERS` with every other), not
@@ -73,7 +73,13 @@ class DedupParams:
         )
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "minhash": minhash.MINHASH_VERSION, "ngrams": ngrams.NGRAMS_VERSION}
+        """The settings and the versions of the algorithms they select, for the stage's key."""
+        return {
+            **asdict(self),
+            "exact_hash": hashing.EXACT_HASH_VERSION,
+            "minhash": minhash.MINHASH_VERSION,
+            "ngrams": ngrams.NGRAMS_VERSION,
+        }
 
 
 def key_partition(keys: np.ndarray, parts: int) -> np.ndarray:

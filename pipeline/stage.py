@@ -116,19 +116,11 @@ class StageDecl:
     """Whether the stage has nothing to do for a spec (``None``: never)."""
 
 
-def section_config(
-    section: BaseModel, exclude: Iterable[str] = (), added: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """A spec section as JSON data for a stage's config: without the fields in ``exclude``, and
-    without each field of ``added`` that holds the value given there.
-
-    ``added`` names the fields added to the section after the stage's version shipped, each with
-    the value that reproduces that version's output: left at it, they keep the keys (and the
-    folders) of work dirs written before them.
-    """
-    added = added or {}
-    dumped = section.model_dump(mode="json", exclude=set(exclude))
-    return {k: v for k, v in dumped.items() if k not in added or v != added[k]}
+def section_config(section: BaseModel, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """A spec section as JSON data for a stage's config, without the fields in ``exclude`` (those
+    that never change the stage's output). Every other field enters the key: adding a field to a
+    section changes the keys, and so the folders, of the stages that read it."""
+    return section.model_dump(mode="json", exclude=set(exclude))
 
 
 def is_done(folder: str) -> bool:

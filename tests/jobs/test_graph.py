@@ -1,6 +1,7 @@
-"""The stage graph derived from the stages' declarations (``jobs.graph``): the same keys as the
-hand-wired graph it replaced, the run order from the declared inputs, a skipped stage passing its
-input through, ``--until``, and ``taggant plan``/``status`` starting without Ray, torch or megatron.
+"""The stage graph derived from the stages' declarations (``jobs.graph``): keys that change with
+each stage's declared fields and versions and nothing else, the run order from the declared
+inputs, a skipped stage passing its input through, ``--until``, and ``taggant plan``/``status``
+starting without Ray, torch or megatron.
 """
 
 import dataclasses
@@ -17,57 +18,9 @@ from taggant.jobs import graph
 from taggant.jobs.cli import EXPERIMENTS
 from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.spec import ExperimentSpec, parse_spec
+from taggant.sketches import hashing, minhash, ngrams
 
 CORPUS = "memory://pinned/corpus"
-PINNED = {
-    "demo": {
-        "ingest": ("ingest.v1", "d69682ab2b9dd359def175b1ab2501aed5678731812ac7e83462b95deb4af07a"),
-        "dedup": ("dedup.v1", "c3a277cebddb61abf2cae81bff5a841ff38758388db0f78140f19a92efa8801c"),
-        "plan": ("plan.v1", "ec6cb769bd999057865d190b74285f4ea05de5b2e1719bb298b9fd290491ec66"),
-        "tokenize": (
-            "tokenize.v1",
-            "e3c840b1c17cd0a5b59cf045a43b02f34df8effcd7ce000053fc69f8a9b12ae7",
-        ),
-        "train": ("train.v1", "c94d9ecab7051653532f0085b2b7de7cf42642a9eb2fbe850870c86ce08342e8"),
-        "probe": (
-            "probe-stage.v1",
-            "dd2a3a7a8cf5b3ceafd8ef5be8bf7e104628a1b414fcd777c2ecf9ce527d2ea7",
-        ),
-        "fit": ("fit.v1", "34199ff02222e67ecda8c5fc22fe15afcc0d2122023542ebcaa830a645d1a317"),
-    },
-    "no dedup": {
-        "ingest": ("ingest.v1", "d69682ab2b9dd359def175b1ab2501aed5678731812ac7e83462b95deb4af07a"),
-        "plan": ("plan.v1", "2dd0af307c58dd5c949c540f763d9418c07a2af834fb9f816eb181bab6d88612"),
-        "tokenize": (
-            "tokenize.v1",
-            "224252c306fbb0943fee607c84142457106ba0ea184d17986b90e53d494782ff",
-        ),
-        "train": ("train.v1", "f50c9f1fa19d10b496a76413e7a408ed8ed68e28cd950cb50f028ba638c4d078"),
-        "probe": (
-            "probe-stage.v1",
-            "434e234c3f1a7c07000c16f66d6591f46f68d40725e538e9197fd854d717efc6",
-        ),
-        "fit": ("fit.v1", "53a874306ff611b76ed57e845b212a9349cf6a5d32e553725a21a2297bae3284"),
-    },
-    "every kind, tokenizer file": {
-        "ingest": ("ingest.v1", "d69682ab2b9dd359def175b1ab2501aed5678731812ac7e83462b95deb4af07a"),
-        "dedup": ("dedup.v1", "784a4a14bb7b1de5c0092edda4094c71a63c146310e727168d1a4b39fbbeb06d"),
-        "plan": ("plan.v1", "be15910e9220c1c5e539ca9c1b1dbcc6560a210adf9609b69740bf557bc6d32a"),
-        "tokenize": (
-            "tokenize.v1",
-            "2d15ecb7d7cc53f03e000f236774f9a4607f7d3c3c800a9de45f1eb5887ac429",
-        ),
-        "train": ("train.v1", "81942fab4d4acd88b963ca802d06e0867aa5c6950a9502cb6d5135e3defc12a8"),
-        "probe": (
-            "probe-stage.v1",
-            "d7bb6aacc9e4a0d2b0673824ba3b92298b3a7cc3c392e91e594506a7649e5394",
-        ),
-        "fit": ("fit.v1", "33ddc51c5a6bb954ba19d997b9f3a1e4b9583f43a2436a7854f9bcc38fd7bd12"),
-    },
-}
-"""``(version, hash)`` of each stage of three specs, computed by the hand-wired ``graph.build`` of
-commit 6891755, before the stages were declared: work dirs written then keep their folders, unless
-a stage's version (or one it depends on) was bumped since, which changes the key on purpose."""
 
 
 @pytest.fixture
@@ -93,42 +46,83 @@ def demo_spec(work_dir: Path, **changes) -> ExperimentSpec:
     return parse_spec(raw)
 
 
-def pinned_specs(work_dir: Path) -> dict[str, ExperimentSpec]:
-    demo = demo_spec(work_dir)
-    extra_kinds = [
-        {"kind": "watermark", "name": "marks", "count": 10, "dup_levels": [4]},
-        {"kind": "testset", "name": "mmlu", "count": 20, "dup_levels": [1, 8]},
-    ]
-    return {
-        "demo": demo,
-        "no dedup": demo_spec(work_dir, dedup={"exact": False, "near": False}),
-        "every kind, tokenizer file": demo_spec(
-            work_dir,
-            dedup={"exact": True, "near": False},
-            perturbations=[p.model_dump(mode="json") for p in demo.perturbations] + extra_kinds,
-            tokenizer={"kind": "file", "path": "memory://pinned/tokenizer.json"},
-        ),
+def _hashes(spec: ExperimentSpec) -> dict[str, str]:
+    return {s.key.name: s.key.hash for s in graph.build(spec)}
+
+
+def _changed(spec: ExperimentSpec, section: str, **fields) -> ExperimentSpec:
+    part = getattr(spec, section)
+    return spec.model_copy(update={section: part.model_copy(update=fields)})
+
+
+@pytest.mark.parametrize(
+    ("section", "fields", "reader"),
+    [
+        ("dedup", {"threshold": 0.7}, "dedup"),
+        ("dedup", {"verify_error": 0.01}, "dedup"),
+        ("tokenizer", {"vocab_size": 2048}, "tokenize"),
+        ("runs", {"lr": 2e-3}, "train"),
+        ("runs", {"pipeline_parallel_size": 2}, "train"),
+        ("runs", {"log_interval_steps": 1, "tensorboard": True}, None),
+        ("checkpoints", {"export_hf": True}, "train"),
+        ("checkpoints", {"keep_last": 3}, None),
+        ("probes", {"prefix_tokens": 12}, "probe"),
+        ("store", {"url": "memory://pinned/elsewhere"}, "probe"),
+    ],
+)
+def test_a_field_changes_the_key_of_the_stage_that_declares_it_and_of_those_after(
+    memory_corpus, tmp_path, section, fields, reader
+):
+    # reader: the first stage whose declared config holds the field (None: no stage declares it).
+    spec = demo_spec(tmp_path)
+    before, after = _hashes(spec), _hashes(_changed(spec, section, **fields))
+    assert set(before) == set(after) == set(graph.UPSTREAM)
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {name for name, up in graph.UPSTREAM.items() if reader in up}
+
+
+@pytest.mark.parametrize("bumped", [d.name for d in graph.DECLARED])
+def test_a_version_bump_changes_the_key_of_the_stage_and_of_those_after(
+    memory_corpus, tmp_path, monkeypatch, bumped
+):
+    spec = demo_spec(tmp_path)
+    before = _hashes(spec)
+    monkeypatch.setattr(
+        graph,
+        "DECLARED",
+        [
+            dataclasses.replace(d, version=f"{d.version}+1") if d.name == bumped else d
+            for d in graph.DECLARED
+        ],
+    )
+    after = _hashes(spec)
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {name for name, up in graph.UPSTREAM.items() if bumped in up}
+
+
+@pytest.mark.parametrize(
+    ("module", "constant"),
+    [
+        (hashing, "EXACT_HASH_VERSION"),
+        (minhash, "MINHASH_VERSION"),
+        (ngrams, "NGRAMS_VERSION"),
+    ],
+)
+def test_dedup_keys_the_versions_of_the_sketch_algorithms(
+    memory_corpus, tmp_path, monkeypatch, module, constant
+):
+    spec = demo_spec(tmp_path)
+    before = _hashes(spec)
+    monkeypatch.setattr(module, constant, getattr(module, constant) + "+1")
+    after = _hashes(spec)
+    assert {name for name in before if before[name] != after[name]} == {
+        name for name, up in graph.UPSTREAM.items() if "dedup" in up
     }
 
 
-def test_stage_hashes_are_those_of_the_hand_wired_graph(memory_corpus, tmp_path):
-    compared = 0
-    for name, spec in pinned_specs(tmp_path).items():
-        stages = graph.build(spec)
-        assert [s.key.name for s in stages] == list(PINNED[name])
-        bumped = {s.key.name for s in stages if s.key.version != PINNED[name][s.key.name][0]}
-        for s in stages:
-            if graph.UPSTREAM[s.key.name] & bumped:
-                continue
-            compared += 1
-            assert s.key.hash == PINNED[name][s.key.name][1], (
-                f"{name}: the same spec now keys {s.key.name} differently, so work dirs written "
-                "before lose its folder; a field added to the spec must keep the stage's config "
-                "as it was at the field's default (pipeline.stage.section_config), or the stage's "
-                "version must be bumped"
-            )
-            assert s.folder == f"{tmp_path}/{s.key.name}-{s.key.hash[:8]}"
-    assert compared >= len(graph.DECLARED) - 2, "re-pin: too few stages keep their version"
+def test_a_stage_folder_is_its_name_and_hash_under_the_work_dir(memory_corpus, tmp_path):
+    for s in graph.build(demo_spec(tmp_path)):
+        assert s.folder == f"{tmp_path}/{s.key.name}-{s.key.hash[:8]}"
 
 
 def test_the_run_order_follows_the_declared_inputs():
@@ -246,15 +240,3 @@ def test_plan_and_status_start_without_ray_torch_or_megatron(command, debian_cor
     assert "pyarrow" in report["packages"]  # what the wrapper reports is what was imported
     assert not {"torch", "megatron", "ray"} & set(report["packages"])
     assert done.stdout.count("pending") == len(graph.DECLARED)
-
-
-def test_the_train_key_follows_what_is_trained(memory_corpus, tmp_path):
-    def train_hash(**runs) -> str:
-        spec = demo_spec(tmp_path)
-        spec = spec.model_copy(update={"runs": spec.runs.model_copy(update=runs)})
-        return {s.key.name: s.key.hash for s in graph.build(spec, until="train")}["train"]
-
-    base = train_hash()
-    assert train_hash(log_interval_steps=1, tensorboard=True) == base
-    assert train_hash(pipeline_parallel_size=2) != base
-    assert train_hash(lr=2e-3) != base
