@@ -74,7 +74,8 @@ class CorpusSpec(_Spec):
 
 
 class DedupSpec(_Spec):
-    """Exact and MinHash-LSH near-duplicate removal; the lowest doc id of each cluster is kept."""
+    """Exact and MinHash-LSH near-duplicate removal; each cluster keeps its first document in corpus
+    order (its lowest ``doc_index``: shards in name order, rows in order), whatever its ``id``."""
 
     exact: bool = True
     """Remove documents whose normalized text hashes equal (xxh3-128)."""

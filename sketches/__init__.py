@@ -6,5 +6,6 @@ Every function is deterministic: same inputs and seed give the same outputs on a
 
 Modules: `hashing` (normalization, exact document hash), `ngrams` (word n-gram hashes and sets),
 `minhash` (signatures, versioned), `lsh` (band choice, band keys, candidate edges),
-`components` (edge verification, union-find clusters keyed by the lowest doc id).
+`components` (edge screening and verification, connected components by star contraction,
+each keyed by its lowest doc id).
 """
