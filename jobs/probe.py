@@ -5,8 +5,11 @@ step order — every one, not only the newest — then, if ``checkpoints.keep_la
 probed checkpoints beyond the newest ``keep_last`` (never the newest committed one, which resume
 needs). Probing a step means: clear the step in the store, write one file per probe, then the
 step's commit record. The store's commit records are the watcher's memory: a restarted watcher (or
-a re-run) skips the steps committed with the same probe versions and redoes a half-written one, so
-a checkpoint ends with exactly one row set whatever was killed when.
+a re-run) skips the steps committed with the same probe configuration (``pipeline.probe.run.
+probe_config``: probe versions, ``prefix_tokens``, ``suffix_tokens``) and redoes a half-written
+one, so a checkpoint ends with exactly one row set whatever was killed when. A changed setting
+re-probes every checkpoint still on disk whose rows came from another configuration, replacing
+its rows; a step whose checkpoint is gone (``keep_last``) keeps its old rows, reported as stale.
 
 Only a checkpoint that cannot be read (``pipeline.probe.native.UnreadableCheckpoint``: truncated
 or garbled files, a malformed commit record) is skipped: it is reported in the stats with its
@@ -41,8 +44,9 @@ from taggant.pipeline.train.schedule import run_checkpoint_steps
 if TYPE_CHECKING:  # pipeline.probe imports torch: only the functions that probe load it
     from taggant.pipeline.probe.inputs import RunInputs
 
-PROBE_VERSION = "probe-stage.v2"
-"""v2: only unreadable checkpoints are skipped; commit records hold probe versions."""
+PROBE_VERSION = "probe-stage.v3"
+"""v2: only unreadable checkpoints are skipped; commit records hold probe versions. v3: rows and
+commit records hold the probe configuration; a step of another configuration is probed again."""
 POLL_S = 2.0
 log = logging.getLogger(__name__)
 
@@ -124,7 +128,6 @@ def register_run(target: Target, spec: ExperimentSpec) -> None:
     writer.write_run(
         run.name,
         {
-            "run": run.name,
             "model_size": run.model_size,
             "train_tokens": run.train_tokens,
             "seed": run.seed,
@@ -178,7 +181,12 @@ def probe_step(target: Target, step: int) -> int:
             target.run.name, step, name, 0, rows.filter(pc.equal(rows["probe"], name))
         )
     writer.commit_checkpoint(
-        target.run.name, step, probed.tokens_seen, probe_versions(target.probes), rows.num_rows
+        target.run.name,
+        step,
+        probed.tokens_seen,
+        probe_versions(target.probes),
+        probe_config(target.probes),
+        rows.num_rows,
     )
     from taggant.pipeline.train import checkpoint, progress
 
@@ -194,15 +202,28 @@ def probe_versions(probes: ProbesSpec) -> list[str]:
     return sorted({PROBES[name].version for name in probes.names})
 
 
-def probed_steps(target: Target) -> set[int]:
-    """Steps of the run whose store commit record lists exactly this target's probe versions."""
+def probe_config(probes: ProbesSpec) -> str:
+    """``pipeline.probe.run.probe_config`` (imported here: it loads torch)."""
+    from taggant.pipeline.probe.run import probe_config as config
+
+    return config(probes)
+
+
+def committed_configs(target: Target) -> dict[int, str | None]:
+    """Step → the probe configuration of its store commit record, for the target's run (``None``
+    for a record older than ``store.SCHEMA_VERSION`` 3)."""
     done = store.read_checkpoints(target.store_url, target.experiment)
-    wanted = probe_versions(target.probes)
     return {
-        row["step"]
+        row["step"]: row["probe_config"]
         for row in done.to_pylist()
-        if row["run"] == target.run.name and row["probes"] == wanted
+        if row["run"] == target.run.name
     }
+
+
+def probed_steps(target: Target) -> set[int]:
+    """Steps of the run whose store commit record holds this target's probe configuration."""
+    wanted = probe_config(target.probes)
+    return {step for step, config in committed_configs(target).items() if config == wanted}
 
 
 def retain(target: Target, probed: set[int]) -> None:
@@ -224,7 +245,9 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
     is skipped (logged, and reported here).
 
     Returns:
-        ``{"probed": [steps probed now], "skipped": {step: reason}, "rows": n}``.
+        ``{"probed": [steps probed now], "skipped": {step: reason}, "rows": n, "replaced":
+        [steps probed now whose earlier rows came from another probe configuration], "stale":
+        [steps whose rows came from another configuration and whose checkpoint is gone]}``.
 
     Raises:
         DataError: ``final_step``'s checkpoint cannot be read, or an item cannot be probed.
@@ -235,8 +258,16 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
     from taggant.pipeline.train.checkpoint import committed_steps
 
     torch.set_num_threads(1)  # the ranks own the cores; a watcher takes what is left
+    wanted = probe_config(target.probes)
+    other = {s for s, config in committed_configs(target).items() if config != wanted}
     done = probed_steps(target)
-    result: dict[str, Any] = {"probed": [], "skipped": {}, "rows": 0}
+    result: dict[str, Any] = {"probed": [], "skipped": {}, "rows": 0, "replaced": [], "stale": []}
+    if other:
+        log.info(
+            "run %s: steps %s were probed with another configuration; probing them again",
+            target.run.name,
+            sorted(other),
+        )
     while True:
         todo = [
             s
@@ -256,8 +287,18 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
                 continue
             done.add(step)
             result["probed"].append(step)
+            if step in other:
+                result["replaced"].append(step)
             retain(target, done)
         if final_step in done:
+            result["stale"] = sorted(other - done)
+            if result["stale"]:
+                log.warning(
+                    "run %s: steps %s keep rows of another probe configuration: their checkpoints "
+                    "are gone (checkpoints.keep_last) or unreadable",
+                    target.run.name,
+                    result["stale"],
+                )
             return result
         if not todo:
             time.sleep(poll_s)

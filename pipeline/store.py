@@ -29,8 +29,8 @@ import pyarrow.dataset as ds
 from taggant.pipeline import io
 from taggant.pipeline.errors import DataError
 
-SCHEMA_VERSION = 2
-"""2: commit records list their files."""
+SCHEMA_VERSION = 3
+"""2: commit records list their files. 3: probe rows and commit records carry ``probe_config``."""
 
 PROBE_SCHEMA = pa.schema(
     [
@@ -41,24 +41,29 @@ PROBE_SCHEMA = pa.schema(
         ("dup_level", pa.int32()),
         ("probe", pa.string()),
         ("probe_version", pa.string()),
+        ("probe_config", pa.string()),
         ("metric", pa.string()),
         ("value", pa.float64()),
         ("schema_version", pa.int32()),
     ]
 )
-"""Columns stored in probe files; ``experiment``, ``run`` and ``step`` come from the path."""
+"""Columns stored in probe files; ``experiment``, ``run`` and ``step`` come from the path.
+``probe_config`` is the hash of the probe pass that wrote the row (``pipeline.probe.run.
+probe_config``: the probes' names and versions and every setting that changes a value)."""
 
 CHECKPOINT_SCHEMA = pa.schema(
     [
         ("tokens_seen", pa.int64()),
         ("probes", pa.list_(pa.string())),
+        ("probe_config", pa.string()),
         ("files", pa.list_(pa.string())),
         ("num_rows", pa.int64()),
         ("schema_version", pa.int32()),
     ]
 )
-"""A commit record: the probes that wrote the step, its probe files (names inside the step's
-folder) and their total rows."""
+"""A commit record: the versions of the probes that wrote the step, the hash of their
+configuration (the ``probe_config`` of every row of the step), its probe files (names inside the
+step's folder) and their total rows."""
 ITEM_SCHEMA = pa.schema(
     [
         ("item_id", pa.string()),
@@ -129,7 +134,14 @@ class StoreWriter:
         self.experiment = experiment
 
     def write_run(self, run: str, meta: dict[str, Any]) -> None:
-        """Record a run's metadata (model size, token budget, seed, perturbed, ...)."""
+        """Record a run's metadata (model size, token budget, seed, perturbed, ...).
+
+        Raises:
+            ValueError: ``meta`` holds a partition column (``experiment``, ``run``): those live
+                in the path only, or readers of hive Parquet (pandas) see two types for one column.
+        """
+        if {"experiment", "run"} & meta.keys():
+            raise ValueError(f"run metadata {sorted(meta)} must not hold `experiment` or `run`")
         table = pa.Table.from_pylist([{**meta, "schema_version": SCHEMA_VERSION}])
         io.write_table(
             io.join(self.url, "runs", f"experiment={self.experiment}", f"run={run}", "run.parquet"),
@@ -163,14 +175,22 @@ class StoreWriter:
         io.write_table(path, rows.select(PROBE_SCHEMA.names).cast(PROBE_SCHEMA))
 
     def commit_checkpoint(
-        self, run: str, step: int, tokens_seen: int, probes: list[str], num_rows: int
+        self,
+        run: str,
+        step: int,
+        tokens_seen: int,
+        probes: list[str],
+        probe_config: str,
+        num_rows: int,
     ) -> None:
         """Make the step visible: written last, after all of its probe files, whichever writers
         wrote them. The record lists every probe file of the step's folder.
 
         Args:
             probes: the versions of the probes that wrote the rows (``registry.Probe.version``,
-                e.g. ``loss.v1``): a step probed with other versions is probed again.
+                e.g. ``loss.v1``).
+            probe_config: the hash of the probe configuration the rows were written with (their
+                ``probe_config`` column): a step probed with another one is probed again.
             num_rows: the rows written, checked against the files' footers.
 
         Raises:
@@ -190,6 +210,7 @@ class StoreWriter:
                 {
                     "tokens_seen": tokens_seen,
                     "probes": sorted(probes),
+                    "probe_config": probe_config,
                     "files": files,
                     "num_rows": num_rows,
                     "schema_version": SCHEMA_VERSION,
@@ -259,19 +280,30 @@ def _read_per_run(
 
 
 def read_probes(
-    url: str, filter: ds.Expression | None = None, columns: list[str] | None = None
+    url: str,
+    filter: ds.Expression | None = None,
+    columns: list[str] | None = None,
+    probe_config: str | None = None,
 ) -> pa.Table:
-    """Probe rows of committed checkpoints only, with ``experiment, run, step`` columns.
+    """Probe rows of committed checkpoints only, with ``experiment, run, step`` columns, all of
+    one probe configuration per experiment.
 
     Args:
         filter: a pyarrow dataset expression, e.g. ``ds.field("probe") == "loss"``.
         columns: columns to return (all by default).
+        probe_config: read only the rows written with this configuration
+            (``pipeline.probe.run.probe_config`` of the spec's probes); ``None`` reads every row.
 
     Raises:
         DataError: a committed step's listed files are missing, hold other rows than its commit
-            record says, or the record predates file lists (``schema_version`` < 2).
+            record says, or the record predates file lists (``schema_version`` < 2); the rows
+            read hold more than one ``probe_config`` in one experiment (a probe setting changed
+            and not every checkpoint was probed again): results of two settings never mix.
     """
     schema = pa.unify_schemas([PROBE_SCHEMA, PARTITIONS])
+    if probe_config is not None:
+        chosen = ds.field("probe_config") == probe_config
+        filter = chosen if filter is None else filter & chosen
     files = _committed_files(url)
     if not files:
         return schema.empty_table() if columns is None else schema.empty_table().select(columns)
@@ -298,7 +330,33 @@ def read_probes(
             ]
         )
     )
+    _refuse_mixed_configs(rows)
     return rows.select(columns) if columns else rows
+
+
+def _refuse_mixed_configs(rows: pa.Table) -> None:
+    """Raise ``DataError`` naming the configurations (and their steps per run) of any experiment
+    whose rows come from more than one probe configuration."""
+    steps = rows.group_by(["experiment", "probe_config", "run"]).aggregate(
+        [("step", "count_distinct")]
+    )
+    by_experiment: dict[str, dict[str | None, list[str]]] = {}
+    for r in steps.sort_by([("run", "ascending")]).to_pylist():
+        runs = by_experiment.setdefault(r["experiment"], {}).setdefault(r["probe_config"], [])
+        runs.append(f"{r['run']}: {r['step_count_distinct']} steps")
+    for experiment, configs in sorted(by_experiment.items()):
+        if len(configs) > 1:
+            shown = "; ".join(
+                f"{config or 'none recorded'} ({', '.join(runs)})"
+                for config, runs in sorted(configs.items(), key=lambda kv: kv[0] or "")
+            )
+            raise DataError(
+                f"experiment {experiment}: its probe rows come from {len(configs)} probe "
+                f"configurations: {shown}; run the probe stage again (taggant run) to re-probe "
+                "every checkpoint with the spec's probe settings, or read one configuration with "
+                "read_probes(..., probe_config=...) (checkpoints deleted by keep_last keep the "
+                "rows of their old configuration)"
+            )
 
 
 def _committed_files(url: str) -> list[str]:

@@ -50,7 +50,6 @@ def write_run(
     writer.write_run(
         run,
         {
-            "run": run,
             "model_size": "m",
             "train_tokens": tokens,
             "num_params": params,
@@ -75,6 +74,7 @@ def write_run(
                     "dup_level": it["dup_level"],
                     "probe": "loss",
                     "probe_version": "loss.v1",
+                    "probe_config": "c",
                     "metric": "nll_mean",
                     "value": 8 + gap + base[it["item_id"]],
                     "schema_version": 1,
@@ -82,7 +82,7 @@ def write_run(
             )
         writer.begin_checkpoint(run, step)
         writer.write_probe_rows(run, step, "loss", 0, pa.Table.from_pylist(rows))
-        writer.commit_checkpoint(run, step, step * 1000, ["loss"], len(rows))
+        writer.commit_checkpoint(run, step, step * 1000, ["loss"], "c", len(rows))
 
 
 def test_duplicates_fit_and_level_summary(tmp_path):
@@ -223,7 +223,7 @@ def test_a_ci_that_cannot_be_estimated_is_null_with_its_reason(tmp_path):
     ]
     writer.write_run(
         "r",
-        {"run": "r", "model_size": "m", "train_tokens": 10, "num_params": 10, "perturbed": True},
+        {"model_size": "m", "train_tokens": 10, "num_params": 10, "perturbed": True},
     )
     writer.write_items("r", pa.Table.from_pylist(items))
     rows = [
@@ -235,6 +235,7 @@ def test_a_ci_that_cannot_be_estimated_is_null_with_its_reason(tmp_path):
             "dup_level": it["dup_level"],
             "probe": "loss",
             "probe_version": "loss.v1",
+            "probe_config": "c",
             "metric": "nll_mean",
             "value": 8.0 - i,
             "schema_version": 1,
@@ -242,7 +243,7 @@ def test_a_ci_that_cannot_be_estimated_is_null_with_its_reason(tmp_path):
         for i, it in enumerate(items)
     ]
     writer.write_probe_rows("r", 5, "loss", 0, pa.Table.from_pylist(rows))
-    writer.commit_checkpoint("r", 5, 5, ["loss"], len(rows))
+    writer.commit_checkpoint("r", 5, 5, ["loss"], "c", len(rows))
     [f] = fit_all(load(url), "loss.nll_mean")
     assert f.ci_low is None and f.ci_high is None and "≥ 2 items" in f.reasons["ci_low"]
     json.dumps(f.to_dict(), allow_nan=False)

@@ -64,7 +64,6 @@ def write_pair(url, strength, seed=0):
         writer.write_run(
             run,
             {
-                "run": run,
                 "model_size": "m",
                 "train_tokens": 100,
                 "seed": 0,
@@ -84,6 +83,7 @@ def write_pair(url, strength, seed=0):
                     "dup_level": int(lvl),
                     "probe": "loss",
                     "probe_version": "loss.v1",
+                    "probe_config": "c",
                     "metric": "nll_mean",
                     "value": float(v),
                     "schema_version": 1,
@@ -92,7 +92,7 @@ def write_pair(url, strength, seed=0):
             ]
         )
         writer.write_probe_rows(run, 10, "loss", 0, rows)
-        writer.commit_checkpoint(run, 10, 100, ["loss.v1"], rows.num_rows)
+        writer.commit_checkpoint(run, 10, 100, ["loss.v1"], "c", rows.num_rows)
     return difficulty, levels
 
 

@@ -17,6 +17,7 @@ ROWS = pa.table(
         "dup_level": [0, 4],
         "probe": ["loss", "loss"],
         "probe_version": ["loss.v1", "loss.v1"],
+        "probe_config": ["c", "c"],
         "metric": ["nll_mean", "nll_mean"],
         "value": [3.0, 1.0],
         "schema_version": [store.SCHEMA_VERSION] * 2,
@@ -78,19 +79,25 @@ def test_the_store_commits_and_replaces_a_checkpoint_on_s3(s3_server, bucket):
     writer.begin_checkpoint("r", 8)
     writer.write_probe_rows("r", 8, "loss", 0, ROWS)
     assert store.read_probes(writer.url).num_rows == 0  # not committed: invisible
-    writer.commit_checkpoint("r", 8, 64, ["loss.v1"], ROWS.num_rows)
+    writer.commit_checkpoint("r", 8, 64, ["loss.v1"], "c", ROWS.num_rows)
     first = store.read_probes(writer.url)
     assert first.column("value").to_pylist() == [3.0, 1.0]
     assert first.column("step").to_pylist() == [8, 8]
 
     # Probing the step again replaces its rows, one shard fewer included, instead of adding.
     writer.write_probe_rows("r", 8, "loss", 1, ROWS)
-    writer.commit_checkpoint("r", 8, 64, ["loss.v1"], 2 * ROWS.num_rows)
+    writer.commit_checkpoint("r", 8, 64, ["loss.v1"], "c", 2 * ROWS.num_rows)
     assert store.read_probes(writer.url).num_rows == 4
     writer.begin_checkpoint("r", 8)
     assert store.read_probes(writer.url).num_rows == 0
-    writer.write_probe_rows("r", 8, "loss", 0, ROWS.set_column(8, "value", pa.array([2.0, 0.5])))
-    writer.commit_checkpoint("r", 8, 64, ["loss.v1"], ROWS.num_rows)
+    writer.write_probe_rows(
+        "r",
+        8,
+        "loss",
+        0,
+        ROWS.set_column(ROWS.schema.get_field_index("value"), "value", pa.array([2.0, 0.5])),
+    )
+    writer.commit_checkpoint("r", 8, 64, ["loss.v1"], "c", ROWS.num_rows)
     assert store.read_probes(writer.url).column("value").to_pylist() == [2.0, 0.5]
     assert store.read_checkpoints(writer.url).column("files").to_pylist() == [
         ["loss-00000.parquet"]

@@ -1,11 +1,13 @@
 """The results store: visibility only after commit, re-probing replaces, any fsspec URL, commit
-records that list their files and rows, and the files read back with pyarrow, pandas, DuckDB and
-polars, even beside a killed writer's leftovers."""
+records that list their files, rows and probe configuration, rows of two probe configurations
+never read together, and the files read back with pyarrow, pandas, DuckDB and polars, even beside a
+killed writer's leftovers."""
 
 import os
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import polars
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -17,7 +19,7 @@ from taggant.pipeline.errors import DataError
 from taggant.pipeline.store import StoreWriter, read_checkpoints, read_probes, read_runs
 
 
-def rows(step: int, n_items: int, value: float) -> pa.Table:
+def rows(step: int, n_items: int, value: float, config: str = "c1") -> pa.Table:
     return pa.Table.from_pylist(
         [
             {
@@ -28,6 +30,7 @@ def rows(step: int, n_items: int, value: float) -> pa.Table:
                 "dup_level": i % 3,
                 "probe": "loss",
                 "probe_version": "loss.v1",
+                "probe_config": config,
                 "metric": "suffix_loss",
                 "value": value + i,
                 "schema_version": 1,
@@ -38,14 +41,20 @@ def rows(step: int, n_items: int, value: float) -> pa.Table:
 
 
 def probe(
-    writer: StoreWriter, run: str, step: int, n_items: int, value: float, shards: int = 1
+    writer: StoreWriter,
+    run: str,
+    step: int,
+    n_items: int,
+    value: float,
+    shards: int = 1,
+    config: str = "c1",
 ) -> None:
     writer.begin_checkpoint(run, step)
-    table = rows(step, n_items, value)
+    table = rows(step, n_items, value, config)
     per = -(-n_items // shards)
     for s in range(shards):
         writer.write_probe_rows(run, step, "loss", s, table.slice(s * per, per))
-    writer.commit_checkpoint(run, step, step * 1024, ["loss"], n_items)
+    writer.commit_checkpoint(run, step, step * 1024, ["loss"], config, n_items)
 
 
 @pytest.fixture(params=["file", "memory"])
@@ -68,7 +77,7 @@ def test_rows_are_visible_only_after_their_checkpoint_commits(store_url):
     table = read_probes(store_url)
     assert table.num_rows == 4 and set(table.column("step").to_pylist()) == {10}
     assert read_checkpoints(store_url).column("step").to_pylist() == [10]
-    writer.commit_checkpoint("r1", 20, 20 * 1024, ["loss"], 4)
+    writer.commit_checkpoint("r1", 20, 20 * 1024, ["loss"], "c1", 4)
     assert read_probes(store_url).num_rows == 8
 
 
@@ -102,6 +111,7 @@ def test_partition_columns_filters_and_runs(store_url):
         "dup_level",
         "probe",
         "probe_version",
+        "probe_config",
         "metric",
         "value",
         "schema_version",
@@ -192,5 +202,56 @@ def test_a_commit_refuses_rows_its_files_do_not_hold(tmp_path):
     writer.begin_checkpoint("r1", 10)
     writer.write_probe_rows("r1", 10, "loss", 0, rows(10, 3, 1.0))
     with pytest.raises(DataError, match="hold 3 rows, not the 4"):
-        writer.commit_checkpoint("r1", 10, 10 * 1024, ["loss.v1"], 4)
+        writer.commit_checkpoint("r1", 10, 10 * 1024, ["loss.v1"], "c1", 4)
     assert read_checkpoints(str(tmp_path / "store")).num_rows == 0
+
+
+def test_rows_of_two_probe_configurations_are_never_read_together(tmp_path):
+    url = str(tmp_path / "store")
+    writer = StoreWriter(url, "exp")
+    probe(writer, "r1", 10, 3, 1.0, config="old")
+    probe(writer, "r1", 20, 3, 2.0, config="old")
+    probe(writer, "r2", 10, 3, 1.0, config="old")
+    assert read_checkpoints(url).column("probe_config").to_pylist() == ["old"] * 3
+    assert set(read_probes(url).column("probe_config").to_pylist()) == {"old"}
+
+    # One step of r1 probed again with a new setting: the experiment now mixes two.
+    probe(writer, "r1", 20, 3, 5.0, config="new")
+    with pytest.raises(
+        DataError,
+        match=r"experiment exp: its probe rows come from 2 probe configurations: "
+        r"new \(r1: 1 steps\); old \(r1: 1 steps, r2: 1 steps\); run the probe stage again",
+    ):
+        read_probes(url)
+    # A filter that leaves one configuration reads; so does choosing one.
+    assert read_probes(url, filter=ds.field("step") == 20).num_rows == 3
+    chosen = read_probes(url, probe_config="new")
+    assert chosen.column("value").to_pylist() == [5.0, 6.0, 7.0]
+    assert read_probes(url, probe_config="old").num_rows == 6
+    # Another experiment's configuration is no mix.
+    probe(StoreWriter(url, "other"), "r1", 10, 3, 1.0, config="new")
+    assert read_probes(url, filter=ds.field("experiment") == "other").num_rows == 3
+    # Every step probed again with the new setting: one configuration again.
+    probe(writer, "r1", 10, 3, 1.0, config="new")
+    probe(writer, "r2", 10, 3, 1.0, config="new")
+    assert set(read_probes(url).column("probe_config").to_pylist()) == {"new"}
+
+
+def test_pandas_reads_every_table_of_the_store(tmp_path):
+    url = str(tmp_path / "store")
+    writer = StoreWriter(url, "exp")
+    for run in ("r1", "r2"):
+        writer.write_run(run, {"model_size": "tiny-2m", "train_tokens": 1000, "perturbed": True})
+        probe(writer, run, 10, 3, 1.0)
+    runs = pd.read_parquet(f"{url}/runs")
+    assert sorted(runs["run"].astype(str)) == ["r1", "r2"]
+    assert list(runs["model_size"]) == ["tiny-2m", "tiny-2m"]
+    probes = pd.read_parquet(f"{url}/probes")
+    assert len(probes) == 6 and set(probes["run"].astype(str)) == {"r1", "r2"}
+    assert len(pd.read_parquet(f"{url}/checkpoints")) == 2
+
+
+def test_run_metadata_holds_no_partition_column(tmp_path):
+    # A `run` column in the file and in the path is what made pandas refuse store/runs.
+    with pytest.raises(ValueError, match="must not hold `experiment` or `run`"):
+        StoreWriter(str(tmp_path), "exp").write_run("r1", {"run": "r1", "seed": 0})

@@ -295,7 +295,7 @@ def test_rows_do_not_depend_on_the_batch_size(tmp_path):
     writer = store.StoreWriter(str(tmp_path), "exp")
     for name in names:
         writer.write_probe_rows("run", 10, name, 0, one.filter(pc.equal(one["probe"], name)))
-    writer.commit_checkpoint("run", 10, 1234, names, one.num_rows)
+    writer.commit_checkpoint("run", 10, 1234, names, one["probe_config"][0].as_py(), one.num_rows)
     assert store.read_probes(str(tmp_path)).num_rows == one.num_rows
 
 

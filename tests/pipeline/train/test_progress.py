@@ -30,6 +30,7 @@ def probe_rows() -> pa.Table:
             "dup_level": [r[1] for r in rows],
             "probe": [r[2] for r in rows],
             "probe_version": ["v1"] * len(rows),
+            "probe_config": ["c"] * len(rows),
             "metric": [r[3] for r in rows],
             "value": [r[4] for r in rows],
             "schema_version": [1] * len(rows),
