@@ -11,7 +11,6 @@ import math
 import zlib
 
 import numpy as np
-from scipy import stats
 
 K_FRACTIONS = (0.1, 0.2, 0.5)
 """Fractions k of Min-K% and Min-K%++ reported (MIMIR's default is 0.2)."""
@@ -133,20 +132,3 @@ def choice_accuracy(choice_scores: np.ndarray, answer: int) -> bool:
     score among the choices (ties count as wrong). True = answered correctly."""
     best = np.flatnonzero(choice_scores == np.max(choice_scores))
     return len(best) == 1 and int(best[0]) == answer
-
-
-def welch_test(members: np.ndarray, controls: np.ndarray) -> tuple[float, float, float]:
-    """One-sided Welch t-test that members score higher than controls.
-
-    Args:
-        members, controls: per-item scores oriented so that higher = more memorized; at least two
-            of each.
-
-    Returns:
-        ``(mean difference members − controls, t statistic, p-value)``; a small p says members
-        are detectably more memorized than never-inserted controls.
-    """
-    assert len(members) >= 2 and len(controls) >= 2, "Welch's test needs two items per group"
-    result = stats.ttest_ind(members, controls, equal_var=False, alternative="greater")
-    diff = float(np.mean(members) - np.mean(controls))
-    return diff, float(result.statistic), float(result.pvalue)

@@ -43,10 +43,13 @@ Metric directions: ↑ means a higher value is more memorized (more likely a mem
   last k words), ``bits`` ↑ (k · log2 wordlist size: −log2 of matching them by chance),
   ``words``.
 * ``watermark`` (watermark sets): per item ``neg_nll`` ↑ and ``min_k_plus_plus_k20`` ↑ (v2: the
-  floor count of ``min_k_plus_plus.v2``); per set
-  and member level, in a row whose ``item_id`` is the set's name and ``dup_level`` the level:
-  ``<score>_diff`` ↑ (members' mean − controls'), ``<score>_t`` ↑, ``<score>_p`` ↓ (one-sided
-  Welch t-test), ``members``, ``controls``.
+  floor count of ``min_k_plus_plus.v2``); per set and member level, in a row whose ``item_id`` is
+  the set's name and ``dup_level`` the level (v3, ``permutation``): ``<score>_diff`` ↑ (members'
+  mean − controls'), ``<score>_diff_ci_low`` / ``_ci_high`` (95 % shift interval, exact under a
+  location-shift model), ``<score>_p`` ↓ (one-sided permutation p-value, exact under the random
+  split), ``<score>_p_holm`` ↓ (Holm-adjusted over the family: every level × score of the set at
+  this checkpoint, not across sets or checkpoints), ``members``, ``controls``, ``subsets`` (the
+  p-value's denominator: its smallest possible value is 1 / subsets). v2 had a Welch ``_t``.
 * ``testset_accuracy`` (testsets): ``correct`` ↑ (the answer has the largest summed
   log-likelihood among the choices), ``correct_norm`` ↑ (per UTF-8 byte), ``answer_logprob`` ↑,
   ``choices``.
@@ -61,9 +64,10 @@ from typing import Any
 
 import numpy as np
 
+from taggant.pipeline import multiplicity
 from taggant.pipeline.errors import ConfigError, DataError
-from taggant.pipeline.perturb import canary, testset
-from taggant.pipeline.probe import exposure, metrics
+from taggant.pipeline.perturb import canary, rng, testset
+from taggant.pipeline.probe import exposure, metrics, permutation
 from taggant.pipeline.probe.scoring import TOP_K, TokenScores
 from taggant.pipeline.spec import PROBE_NAMES
 
@@ -299,23 +303,38 @@ def _watermark(item: Item) -> Metrics:
 
 def _watermark_set(items: list[Item], item_metrics: list[Metrics]) -> list[tuple[int, Metrics]]:
     # Members at each duplication level against the set's never-inserted (equally watermarked)
-    # controls; a group of fewer than two items has no Welch test and yields no row.
+    # controls; a level without members or a set without controls yields no row.
     levels: dict[int, list[Metrics]] = {}
     for item, m in zip(items, item_metrics):
         levels.setdefault(item.row.dup_level, []).append(m)
     controls = levels.get(0, [])
+    set_name = items[0].row.set if items else ""
     out = []
-    for level in sorted(k for k in levels if k > 0):
+    for level in sorted(k for k in levels if k > 0 and controls):
         members = levels[level]
-        if len(members) < 2 or len(controls) < 2:
-            continue
+        seed = rng.derive_seed(0, "watermark_permutation", set_name, level)
         row: Metrics = {"members": len(members), "controls": len(controls)}
         for score in _WATERMARK_SCORES:
-            diff, t, p = metrics.welch_test(
-                np.array([m[score] for m in members]), np.array([m[score] for m in controls])
+            test = permutation.shift_test(
+                np.array([m[score] for m in members]),
+                np.array([m[score] for m in controls]),
+                seed,
             )
-            row.update({f"{score}_diff": diff, f"{score}_t": t, f"{score}_p": p})
+            row.update(
+                {
+                    f"{score}_diff": test.diff,
+                    f"{score}_diff_ci_low": test.ci_low,
+                    f"{score}_diff_ci_high": test.ci_high,
+                    f"{score}_p": test.p,
+                    "subsets": test.subsets,
+                }
+            )
         out.append((level, row))
+    # Holm over the family of one set at one checkpoint: every level × score tested above.
+    keys = [(i, f"{score}_p") for i in range(len(out)) for score in _WATERMARK_SCORES]
+    adjusted = multiplicity.holm(np.array([out[i][1][key] for i, key in keys]))
+    for (i, key), p_holm in zip(keys, adjusted):
+        out[i][1][f"{key}_holm"] = float(p_holm)
     return out
 
 
@@ -363,7 +382,7 @@ PROBES: dict[str, Probe] = {
         "ghost_last_k.v1", _ghost_last_k, frozenset({"ghost"}), spans=_word_tails
     ),
     "watermark": Probe(
-        "watermark.v2", _watermark, frozenset({"watermark"}), set_metrics=_watermark_set
+        "watermark.v3", _watermark, frozenset({"watermark"}), set_metrics=_watermark_set
     ),
     "testset_accuracy": Probe(
         "testset_accuracy.v1", _testset_accuracy, frozenset({"testset"}), candidates=_choices

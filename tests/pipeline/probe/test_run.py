@@ -19,7 +19,7 @@ import pytest
 import torch
 from scipy import stats
 
-from taggant.pipeline import store
+from taggant.pipeline import multiplicity, store
 from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.manifest import ITEMS_SCHEMA
 from taggant.pipeline.perturb import testset
@@ -227,13 +227,28 @@ def test_watermark_compares_each_member_level_with_the_controls():
         for level, group in texts.items()
     }
     set_rows = [r for r in table.to_pylist() if r["item_id"] == "wm"]
-    assert {r["dup_level"] for r in set_rows} == {4}  # a level with one member has no test
-    got = {r["metric"]: r["value"] for r in set_rows}
-    expected = stats.ttest_ind(neg_nll[4], neg_nll[0], equal_var=False, alternative="greater")
+    by_level = {
+        level: {r["metric"]: r["value"] for r in set_rows if r["dup_level"] == level}
+        for level in (4, 16)
+    }
+    assert {r["dup_level"] for r in set_rows} == {4, 16}
+    got = by_level[4]
+    expected = stats.permutation_test(
+        (neg_nll[4], neg_nll[0]),
+        lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+        alternative="greater",
+        n_resamples=math.inf,
+        vectorized=True,
+    )
     assert got["neg_nll_p"] == pytest.approx(expected.pvalue)
-    assert got["neg_nll_t"] == pytest.approx(expected.statistic)
     assert got["neg_nll_diff"] == pytest.approx(np.mean(neg_nll[4]) - np.mean(neg_nll[0]))
-    assert got["members"] == 3 and got["controls"] == 4 and "min_k_plus_plus_k20_p" in got
+    assert got["members"] == 3 and got["controls"] == 4 and got["subsets"] == math.comb(7, 3)
+    assert "neg_nll_t" not in got and "min_k_plus_plus_k20_p" in got
+    # Holm over the set's family at this checkpoint: both levels × both scores.
+    family = [(m, s) for m in by_level.values() for s in ("neg_nll", "min_k_plus_plus_k20")]
+    adjusted = multiplicity.holm(np.array([m[f"{s}_p"] for m, s in family]))
+    assert [m[f"{s}_p_holm"] for m, s in family] == pytest.approx(list(adjusted))
+    assert by_level[16]["subsets"] == 5  # one member among five: p is at least 1/5
 
 
 def _question(answer: int) -> dict:
