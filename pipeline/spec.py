@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -359,6 +360,7 @@ PerturbationSpec = Annotated[
     CanarySpec | GhostSpec | WatermarkSpec | TestsetSpec, Field(discriminator="kind")
 ]
 PERTURBATION_KINDS = ("canary", "ghost", "watermark", "testset")
+_SET_ADAPTER: TypeAdapter = TypeAdapter(PerturbationSpec)
 
 
 class TokenizerSpec(_Spec):
@@ -579,16 +581,25 @@ class ExperimentSpec(_Spec):
     @model_validator(mode="after")
     def _cross_fields(self) -> ExperimentSpec:
         # Raised as ConfigError (not ValueError) so pydantic lets it through with exact paths.
-        problems = _check_cross_fields(self)
+        problems = _check_cross_fields(
+            list(enumerate(self.perturbations)), self.runs, self.tokenizer
+        )
         if problems:
             raise ConfigError(problems)
         return self
 
 
-def _check_cross_fields(spec: ExperimentSpec) -> list[tuple[str, str]]:
+def _check_cross_fields(
+    sets: list[tuple[int, _PerturbationSet]],
+    runs: RunsSpec | None,
+    tokenizer: TokenizerSpec | None,
+) -> list[tuple[str, str]]:
+    """The rules between sections, on the parts that are valid on their own: ``sets`` are
+    ``(index in perturbations, set)``; ``None`` for a section that has field errors (its rules
+    are then not checked), so a field error never hides the cross-field errors of other parts."""
     problems: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
-    for i, pset in enumerate(spec.perturbations):
+    for i, pset in sets:
         if pset.name in seen:
             problems.append(
                 (
@@ -597,9 +608,11 @@ def _check_cross_fields(spec: ExperimentSpec) -> list[tuple[str, str]]:
                 )
             )
         seen.setdefault(pset.name, i)
-    for budget in spec.runs.train_tokens:
-        problems += _check_insertions_fit(spec.perturbations, spec.runs, budget)
-    if spec.runs.init_from_hf and spec.tokenizer.kind != "file":
+    if runs is None:
+        return problems
+    for budget in runs.train_tokens:
+        problems += _check_insertions_fit(sets, runs, budget)
+    if runs.init_from_hf and tokenizer is not None and tokenizer.kind != "file":
         problems.append(
             (
                 "tokenizer.kind",
@@ -611,7 +624,7 @@ def _check_cross_fields(spec: ExperimentSpec) -> list[tuple[str, str]]:
 
 
 def _check_insertions_fit(
-    sets: Sequence[_PerturbationSet], runs: RunsSpec, train_tokens: int
+    indexed: Sequence[tuple[int, _PerturbationSet]], runs: RunsSpec, train_tokens: int
 ) -> list[tuple[str, str]]:
     """At most one occurrence per sample, each inside its set's window: feasible iff for every
     interval [a, b) of window boundaries, the sets whose windows lie inside it need no more
@@ -621,9 +634,10 @@ def _check_insertions_fit(
         return [
             ("runs.train_tokens", f"{train_tokens} tokens is less than one global batch; raise it")
         ]
+    sets = [s for _, s in indexed]
     ranges = [s.phase.sample_range(num_samples) for s in sets]
     problems = []
-    for i, (pset, (lo, hi)) in enumerate(zip(sets, ranges)):
+    for (i, pset), (lo, hi) in zip(indexed, ranges):
         if pset.num_occurrences > hi - lo:
             problems.append(
                 (
@@ -684,8 +698,36 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentSpec
 
 
 def parse_spec(raw: dict[str, Any]) -> ExperimentSpec:
-    """Validate a spec given as plain data; raises ``ConfigError`` listing every problem."""
-    return parse_section(ExperimentSpec, raw)
+    """Validate a spec given as plain data; raises ``ConfigError`` listing every problem: field
+    errors, and the cross-field errors of the sections that have none."""
+    try:
+        return ExperimentSpec.model_validate(raw)
+    except ValidationError as e:
+        problems = [_describe(err) for err in e.errors()]
+    raise ConfigError(problems + _check_cross_fields(*_valid_parts(raw)))
+
+
+def _valid_parts(
+    raw: dict[str, Any],
+) -> tuple[list[tuple[int, _PerturbationSet]], RunsSpec | None, TokenizerSpec | None]:
+    """The perturbation sets (with their indices), runs and tokenizer of ``raw`` that are valid on
+    their own; ``None`` for a section that is not."""
+
+    def valid(adapter: TypeAdapter, value: Any) -> Any:
+        try:
+            return adapter.validate_python(value)
+        except ValidationError:
+            return None
+
+    sets = raw.get("perturbations")
+    parsed = [
+        (i, valid(_SET_ADAPTER, s)) for i, s in enumerate(sets if isinstance(sets, list) else [])
+    ]
+    return (
+        [(i, s) for i, s in parsed if s is not None],
+        valid(TypeAdapter(RunsSpec), raw.get("runs")),
+        valid(TypeAdapter(TokenizerSpec), raw.get("tokenizer", {})),
+    )
 
 
 def parse_section(model: type[_M], raw: dict[str, Any], path: str = "") -> _M:

@@ -76,6 +76,26 @@ def test_every_problem_is_reported_at_once():
     assert {"seed", "dedup.threshold", "runs.lr"} <= problems.keys()
 
 
+def test_a_field_error_hides_no_cross_field_error():
+    # A typo in one set, an unknown field in another section and a window too small for
+    # canary-early (see below): all three at once, and no cross-field error of the broken set.
+    problems = problems_of(
+        [
+            "perturbations.0.contol_frac=0.2",
+            "store.urll=x",
+            "runs.train_tokens=[200000]",
+            "perturbations.0.count=100000",
+        ]
+    )
+    assert problems["perturbations[0].contol_frac"] == "unknown field; did you mean 'control_frac'?"
+    assert "store.urll" in problems
+    assert "needs 512 occurrences" in problems["perturbations[1].phase"]
+    assert "perturbations[0].phase" not in problems  # its set is not valid: not checked
+    # A runs section with a field error: no rule that needs it is checked (nor guessed).
+    problems = problems_of(["runs.lr=0", "perturbations.1.name=canary-ladder"])
+    assert set(problems) == {"runs.lr", "perturbations[1].name"}, problems
+
+
 def test_duplicate_set_names_are_refused():
     problems = problems_of(["perturbations.1.name=canary-ladder"])
     assert "must be unique" in problems["perturbations[1].name"]
