@@ -259,6 +259,41 @@ def test_keep_last_deletes_only_probed_checkpoints_and_never_the_newest(tiny, tm
     assert checkpoint.committed_steps(target.run_dir) == kept
 
 
+def test_a_changed_probe_setting_reprobes_every_checkpoint_and_says_so(tiny, tmp_path, local_ray):
+    target = copied(tiny.perturbed, tmp_path)
+    steps = checkpoint.committed_steps(target.run_dir)
+    final = {target.run.name: steps[-1]}
+    first = probe_job.run(tiny.spec, [target], final, lambda: None)["runs"][target.run.name]
+    assert first["probed"] == steps and first["replaced"] == [] and first["stale"] == []
+    before = store.read_probes(target.store_url).to_pandas()
+    assert set(before["probe_config"]) == {probe_job.probe_config(target.probes)}
+
+    # The tiny canaries have prompts: prefix_tokens changes no value, suffix_tokens does (the
+    # extraction span); either is a new configuration.
+    for change in ({"prefix_tokens": 4}, {"suffix_tokens": 2}):
+        changed = dataclasses.replace(target, probes=target.probes.model_copy(update=change))
+        spec = tiny.spec.model_copy(update={"probes": changed.probes})
+        again = probe_job.run(spec, [changed], final, lambda: None)["runs"][target.run.name]
+        assert again["probed"] == steps and again["replaced"] == steps, change
+        assert again["stale"] == [] and again["skipped"] == {}
+        assert_one_row_set_per_step(changed, steps, tiny.num_items())
+        after = store.read_probes(target.store_url).to_pandas()
+        assert set(after["probe_config"]) == {probe_job.probe_config(changed.probes)}
+        assert {
+            c["probe_config"] for c in store.read_checkpoints(target.store_url).to_pylist()
+        } == {probe_job.probe_config(changed.probes)}
+        target = changed
+    keys = ["step", "item_id", "probe", "metric"]
+    merged = before.merge(after, on=keys, suffixes=("_old", "_new"))
+    assert len(merged) == len(before) == len(after)
+    differ = merged[merged["value_old"] != merged["value_new"]]
+    assert set(differ["probe"]) == {"exact_match"}, differ  # only the extraction span changed
+
+    # The same settings again: nothing to probe.
+    same = probe_job.run(spec, [target], final, lambda: None)["runs"][target.run.name]
+    assert same["probed"] == [] and same["replaced"] == [] and same["rows"] == 0
+
+
 def test_an_unreadable_final_checkpoint_fails_the_stage(tiny, tmp_path, local_ray):
     target = copied(tiny.perturbed, tmp_path)
     steps = checkpoint.committed_steps(target.run_dir)
