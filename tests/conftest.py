@@ -9,6 +9,7 @@ import pytest
 
 from taggant.pipeline import corpora
 from tests import s3
+from tests.corpus import pinned_docs
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -35,7 +36,7 @@ def debian_corpus(tmp_path_factory) -> Path:
     """A folder with the Debian copyright files as JSONL.zst (real text, natural near-duplicates)
     and ``broken.jsonl``: every kind of bad record plus two good ones, one without an id."""
     root = tmp_path_factory.mktemp("corpus")
-    corpora.write_jsonl_zst(corpora.debian_docs("copyright"), root / "debian-copyright.jsonl.zst")
+    corpora.write_jsonl_zst(pinned_docs("copyright"), root / "debian-copyright.jsonl.zst")
     good = [
         b'{"id": "g-1", "text": "A good record between broken ones."}',
         b'{"text": "A good record without an id."}',

@@ -14,6 +14,7 @@ from taggant.jobs.cli import main
 from taggant.pipeline import corpora, store
 from taggant.pipeline.spec import load_spec
 from taggant.pipeline.train import checkpoint, hf
+from tests.corpus import pinned_docs
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -25,7 +26,7 @@ def smollm2_spec(folder, model) -> dict:
     """8 canaries inserted 4 times and 8 never inserted, in 12 steps of 4 × 64 tokens of 150
     Debian copyright files: small enough for the suite (each 135M step takes seconds on CPU)."""
     corpus = folder / "corpus.jsonl.zst"
-    corpora.write_jsonl_zst(corpora.debian_docs("copyright")[:150], corpus)
+    corpora.write_jsonl_zst(pinned_docs("copyright")[:150], corpus)
     return {
         "name": "smollm2-continued",
         "seed": 5,

@@ -15,8 +15,8 @@ import yaml
 
 from taggant.jobs.cli import EXPERIMENTS, main
 from taggant.pipeline import io
-from taggant.pipeline.corpora import debian_docs
 from tests.conftest import BROKEN_RECORDS
+from tests.corpus import pinned_docs
 
 pytestmark = pytest.mark.ray
 
@@ -43,7 +43,7 @@ def test_run_ingests_everything_and_loses_nothing(debian_corpus, tmp_path, local
     assert (folder / "_SUCCESS").exists() and (folder / "spec.yaml").exists()
 
     counts = io.read_json(str(folder / "stats.json"))["counts"]
-    real = debian_docs("copyright")
+    real = pinned_docs("copyright")
     empty = [d for d in real if not d["text"].strip()]  # real files: none on most machines
     oversized = [d for d in real if len(d["text"].encode()) > 1_000_000]
     copyright_docs = [d for d in real if d not in empty and d not in oversized]

@@ -31,6 +31,7 @@ from taggant.jobs.submit import SubmitError, find_token, submit
 from taggant.pipeline import corpora
 from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.spec import load_spec
+from tests.corpus import pinned_docs
 from tests.net import free_ports
 
 START_TIMEOUT_S = 90
@@ -146,7 +147,7 @@ def write_spec(folder: Path, corpus_glob: str) -> Path:
 @pytest.fixture
 def spec_file(tmp_path) -> Path:
     """A spec over 120 real Debian copyright files (many exact and near duplicates)."""
-    docs = corpora.debian_docs("copyright")[:120]
+    docs = pinned_docs("copyright")[:120]
     corpora.write_jsonl_zst(docs, tmp_path / "corpus" / "debian.jsonl.zst")
     return write_spec(tmp_path, str(tmp_path / "corpus" / "*.jsonl.zst"))
 

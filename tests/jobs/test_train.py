@@ -16,13 +16,13 @@ import torch
 from taggant.jobs import tokenize as tokenize_job
 from taggant.jobs import train as train_job
 from taggant.pipeline import io, manifest, stage, tokenize
-from taggant.pipeline.corpora import debian_docs
 from taggant.pipeline.errors import DataError
 from taggant.pipeline.perturb import plan
 from taggant.pipeline.spec import parse_spec
 from taggant.pipeline.stage import StageKey
 from taggant.pipeline.train import checkpoint
 from taggant.pipeline.train.schedule import run_checkpoint_steps
+from tests.corpus import pinned_docs
 
 pytestmark = pytest.mark.ray
 
@@ -71,7 +71,7 @@ def tokenized(tmp_path_factory, local_ray):
     with one canary inserted 64 times at random samples and one never-inserted control."""
     root = tmp_path_factory.mktemp("train")
     docs, size = [], 0
-    for doc in debian_docs("changelog"):
+    for doc in pinned_docs("changelog"):
         docs.append(doc)
         size += len(doc["text"])
         if size > 500_000:

@@ -13,13 +13,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from taggant.pipeline import corpora, data, io, manifest, stage, tokenize
+from taggant.pipeline import data, io, manifest, stage, tokenize
 from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.ingest import DOCS_SCHEMA
 from taggant.pipeline.perturb import canary, plan
 from taggant.pipeline.spec import ExperimentSpec, TokenizerSpec, parse_spec
 from taggant.pipeline.stage import StageKey
 from taggant.pipeline.tokenize import TokenizeFolder
+from tests.corpus import pinned_docs
 
 CORPUS_BYTES = 1_200_000
 VOCAB_SIZE = 512
@@ -29,7 +30,7 @@ SAMPLES = 800
 
 @cache
 def _copyright_docs() -> tuple[dict[str, str], ...]:
-    return tuple(corpora.debian_docs("copyright"))
+    return tuple(pinned_docs("copyright"))
 
 
 def debian_texts(max_bytes: int = CORPUS_BYTES) -> list[dict[str, str]]:

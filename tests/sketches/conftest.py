@@ -1,7 +1,5 @@
 """Shared real-text fixtures and a pure-Python reference of the `ngrams.v1` shingle hash."""
 
-import glob
-import os
 import random
 
 import numpy as np
@@ -9,6 +7,7 @@ import pytest
 
 from taggant.sketches.hashing import exact_hash, words
 from taggant.sketches.ngrams import jaccard, ngram_sets
+from tests.corpus import pinned_docs
 
 _M64 = (1 << 64) - 1
 
@@ -51,20 +50,11 @@ def reference_shingles():
 
 @pytest.fixture(scope="session")
 def copyright_texts() -> list[str]:
-    """Debian's /usr/share/doc/*/copyright files, one per real path, as UTF-8 (errors dropped).
+    """The pinned Debian copyright files (``tests/data``), one per package, in package order.
 
-    ~680 real licence notices, about 45% of them exact or near duplicates of another.
+    710 real licence notices, about half of them exact or near duplicates of another.
     """
-    texts, seen = [], set()
-    for path in sorted(glob.glob("/usr/share/doc/*/copyright")):
-        real = os.path.realpath(path)
-        if real not in seen and os.path.isfile(real):
-            seen.add(real)
-            with open(real, "rb") as f:
-                texts.append(f.read().decode("utf-8", errors="ignore"))
-    if len(texts) < 200:
-        pytest.skip("needs a Debian system with /usr/share/doc/*/copyright")
-    return texts
+    return [d["text"] for d in pinned_docs("copyright")]
 
 
 def _edit(text: str, rate: float, rng: random.Random) -> str:

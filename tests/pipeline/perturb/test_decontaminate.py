@@ -6,20 +6,20 @@ import json
 import numpy as np
 import pytest
 
-from taggant.pipeline import corpora
 from taggant.pipeline import spec as spec_module
 from taggant.pipeline.perturb import canary, decontaminate, ghost, registry, testset, watermark
 from taggant.pipeline.perturb.decontaminate import Signatures, find_matches, select_items
 from taggant.pipeline.perturb.items import DocRef
 from taggant.pipeline.spec import CanarySpec, DecontaminationSpec, GhostSpec, WatermarkSpec
 from taggant.sketches import hashing
+from tests.corpus import pinned_docs
 
 SEED = 77
 
 
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
-    return [d["text"] for d in corpora.debian_docs("copyright")[:300]]
+    return [d["text"] for d in pinned_docs("copyright")[:300]]
 
 
 def shards_of(texts: list[str], size: int) -> list[list[str]]:

@@ -6,10 +6,11 @@ import re
 
 import pytest
 
-from taggant.pipeline import corpora, spec
+from taggant.pipeline import spec
 from taggant.pipeline.errors import DataError
 from taggant.pipeline.perturb import canary, ghost, testset, watermark
 from taggant.pipeline.spec import CanarySpec, GhostSpec, WatermarkSpec
+from tests.corpus import pinned_docs
 
 SEED = 1234
 
@@ -151,7 +152,7 @@ def test_a_bad_benchmark_record_names_its_line(tmp_path, line, complaint):
 
 @pytest.fixture(scope="module")
 def debian():
-    docs = corpora.debian_docs("copyright")
+    docs = pinned_docs("copyright")
     return docs, watermark.Unigrams(watermark.count_words(d["text"] for d in docs))
 
 

@@ -11,13 +11,17 @@ import yaml
 
 from taggant.jobs import plan as plan_job
 from taggant.jobs.cli import EXPERIMENTS
-from taggant.pipeline import corpora, io, manifest
+from taggant.pipeline import io, manifest
 from taggant.pipeline.ingest import DOCS_SCHEMA
 from taggant.pipeline.perturb import canary, plan
 from taggant.pipeline.spec import parse_spec
+from tests.corpus import pinned_docs
 
 pytestmark = pytest.mark.ray
 
+PLANTED = 321
+"""The corpus document given a natural copy of the first canary: any one that the watermark set
+does not take as a source (the corpus is the pinned snapshot, so the same one on every machine)."""
 PERTURBATIONS = [
     {"kind": "canary", "name": "secrets", "count": 40, "dup_levels": [1, 8], "num_references": 20},
     {
@@ -52,9 +56,9 @@ def spec(tmp_path_factory):
 @pytest.fixture(scope="module")
 def docs(spec) -> pa.Table:
     """The Debian copyright files, with a planted natural copy of the first canary item."""
-    rows = corpora.debian_docs("copyright")
+    rows = pinned_docs("copyright")
     victim = canary.CanarySource(spec.perturbations[0], spec.seed).draw(0, 1)[0].text
-    rows[321]["text"] += f"\nAs the maintainer wrote, {victim}\n"
+    rows[PLANTED]["text"] += f"\nAs the maintainer wrote, {victim}\n"
     return pa.table(
         {
             "doc_id": [r["id"] for r in rows],
@@ -106,7 +110,7 @@ def test_counts_add_up_and_removed_documents_are_gone(two_runs, docs):
     removed = io.read_table(io.join(folder, "removed.parquet")).to_pylist()
     assert counts["input"] == len(docs) == counts["kept"] + len(removed)
     assert counts["removed"] == {"item_overlap": 1, "watermark_source": 12}
-    assert {"doc_id": docs.column("doc_id")[321].as_py(), "reason": "item_overlap"} in removed
+    assert {"doc_id": docs.column("doc_id")[PLANTED].as_py(), "reason": "item_overlap"} in removed
     kept = pa.concat_tables(io.read_table(u) for u in io.glob(io.join(folder, "shard-*.parquet")))
     assert kept.schema == DOCS_SCHEMA and len(kept) == counts["kept"]
     gone = {r["doc_id"] for r in removed}

@@ -12,7 +12,7 @@ import numpy as np
 import torch.multiprocessing as mp
 
 from taggant.pipeline import tokenize
-from taggant.pipeline.corpora import debian_docs
+from tests.corpus import pinned_docs
 from tests.net import free_ports
 
 
@@ -33,7 +33,7 @@ class ArraySamples:
 def changelog_samples(seq: int, vocab: int, docs: int = 15) -> ArraySamples:
     """Debian changelogs through a byte-level BPE of ``vocab`` ids, cut into samples of ``seq + 1``
     tokens that share their boundary token (megatron's layout), in a fixed shuffled order."""
-    texts = [d["text"] for d in debian_docs("changelog")[:docs]]
+    texts = [d["text"] for d in pinned_docs("changelog")[:docs]]
     bpe = tokenize.train_bpe(texts, vocab)
     stream = np.concatenate(tokenize.encode_documents(bpe, texts, eod_id=0))
     count = (len(stream) - 1) // seq

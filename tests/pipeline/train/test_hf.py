@@ -116,10 +116,10 @@ def test_a_model_taggant_cannot_express_is_refused(tmp_path, change, reason):
 def test_smollm2_imported_into_megatron_gives_its_own_logits(smollm2_hf, tmp_path):
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from taggant.pipeline.corpora import debian_docs
+    from tests.corpus import pinned_docs
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_hf, local_files_only=True)
-    texts = [d["text"] for d in debian_docs("copyright")[:2]]
+    texts = [d["text"] for d in pinned_docs("copyright")[:2]]
     ids = torch.tensor([tokenizer(t)["input_ids"][:64] for t in texts])
     hf.import_hf(str(smollm2_hf), str(tmp_path / "init"), vocab_size=len(tokenizer), seq_length=64)
     config = hf.init_model_config(str(tmp_path / "init"))
