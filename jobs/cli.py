@@ -48,7 +48,14 @@ def _load(args: argparse.Namespace) -> ExperimentSpec:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from taggant.pipeline import preflight
+
     spec = _load(args)
+    found = preflight.check(spec)
+    for path, message in found.warnings:
+        print(f"warning: {path}: {message}", file=sys.stderr)
+    if found.errors:
+        raise ConfigError(found.errors)
     n_sets = len(spec.perturbations)
     print(f"{args.spec}: valid — experiment {spec.name!r}, {n_sets} perturbation set(s)")
     return 0

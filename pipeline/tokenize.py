@@ -392,18 +392,24 @@ def tokenize_items(tokenizer, items: pa.Table, max_tokens: int) -> pa.Table:
     tokenizer from ``tokenizer_from_str``, which encodes the corpus the same way.
 
     Raises:
-        DataError: naming every item longer than ``max_tokens`` and the fix.
+        DataError: items longer than ``max_tokens``: how many in each set, and its longest.
     """
     texts = items["text"].to_pylist()
     ids = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)] if texts else []
-    too_long = [
-        (item, len(t)) for item, t in zip(items["item_id"].to_pylist(), ids) if len(t) > max_tokens
-    ]
-    if too_long:
-        shown = ", ".join(f"{item} ({n} tokens)" for item, n in too_long[:5])
+    by_set: dict[str, list[tuple[int, str]]] = {}
+    for item, set_name, t in zip(items["item_id"].to_pylist(), items["set"].to_pylist(), ids):
+        if len(t) > max_tokens:
+            by_set.setdefault(set_name, []).append((len(t), item))
+    if by_set:
+        shown = "; ".join(
+            f"set {name!r}: {len(over)} (the longest {max(over)[1]}, {max(over)[0]} tokens)"
+            for name, over in sorted(by_set.items(), key=lambda kv: -len(kv[1]))
+        )
         raise DataError(
-            f"{len(too_long)} items are longer than the {max_tokens} tokens an occurrence can take "
-            f"in a sample: {shown}; shorten their template or raise runs.seq_length_tokens"
+            f"{sum(map(len, by_set.values()))} items are longer than the {max_tokens} tokens an "
+            f"occurrence can take in a sample: {shown}; shorten those sets' items (a template, "
+            "a testset's path, a watermark set's max_doc_words) or raise "
+            "runs.seq_length_tokens (taggant validate checks this before a run)"
         )
     column = pa.array(ids, pa.list_(pa.int32()))
     return items.set_column(items.schema.get_field_index("token_ids"), "token_ids", column)

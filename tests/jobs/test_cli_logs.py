@@ -32,6 +32,8 @@ def test_a_command_that_succeeds_logs_too_and_each_call_gets_its_own_file(
 ):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     spec = tiny_spec_file(tmp_path, tmp_path / "corpus")
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "debian-copyright.jsonl.zst").write_bytes(b"")  # validate looks
 
     assert main(["validate", str(spec)]) == 0
     assert main(["validate", str(spec), "--set", "seed=-1"]) == 2

@@ -171,7 +171,12 @@ def test_cli_validate_exits_2_with_field_paths(tmp_path, capsys):
     assert any(line.startswith("runs.model_sizes: unknown model size 'huge'") for line in err), err
 
 
-def test_cli_validate_accepts_the_demo(capsys):
+def test_cli_validate_accepts_the_demo_once_its_corpus_is_there(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the demo's corpus path is relative to the current directory
+    assert main(["validate", str(EXPERIMENTS / "demo.yaml")]) == 2
+    assert capsys.readouterr().err.startswith("corpus.paths[0]: ")
+    (tmp_path / "work/demo/corpus").mkdir(parents=True)
+    (tmp_path / "work/demo/corpus/debian.jsonl.zst").write_bytes(b"")
     assert main(["validate", str(EXPERIMENTS / "demo.yaml")]) == 0
     assert "valid" in capsys.readouterr().out
 

@@ -242,6 +242,24 @@ def test_items_get_token_ids_and_too_long_ones_are_refused(tmp_path, bpe):
     longest = max(len(ids) for ids in filled["token_ids"].to_pylist())
     with pytest.raises(DataError, match="raise runs.seq_length_tokens"):
         tokenize.tokenize_items(encoder, items, longest - 1)
+    # Every set over the limit is named with its count and its own longest item: the items split
+    # into two sets, every third one in the second.
+    sets = ["other" if i % 3 == 0 else "canary" for i in range(items.num_rows)]
+    items = items.set_column(items.schema.get_field_index("set"), "set", pa.array(sets))
+    filled = filled.set_column(filled.schema.get_field_index("set"), "set", pa.array(sets))
+    limit = sorted(len(ids) for ids in filled["token_ids"].to_pylist())[filled.num_rows // 2]
+    over: dict[str, list[tuple[int, str]]] = {}
+    for row in filled.to_pylist():
+        if len(row["token_ids"]) > limit:
+            over.setdefault(row["set"], []).append((len(row["token_ids"]), row["item_id"]))
+    assert len(over) > 1, over  # the check below must tell sets apart
+    with pytest.raises(DataError) as info:
+        tokenize.tokenize_items(encoder, items, limit)
+    message = str(info.value)
+    assert message.startswith(f"{sum(map(len, over.values()))} items are longer than the {limit}")
+    for name, rows in over.items():
+        n, item = max(rows)
+        assert f"set {name!r}: {len(rows)} (the longest {item}, {n} tokens)" in message
 
 
 def test_corpus_folder_without_shards_is_a_data_error(tmp_path):
