@@ -26,12 +26,10 @@ import pyarrow.parquet as pq
 import zstandard
 
 from taggant.pipeline import io
+from taggant.pipeline.data import RESERVED_TOKENS, max_item_tokens
 from taggant.pipeline.errors import TaggantError
 from taggant.pipeline.spec import CorpusSpec, ExperimentSpec, WatermarkSpec
 
-RESERVED_TOKENS = 3
-"""Tokens of a sample an occurrence cannot take; ``pipeline.data.RESERVED_TOKENS`` (that module
-loads the training stack, which validate must not)."""
 MAX_MEASURED = 10_000
 """Candidates measured per generated set: enough for any ladder a CPU trains, and seconds."""
 BYTES_PER_TOKEN = 4.0
@@ -72,7 +70,7 @@ def corpus_paths(corpus: CorpusSpec) -> list[Problem]:
 
 def item_lengths(spec: ExperimentSpec) -> list[Problem]:
     """The sets whose items cannot fit a sample: one error each, naming its longest item."""
-    limit = spec.runs.seq_length_tokens - RESERVED_TOKENS
+    limit = max_item_tokens(spec.runs.seq_length_tokens)
     budget = (
         f"the {limit} tokens an occurrence can take in a sample (runs.seq_length_tokens "
         f"{spec.runs.seq_length_tokens} − {RESERVED_TOKENS})"
