@@ -37,8 +37,12 @@ Metric directions: ↑ means a higher value is more memorized (more likely a mem
   (n, p)-extraction), ``top40_n1`` … ``top40_n1000`` ↑ (the same under top-40 sampling),
   ``tokens``.
 * ``exposure`` (canaries): ``exposure_rank`` ↑ (bits), ``rank`` ↓, ``nll`` ↓ (the secret's),
-  ``references``; with enough references also ``exposure`` ↑ (bits, skew-normal extrapolation)
-  and ``skewnorm_a/loc/scale``.
+  ``references``. With at least ``exposure.MIN_FIT_REFERENCES`` (200; v1: 20) references that are
+  not all equal also ``exposure`` ↑ (bits, skew-normal extrapolation), ``exposure_ci_low`` /
+  ``exposure_ci_high`` (v2: 95 % percentile bootstrap over the references, given the skew-normal
+  model), ``exposure_at_cap`` (v2: 1 where ``exposure`` hit its cap ``log2 |R|``, the fit putting the
+  secret ahead of all of R, so the value is the cap and not an estimate; else 0) and ``skewnorm_a/loc/scale``; with fewer, these metrics are absent (a row cannot
+  carry the reason: ``references`` below the minimum is it).
 * ``ghost_last_k`` (ghosts): ``last_words`` ↑ (largest k for which greedy decoding completes the
   last k words), ``bits`` ↑ (k · log2 wordlist size: −log2 of matching them by chance),
   ``words``.
@@ -262,9 +266,15 @@ def _exposure(item: Item) -> Metrics:
     if exposure.can_fit(refs):
         fit = exposure.fit_skewnorm(refs)
         log2_space = _param(item.row, "log2_space")
+        bits = exposure.exposure_by_extrapolation(secret, fit, log2_space)
+        seed = rng.derive_seed(0, "exposure_bootstrap", item.row.set, item.row.item_id)
+        low, high = exposure.bootstrap_interval(secret, refs, log2_space, seed)
         out.update(
             {
-                "exposure": exposure.exposure_by_extrapolation(secret, fit, log2_space),
+                "exposure": bits,
+                "exposure_ci_low": low,
+                "exposure_ci_high": high,
+                "exposure_at_cap": float(bits == log2_space),
                 "skewnorm_a": fit[0],
                 "skewnorm_loc": fit[1],
                 "skewnorm_scale": fit[2],
@@ -376,7 +386,7 @@ PROBES: dict[str, Probe] = {
     "extraction_strength": Probe("extraction_strength.v1", _extraction_strength),
     "probabilistic_extraction": Probe("probabilistic_extraction.v1", _probabilistic_extraction),
     "exposure": Probe(
-        "exposure.v1", _exposure, frozenset({"canary"}), candidates=_canary_references
+        "exposure.v2", _exposure, frozenset({"canary"}), candidates=_canary_references
     ),
     "ghost_last_k": Probe(
         "ghost_last_k.v1", _ghost_last_k, frozenset({"ghost"}), spans=_word_tails

@@ -195,6 +195,8 @@ def test_exposure_extrapolates_from_many_references():
             )
         )
     )
+    assert 0 <= got["exposure_ci_low"] <= got["exposure_ci_high"] <= 8.0
+    assert got["exposure_at_cap"] == (got["exposure"] == 8.0)
 
 
 def test_ghost_last_k_counts_the_words_greedy_decoding_completes():
