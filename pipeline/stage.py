@@ -140,9 +140,9 @@ def commit(
     """Write the sidecars and then the ``_SUCCESS`` marker, which must be the last file written."""
     io.write_text(io.join(folder, "spec.yaml"), yaml.safe_dump(resolved_spec, sort_keys=True))
     io.write_json(io.join(folder, "stats.json"), stats)
-    io.write_json(
-        io.join(folder, SUCCESS), {"stage": key.name, "version": key.version, "hash": key.hash}
-    )
+    # the inputs' hashes let a reader walk from a folder to the exact folders it was made from
+    marker = {"stage": key.name, "version": key.version, "hash": key.hash, "inputs": key.inputs}
+    io.write_json(io.join(folder, SUCCESS), marker)
 
 
 @dataclass

@@ -132,3 +132,23 @@ def test_dedup_insertion_report_fails_when_counts_do_not_add_up(tiny, tmp_path):
             {"work_dir": str(work), "out_dir": str(tmp_path / "figures")},
             tmp_path,
         )
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_dedup_insertion_report_refuses_to_choose_among_plans(tiny, tmp_path):
+    """A second plan of the same experiment (a re-run with other settings) is not silently
+    reported: the notebook asks which one, and reports the one it is given."""
+    work = tmp_path / "work"
+    for stage in Path(tiny["work_dir"]).glob("*-*"):
+        if stage.name.split("-")[0] in ("ingest", "dedup", "plan", "tokenize"):
+            shutil.copytree(
+                stage, work / stage.name, ignore=shutil.ignore_patterns("*.bin", "sketches")
+            )
+    [plan] = work.glob("plan-*")
+    shutil.copytree(plan, work / "plan-0000beef")
+    parameters = {"work_dir": str(work), "out_dir": str(tmp_path / "figures")}
+    with pytest.raises(CellExecutionError, match="set `plan_folder`"):
+        execute("dedup_insertion_report.ipynb", parameters, tmp_path)
+    nb = execute("dedup_insertion_report.ipynb", parameters | {"plan_folder": str(plan)}, tmp_path)
+    assert str(plan) in "".join(o.get("text", "") for o in outputs(nb))
