@@ -87,6 +87,8 @@ def bench_taggant(args) -> float:
 
 
 def bench_plain_torch(args) -> float:
+    from megatron.core import parallel_state
+
     from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel
 
     torch.set_num_threads(1)
@@ -104,6 +106,9 @@ def bench_plain_torch(args) -> float:
             (loss * len(micro) / args.global_batch).backward()
         optimizer.step()
     elapsed = time.perf_counter() - start
+    # Leave as Trainer.close does: a process group destroyed under megatron's live parallel state
+    # leaves it naming groups that no longer exist, and the next Trainer would use them.
+    parallel_state.destroy_model_parallel()
     torch.distributed.destroy_process_group()
     return timed_tokens(args) / elapsed
 
