@@ -1,4 +1,5 @@
-"""Shared fixtures: a real corpus (Debian's own documentation files) and a real local Ray."""
+"""Shared fixtures: a real corpus (a pinned snapshot of Debian's own documentation files,
+``tests.corpus``) and a real local Ray."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import pytest
 from taggant.pipeline import corpora
 from tests import s3
 from tests.corpus import pinned_docs
+
+# The `ray` marker is enforced (tests.tiers), so `make test-fast` cannot start Ray.
+pytest_plugins = ["tests.tiers"]
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
