@@ -73,9 +73,24 @@ def append_train_log(run_dir: str, record: dict[str, Any]) -> None:
         log.write(json.dumps(record) + "\n")
 
 
+def drop_records_after(path: str, step: int) -> None:
+    """Keep the records of a JSONL log (``TRAIN_LOG``, ``progress.METRICS``) up to ``step``: a
+    run resumed from its checkpoint at ``step`` trains the later steps again and logs them anew,
+    so each step keeps one record. A missing log is left missing."""
+    if not os.path.exists(path):
+        return
+    with open(path) as log:
+        kept = [line for line in log if line.strip() and json.loads(line)["step"] <= step]
+    temp = f"{path}.truncating"
+    with open(temp, "w") as out:
+        out.writelines(kept)
+    os.replace(temp, path)  # a crash here leaves the old log whole, never a half-written one
+
+
 def read_train_log(run_dir: str) -> dict[int, dict[str, Any]]:
-    """The record of each trained step. A step trained again after a restart was logged twice;
-    the later record wins, as it is the one the committed weights descend from."""
+    """The record of each trained step. A step trained again after a restart (before its records
+    were dropped, see ``drop_records_after``) was logged twice; the later record wins, as it is
+    the one the committed weights descend from."""
     with open(os.path.join(run_dir, TRAIN_LOG)) as log:
         return {r["step"]: r for r in map(json.loads, log)}
 

@@ -36,6 +36,7 @@ replicated, as megatron-core only supports there (see ``cpu_shim``).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -55,7 +56,7 @@ from taggant.pipeline.errors import DataError
 from taggant.pipeline.spec import ExperimentSpec, RunId
 from taggant.pipeline.train import checkpoint, cpu_shim, hf
 from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel, uses_cuda
-from taggant.pipeline.train.progress import Progress
+from taggant.pipeline.train.progress import METRICS, Progress
 from taggant.pipeline.train.schedule import run_checkpoint_steps
 
 
@@ -213,6 +214,9 @@ class Trainer:
         committed = checkpoint.committed_steps(run_dir)
         if committed:
             self._load(committed[-1])
+        if dist.get_rank() == 0:  # the steps after the resume step are trained and logged again
+            for name in (checkpoint.TRAIN_LOG, METRICS):
+                checkpoint.drop_records_after(os.path.join(run_dir, name), self.step)
         self.progress = (
             Progress(
                 run_dir,

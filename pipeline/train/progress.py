@@ -9,10 +9,10 @@ to ``<run_dir>/metrics.jsonl``::
 ``loss`` and ``grad_norm`` are means over the steps since the previous record; ``tokens_per_s``
 is measured over the time those steps trained (checkpoint saves and the time between calls do not
 count) and ``eta_s`` extrapolates it to the last step; ``elapsed_s`` is the wall time since this
-process trained its first step. A resumed run appends to the same file, so a step may have two
-records (the later one is the resumed run's). The file holds wall-clock figures: it is for
-watching a run, never a stage output that is hashed or compared (``checkpoint.TRAIN_LOG`` is the
-deterministic record).
+process trained its first step. A resumed run first drops the records after its resume step
+(``checkpoint.drop_records_after``), so each step has one record. The file holds wall-clock
+figures: it is for watching a run, never a stage output that is hashed or compared
+(``checkpoint.TRAIN_LOG`` is the deterministic record).
 
 With ``tensorboard`` the same scalars go to TensorBoard events in ``<run_dir>/tensorboard/``
 (``train/loss``, ``train/lr``, ``train/grad_norm``, ``train/tokens_per_s``), keyed by step, and

@@ -2,6 +2,7 @@
 a resumed run continues exactly like an uninterrupted one, commands are idempotent, checkpoints are
 committed with their records, and probes load them."""
 
+import json
 import os
 from pathlib import Path
 
@@ -101,14 +102,14 @@ def test_loss_falls_on_real_text_and_progress_is_recorded(samples, trainers, tmp
 
 def test_resume_continues_exactly_like_the_uninterrupted_run(samples, trainers, tmp_path):
     run_dir = str(tmp_path)
-    first = trainers(config(10, (5, 6)), samples, run_dir)
+    first = trainers(config(10, (5, 6), log_interval_steps=2), samples, run_dir)
     uninterrupted = first.train_until(8)["losses"]
     weights = first.weights_digest()
     # The run dies after step 8, while step 6's shards were written but not committed.
     os.remove(os.path.join(checkpoint.step_dir(run_dir, 6), checkpoint.COMMIT))
     assert checkpoint.committed_steps(run_dir) == [5]
 
-    resumed = trainers(config(10, (5, 6)), samples, run_dir)
+    resumed = trainers(config(10, (5, 6), log_interval_steps=2), samples, run_dir)
     assert resumed.step == 5
     assert resumed.train_until(8)["losses"] == uninterrupted[5:]
     assert resumed.weights_digest() == weights
@@ -116,6 +117,24 @@ def test_resume_continues_exactly_like_the_uninterrupted_run(samples, trainers, 
     log = checkpoint.read_train_log(run_dir)
     assert sorted(log) == list(range(1, 9))
     assert [log[s]["samples"] for s in (1, 8)] == [[0, 8], [56, 64]]
+    # Steps 6–8 were trained twice; the logs hold each step once (the resumed run's records).
+    for name, steps in ((checkpoint.TRAIN_LOG, range(1, 9)), (progress.METRICS, (2, 4, 6, 8))):
+        with open(os.path.join(run_dir, name)) as f:
+            assert [json.loads(line)["step"] for line in f] == list(steps), name
+    assert [log[s]["loss"] for s in (6, 7, 8)] == [loss for _, loss in uninterrupted[5:]]
+
+
+def test_dropping_the_records_after_a_step_keeps_the_earlier_ones(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "x": s * 10}) + "\n" for s in (1, 2, 3, 2, 3)))
+    checkpoint.drop_records_after(str(path), 2)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"step": 1, "x": 10},
+        {"step": 2, "x": 20},
+        {"step": 2, "x": 20},
+    ]
+    checkpoint.drop_records_after(str(tmp_path / "missing.jsonl"), 2)
+    assert not (tmp_path / "missing.jsonl").exists()
 
 
 def test_train_until_is_idempotent(samples, trainers, tmp_path):
