@@ -5,8 +5,11 @@ Two layouts of the same split, both JSONL, UTF-8, one record per line, items in 
 - ``open-unlearning/``: ``<set>_train_dup_<k>.jsonl`` (the members inserted ``k`` times) and
   ``<set>_test.jsonl`` (the controls), the layout of Hubble's MIA data in open-unlearning
   (``Hubble_Data/``). A record is ``{"prompt", "text", "item_id", "set", "kind", "dup_level"}``:
-  ``prompt`` is the item's prompt (empty when it has none) and ``text`` the rest, the fields of
-  open-unlearning's ``CompletionDataset`` (``prefix_key="prompt"``, ``text_key="text"``).
+  ``prompt`` is the item's prompt (empty when it has none) without trailing whitespace, which
+  moves to the start of ``text``, the rest: a tokenizer reads a space as part of the next word,
+  so a prompt ending in one asks a model for a token it never saw there. They are the fields of
+  open-unlearning's ``CompletionDataset`` (``prefix_key="prompt"``, ``text_key="text"``), and
+  ``prompt + text`` is the item's text.
 - ``mimir/<set>/``: ``dup_<k>/train_raw.jsonl`` (members) and ``test_raw.jsonl`` (non-members),
   each line one JSON string, the whole inserted text: MIMIR's ``--presampled_dataset_member`` /
   ``--presampled_dataset_nonmember`` inputs.
@@ -27,7 +30,8 @@ import pyarrow as pa
 
 from taggant.pipeline import io
 
-BENCHMARK_VERSION = "benchmark_export.v1"
+BENCHMARK_VERSION = "benchmark_export.v2"
+"""v2: prompts end without whitespace (it starts the text)."""
 OPEN_UNLEARNING = "open-unlearning"
 MIMIR = "mimir"
 
@@ -67,8 +71,8 @@ def export_benchmark(items: pa.Table, out: str, about: dict[str, Any]) -> dict[s
         unlearning = [
             json.dumps(
                 {
-                    "prompt": r["text"][: r["prefix_chars"]],
-                    "text": r["text"][r["prefix_chars"] :],
+                    "prompt": _prompt(r),
+                    "text": r["text"][len(_prompt(r)) :],
                     "item_id": r["item_id"],
                     "set": r["set"],
                     "kind": r["kind"],
@@ -90,6 +94,10 @@ def export_benchmark(items: pa.Table, out: str, about: dict[str, Any]) -> dict[s
     io.write_json(os.path.join(out, "benchmark.json"), description)
     io.write_text(os.path.join(out, "README.md"), _readme(description))
     return description
+
+
+def _prompt(record: dict[str, Any]) -> str:
+    return record["text"][: record["prefix_chars"]].rstrip()
 
 
 def _write_lines(path: str, lines: list[str]) -> None:
