@@ -23,6 +23,8 @@ SMALLEST = {
     "gpu_check.py": ["--tiny"],
     "perturb.py": ["--items", "100", "--repeat", "1"],
     "probe.py": ["--items", "2", "--batch", "2", "--repeat", "1", "--threads", "1"],
+    "stats_fit.py": ["--replicates", "2", "--bootstrap", "20"],
+    "stats_probes.py": ["--replicates", "2", "--exposure-replicates", "1"],
     "tokenization.py": ["--mb", "0.05", "--vocab", "300", "--workers", "1", "--samples", "100"]
     + ["--repeat", "1"],
     "train.py": ["--steps", "1", "--warmup", "1", "--seq", "16", "--global-batch", "2"]
