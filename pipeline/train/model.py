@@ -25,6 +25,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 
 from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.models import MODEL_PRESETS, ModelPreset
+from taggant.pipeline.perturb.rng import derive_seed
 from taggant.pipeline.train import cpu_shim
 
 VOCAB_MULTIPLE = 128
@@ -120,14 +121,17 @@ def init_parallel(
 
 
 def build_model(config: ModelConfig, seed: int, bf16: bool = False) -> GPTModel:
-    """A GPTModel on this process's device with identical initial weights on every rank.
+    """A GPTModel on this process's device with identical initial weights on every data-parallel
+    rank.
 
-    Call ``init_parallel`` first. ``seed`` fixes the initial weights; tensor-parallel ranks build
-    their slices of the same full weights. With pipeline stages each rank builds only its stage's
-    layers (the embedding on the first, the output head on the last: megatron copies the tied
-    embedding there and all-reduces its gradients); as in Megatron-LM, the initial weights then
-    depend on the pipeline layout, while checkpoints load into any layout. ``bf16`` keeps the
-    weights in bf16 (GPU training; the megatron optimizer then holds fp32 master copies).
+    Call ``init_parallel`` first. ``seed`` fixes the initial weights (``seed_init_rngs``): on CPU
+    tensor-parallel ranks build their slices of the same full weights; on CUDA each draws its own
+    slice, so there the initial weights depend on the tensor-parallel size. With pipeline stages
+    each rank builds only its stage's layers (the embedding on the first, the output head on the
+    last: megatron copies the tied embedding there and all-reduces its gradients), each stage from
+    its own seed; as in Megatron-LM, the initial weights then depend on the pipeline layout, while
+    checkpoints load into any layout. ``bf16`` keeps the weights in bf16 (GPU training; the
+    megatron optimizer then holds fp32 master copies).
     """
     tp = parallel_state.get_tensor_model_parallel_world_size()
     pp = parallel_state.get_pipeline_model_parallel_world_size()
@@ -152,10 +156,7 @@ def build_model(config: ModelConfig, seed: int, bf16: bool = False) -> GPTModel:
                 )
             ]
         )
-    torch.manual_seed(seed)
-    if uses_cuda():
-        # Seeds megatron's CUDA RNG tracker, which the GPU initialisation draws from.
-        tensor_parallel.model_parallel_cuda_manual_seed(seed)
+    seed_init_rngs(seed, parallel_state.get_pipeline_model_parallel_rank(), uses_cuda())
     model = GPTModel(
         config=transformer_config(config, tp, bf16, pp),
         transformer_layer_spec=_layer_spec(),
@@ -168,6 +169,40 @@ def build_model(config: ModelConfig, seed: int, bf16: bool = False) -> GPTModel:
         share_embeddings_and_output_weights=True,
     )
     return model.cuda() if uses_cuda() else model
+
+
+def stage_seed(seed: int, pipeline_rank: int) -> int:
+    """The initialisation seed of pipeline stage ``pipeline_rank`` of a run seeded ``seed``.
+
+    Stage 0 keeps the run's seed, so a single-stage model's weights do not depend on this rule.
+    Every later stage gets its own seed: stages after the first build no embedding, so with one
+    seed they would draw the same numbers for the same shapes and start from identical layers.
+    Megatron-LM adds ``100 * pp_rank``; a derived seed is used instead (``perturb.rng``) because
+    ``seed + 100 * pp_rank`` makes the stage 1 of seed 0 start where stage 0 of seed 100 does,
+    and seeds are replicates that must start apart. Reduced to 62 bits so that megatron's own
+    offsets (``+ 2718 + tp_rank``, ``+ 1024 + ...``) stay within torch's 64-bit seed range.
+    """
+    if pipeline_rank == 0:
+        return seed
+    return derive_seed(seed, "model_init", "pipeline_stage", pipeline_rank) % 2**62
+
+
+def seed_init_rngs(seed: int, pipeline_rank: int, cuda: bool) -> int:
+    """Seed the generators the initial weights are drawn from, for one pipeline stage; returns
+    the stage's seed (``stage_seed``).
+
+    On CPU (``use_cpu_initialization``) megatron draws each full weight from torch's global
+    generator and keeps this tensor-parallel rank's slice, so every tensor-parallel rank of a
+    stage must share the seed. On CUDA it draws each rank's slice on the GPU inside megatron's RNG
+    tracker, which ``model_parallel_cuda_manual_seed`` seeds ``stage seed + 2718 + tp_rank``:
+    distinct per tensor-parallel rank, equal across data-parallel ranks (as in Megatron-LM). The
+    tracker has no pipeline term, hence the stage seed here. Call after ``init_parallel``.
+    """
+    stage = stage_seed(seed, pipeline_rank)
+    torch.manual_seed(stage)
+    if cuda:
+        tensor_parallel.model_parallel_cuda_manual_seed(stage)
+    return stage
 
 
 def transformer_config(
