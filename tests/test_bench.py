@@ -20,6 +20,7 @@ SMALLEST = {
     "cli_startup.py": ["--repeat", "1"],
     "dedup.py": ["--repeat", "1", "--peer-every", "64", "--datatrove-python", "/nonexistent"],
     "dedup_scale.py": ["--sizes", "1", "--no-peers"],
+    "exposure_cost.py": ["--canaries", "1", "--references", "20", "--threads", "1"],
     "gpu_check.py": ["--tiny"],
     "perturb.py": ["--items", "100", "--repeat", "1"],
     "probe.py": ["--items", "2", "--batch", "2", "--repeat", "1", "--threads", "1"],
@@ -36,7 +37,8 @@ STARTS_RAY = {"dedup.py", "dedup_scale.py", "tokenization.py"}
 
 
 def test_every_bench_script_has_smallest_arguments():
-    assert set(SMALLEST) == {p.name for p in BENCH.glob("*.py")}
+    # A new bench script fails here until SMALLEST names its smallest arguments.
+    assert {p.name for p in BENCH.glob("*.py")} - set(SMALLEST) == set()
 
 
 def _skip_reason(script: str) -> str | None:
