@@ -131,11 +131,31 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from taggant.jobs import graph
+    from taggant.jobs.run_status import runs_status
 
+    spec = _load(args)
+    stages = graph.status(spec)
+    runs = runs_status(spec, next(s["folder"] for s in stages if s["stage"] == "train"))
+    # The stages that train and probe summarize by run (their stats' own summary lists sizes).
+    by_run = {
+        "train": f"{sum(r['trained'] == r['steps'] for r in runs)} of {len(runs)} runs trained",
+        "probe": f"{sum(r['state'] == 'done' for r in runs)} of {len(runs)} runs probed",
+    }
     table = Table("stage", "hash", "status", "folder", "summary")
-    for row in graph.status(_load(args)):
-        table.add_row(row["stage"], row["hash"], row["status"], row["folder"], row["summary"])
+    for row in stages:
+        summary = by_run.get(row["stage"], row["summary"])
+        table.add_row(row["stage"], row["hash"], row["status"], row["folder"], summary)
     Console().print(table)
+    per_run = Table("run", "state", "trained", "probed (current probe settings)")
+    for r in runs:
+        other = f"; {len(r['other_config'])} of other settings" if r["other_config"] else ""
+        per_run.add_row(
+            r["run"],
+            r["state"],
+            f"step {r['trained']} of {r['steps']}",
+            f"{len(r['probed'])} of {len(r['checkpoints'])} checkpoints{other}",
+        )
+    Console().print(per_run)
     return 0
 
 
