@@ -40,9 +40,10 @@ Metric directions: ↑ means a higher value is more memorized (more likely a mem
   ``references``. With at least ``exposure.MIN_FIT_REFERENCES`` (200; v1: 20) references that are
   not all equal also ``exposure`` ↑ (bits, skew-normal extrapolation), ``exposure_ci_low`` /
   ``exposure_ci_high`` (v2: 95 % percentile bootstrap over the references, given the skew-normal
-  model), ``exposure_at_cap`` (v2: 1 where ``exposure`` hit its cap ``log2 |R|``, the fit putting the
-  secret ahead of all of R, so the value is the cap and not an estimate; else 0) and ``skewnorm_a/loc/scale``; with fewer, these metrics are absent (a row cannot
-  carry the reason: ``references`` below the minimum is it).
+  model), ``exposure_at_cap`` (v2: 1 where ``exposure`` hit its cap ``log2 |R|``, the fit
+  putting the secret ahead of all of R, so the value is the cap and not an estimate; else 0) and
+  ``skewnorm_a/loc/scale``. With fewer, these metrics are absent (a row cannot carry the
+  reason: ``references`` below the minimum is it).
 * ``ghost_last_k`` (ghosts): ``last_words`` ↑ (largest k for which greedy decoding completes the
   last k words), ``bits`` ↑ (k · log2 wordlist size: −log2 of matching them by chance),
   ``words``.
@@ -71,6 +72,7 @@ import numpy as np
 from taggant.pipeline import multiplicity
 from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.perturb import canary, rng, testset
+from taggant.pipeline.perturb.registry import kinds_probed_by
 from taggant.pipeline.probe import exposure, metrics, permutation
 from taggant.pipeline.probe.scoring import TOP_K, TokenScores
 from taggant.pipeline.spec import PROBE_NAMES
@@ -101,7 +103,8 @@ class Item:
         target_text: the text those tokens encode (the whole text without a prompt).
         suffix: scores of the extraction span (a sub-range of ``target``).
         spans: scores of the target tokens covering each of the probe's ``spans``.
-        candidates: target scores of each of the probe's ``candidates``, in order.
+        candidates: log-probs (nats) of the target tokens of each of the probe's
+            ``candidates``, in order: all a probe reads of them (``scoring.score_logprob``).
         candidate_texts: the candidates' target texts, in order.
     """
 
@@ -110,7 +113,7 @@ class Item:
     target_text: str
     suffix: TokenScores
     spans: list[TokenScores]
-    candidates: list[TokenScores]
+    candidates: list[np.ndarray]
     candidate_texts: list[str]
 
 
@@ -256,7 +259,7 @@ def _canary_references(row: ItemRow, references: References) -> list[str]:
 
 def _exposure(item: Item) -> Metrics:
     secret = metrics.nll_sum(item.target.logprob)
-    refs = np.array([metrics.nll_sum(c.logprob) for c in item.candidates])
+    refs = np.array([metrics.nll_sum(c) for c in item.candidates])
     out = {
         "exposure_rank": exposure.exposure_by_rank(secret, refs),
         "rank": exposure.rank(secret, refs),
@@ -364,7 +367,7 @@ def _choices(row: ItemRow, references: References) -> list[str]:
 
 
 def _testset_accuracy(item: Item) -> Metrics:
-    sums = np.array([metrics.sequence_logprob(c.logprob) for c in item.candidates])
+    sums = np.array([metrics.sequence_logprob(c) for c in item.candidates])
     per_byte = sums / np.array([max(1, len(t.encode("utf-8"))) for t in item.candidate_texts])
     answer = item.row.params["answer"]
     return {
@@ -386,16 +389,19 @@ PROBES: dict[str, Probe] = {
     "extraction_strength": Probe("extraction_strength.v1", _extraction_strength),
     "probabilistic_extraction": Probe("probabilistic_extraction.v1", _probabilistic_extraction),
     "exposure": Probe(
-        "exposure.v2", _exposure, frozenset({"canary"}), candidates=_canary_references
+        "exposure.v2", _exposure, kinds_probed_by("exposure"), candidates=_canary_references
     ),
     "ghost_last_k": Probe(
-        "ghost_last_k.v1", _ghost_last_k, frozenset({"ghost"}), spans=_word_tails
+        "ghost_last_k.v1", _ghost_last_k, kinds_probed_by("ghost_last_k"), spans=_word_tails
     ),
     "watermark": Probe(
-        "watermark.v3", _watermark, frozenset({"watermark"}), set_metrics=_watermark_set
+        "watermark.v3", _watermark, kinds_probed_by("watermark"), set_metrics=_watermark_set
     ),
     "testset_accuracy": Probe(
-        "testset_accuracy.v1", _testset_accuracy, frozenset({"testset"}), candidates=_choices
+        "testset_accuracy.v1",
+        _testset_accuracy,
+        kinds_probed_by("testset_accuracy"),
+        candidates=_choices,
     ),
 }
 """Probe name → its current implementation."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,6 +29,11 @@ from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.probe import registry, scoring
 from taggant.pipeline.probe.registry import Item, ItemRow, Metrics, References
 from taggant.pipeline.spec import ProbesSpec
+
+log = logging.getLogger(__name__)
+
+PROGRESS_SECONDS = 30.0
+"""Least interval between progress lines while candidate texts are scored."""
 
 Tokenize = Callable[[str], list[int]]
 """Text → token ids, without special tokens: the tokenizer the items were tokenized with."""
@@ -120,11 +127,12 @@ def probe_items(
     """Run probes ``probe_names`` on ``items`` and return their long-format rows.
 
     Every item and every candidate text (canary references, test-set choices) is scored once, in
-    teacher-forced batches of ``batch_items`` sequences; each probe then reads those scores (see
-    ``registry`` for what each probe emits and the direction of each metric).
+    teacher-forced batches of ``batch_items`` sequences (candidates for their log-probs only,
+    with progress logged); each probe then reads those scores (see ``registry`` for what each
+    probe emits and the direction of each metric).
 
-    Set-level rows (the ``watermark`` probe's Welch tests, ``item_id`` = the set's name) use the
-    items of the set present in ``items``: pass whole sets, and shard probe work by set.
+    Set-level rows (the ``watermark`` probe's permutation tests, ``item_id`` = the set's name)
+    use the items of the set present in ``items``: pass whole sets, and shard probe work by set.
 
     Args:
         logits_fn: the model under test.
@@ -165,17 +173,25 @@ def probe_items(
         _check_splittable(layouts, prefix_tokens)
     candidates = _candidates(probes, layouts, tokenize, bos_id, canary_references or {})
 
-    # One pass over the items, then over every candidate, in the order of `candidates`.
-    flat = layouts + [c for cs in candidates.values() for c in cs]
+    # One pass over the items; then one over every candidate, in the order of `candidates`, for
+    # log-probs alone: all that probes read of a candidate.
     scores = scoring.score(
+        logits_fn,
+        [lay.sequence(bos_id) for lay in layouts],
+        [lay.first + (bos_id is not None) for lay in layouts],
+        batch_items,
+    )
+    flat = [c for cs in candidates.values() for c in cs]
+    logprobs = scoring.score_logprob(
         logits_fn,
         [lay.sequence(bos_id) for lay in flat],
         [lay.first + (bos_id is not None) for lay in flat],
         batch_items,
+        progress=_Progress("candidate texts", len(flat)),
     )
-    candidate_scores, offset = {}, len(layouts)
+    candidate_scores, offset = {}, 0
     for key, cs in candidates.items():
-        candidate_scores[key] = scores[offset : offset + len(cs)]
+        candidate_scores[key] = logprobs[offset : offset + len(cs)]
         offset += len(cs)
 
     out: list[dict] = []
@@ -219,6 +235,23 @@ def probe_items(
     return table.sort_by(
         [("item_id", "ascending"), ("probe", "ascending"), ("metric", "ascending")]
     )
+
+
+class _Progress:
+    """Logs how many of ``total`` things are scored: exposure's references take minutes on a
+    CPU. At most every ``PROGRESS_SECONDS``, and once at the end."""
+
+    def __init__(self, what: str, total: int):
+        self.what, self.total = what, total
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if done < self.total and now - self.last < PROGRESS_SECONDS:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        log.info("probe: scored %d of %d %s (%.0f/s)", done, self.total, self.what, rate)
 
 
 def _rows(

@@ -102,12 +102,24 @@ def token_stats(
     }
 
 
+def logprob_only(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Only the ``logprob`` field of ``token_stats``: the log-softmax at the true token, without
+    the vocabulary-wide statistics (a sixth of their cost: perf review #2)."""
+    x = logits.float()
+    return {"logprob": x.gather(1, targets[:, None])[:, 0] - torch.logsumexp(x, dim=-1)}
+
+
+Progress = Callable[[int], None]
+"""Called after each batch with the number of sequences scored so far."""
+
+
 def score(
     logits_fn: LogitsFn,
     sequences: Sequence[np.ndarray],
     starts: Sequence[int],
     batch_size: int,
     chunk_rows: int | None = None,
+    progress: Progress | None = None,
 ) -> list[TokenScores]:
     """Score tokens ``sequences[i][starts[i]:]`` of every sequence in teacher-forced passes.
 
@@ -122,6 +134,7 @@ def score(
             context to be predicted from).
         batch_size: sequences per forward pass.
         chunk_rows: scored positions per softmax chunk; default ``CHUNK_ELEMENTS // vocab``.
+        progress: told the sequences scored after each batch.
 
     Returns:
         ``TokenScores`` of ``len(seq) - start`` tokens per sequence, in input order.
@@ -129,25 +142,67 @@ def score(
     Raises:
         ValueError: starts out of range, or logits of the wrong shape.
     """
+    columns = _score(logits_fn, sequences, starts, batch_size, chunk_rows, token_stats, progress)
+    return [TokenScores(*(c[f] for f in _FIELDS)) for c in columns]
+
+
+def score_logprob(
+    logits_fn: LogitsFn,
+    sequences: Sequence[np.ndarray],
+    starts: Sequence[int],
+    batch_size: int,
+    chunk_rows: int | None = None,
+    progress: Progress | None = None,
+) -> list[np.ndarray]:
+    """``score``, keeping only each scored token's ``logprob`` (float32, nats): what probes read
+    of candidate texts, at a fraction of the cost of the other fields."""
+    columns = _score(logits_fn, sequences, starts, batch_size, chunk_rows, logprob_only, progress)
+    return [c["logprob"] for c in columns]
+
+
+Stats = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+"""``token_stats`` or ``logprob_only``: rows of logits and their targets → named columns."""
+
+
+def _score(
+    logits_fn: LogitsFn,
+    sequences: Sequence[np.ndarray],
+    starts: Sequence[int],
+    batch_size: int,
+    chunk_rows: int | None,
+    stats: Stats,
+    progress: Progress | None,
+) -> list[dict[str, np.ndarray]]:
+    """The columns ``stats`` computes, per sequence, in input order (see ``score``)."""
     if len(sequences) != len(starts):
         raise ValueError(f"{len(sequences)} sequences but {len(starts)} starts")
     for seq, start in zip(sequences, starts):
         if not 1 <= start < len(seq):
             raise ValueError(f"start {start} outside [1, {len(seq)}): a scored token needs context")
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-    out: dict[int, TokenScores] = {}
+    out: dict[int, dict[str, np.ndarray]] = {}
     for first in range(0, len(order), batch_size):
         batch = order[first : first + batch_size]
         scored = _score_batch(
-            logits_fn, [sequences[i] for i in batch], [starts[i] for i in batch], chunk_rows
+            logits_fn,
+            [sequences[i] for i in batch],
+            [starts[i] for i in batch],
+            chunk_rows,
+            stats,
         )
         out.update(zip(batch, scored))
+        if progress is not None:
+            progress(len(out))
     return [out[i] for i in range(len(sequences))]
 
 
 def _score_batch(
-    logits_fn: LogitsFn, sequences: list[np.ndarray], starts: list[int], chunk_rows: int | None
-) -> list[TokenScores]:
+    logits_fn: LogitsFn,
+    sequences: list[np.ndarray],
+    starts: list[int],
+    chunk_rows: int | None,
+    stats: Stats,
+) -> list[dict[str, np.ndarray]]:
     ids = np.zeros((len(sequences), max(len(s) for s in sequences)), dtype=np.int64)
     for row, seq in enumerate(sequences):
         ids[row, : len(seq)] = seq
@@ -167,11 +222,9 @@ def _score_batch(
         targets = torch.from_numpy(ids).to(logits.device)[rows_t, positions_t + 1]
         step = chunk_rows or max(1, CHUNK_ELEMENTS // logits.shape[-1])
         parts = [
-            token_stats(
-                logits[rows_t[c : c + step], positions_t[c : c + step]], targets[c : c + step]
-            )
+            stats(logits[rows_t[c : c + step], positions_t[c : c + step]], targets[c : c + step])
             for c in range(0, len(rows), step)
         ]
-        columns = {f: torch.cat([part[f] for part in parts]).cpu().numpy() for f in _FIELDS}
+        columns = {f: torch.cat([part[f] for part in parts]).cpu().numpy() for f in parts[0]}
     bounds = np.cumsum([0, *counts])
-    return [TokenScores(*(columns[f][a:b] for f in _FIELDS)) for a, b in itertools.pairwise(bounds)]
+    return [{f: col[a:b] for f, col in columns.items()} for a, b in itertools.pairwise(bounds)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 
 import numpy as np
@@ -173,6 +174,13 @@ def test_exposure_ranks_the_secret_among_its_references():
     assert "exposure" not in got  # five references are too few to fit a skew-normal
     with pytest.raises(DataError, match="reference secrets"):
         run([canary], ["exposure"])
+
+
+def test_scoring_candidates_logs_progress(caplog):
+    canary = item("c/0", "d bcda", prefix_chars=2, params={"secret": "bcda", "log2_space": 8.0})
+    with caplog.at_level(logging.INFO, logger="taggant.pipeline.probe.run"):
+        run([canary], ["exposure"], canary_references={"c": ["abcd", "abca", "aaaa"]})
+    assert "scored 3 of 3 candidate texts" in caplog.text
 
 
 def test_exposure_extrapolates_from_many_references():
