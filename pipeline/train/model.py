@@ -1,10 +1,13 @@
 """A Llama-style megatron-core GPTModel (RMSNorm, SwiGLU, RoPE, no biases, tied embeddings) from a
 named preset, and the process groups it needs.
 
-The layer spec is Transformer Engine's when TE is installed (fused kernels and flash attention on
-GPUs); otherwise megatron-core's local spec with its core attention swapped for
-``torch.nn.functional.scaled_dot_product_attention``: the local ``DotProductAttention`` allocates
-from a CUDA memory buffer, which fails on CPU, and SDPA picks torch's flash kernel on GPUs anyway.
+The layer spec is megatron-core's local spec with its core attention swapped for
+``torch.nn.functional.scaled_dot_product_attention`` (the local ``DotProductAttention`` allocates
+from a CUDA memory buffer, which fails on CPU, and SDPA picks torch's flash kernel on GPUs anyway),
+or Transformer Engine's (fused norm+linear, fused RoPE, TE attention) when training asks for it
+(``runs.transformer_engine``, ``use_transformer_engine``). Both specs give the same sharded
+checkpoint keys (the local spec maps its norms to TE's names), so a checkpoint trained with TE
+loads into the local-spec models that probes and exports build.
 """
 
 from __future__ import annotations
@@ -120,7 +123,37 @@ def init_parallel(
         )
 
 
-def build_model(config: ModelConfig, seed: int, bf16: bool = False) -> GPTModel:
+def use_transformer_engine(choice: str, cuda: bool, installed: bool) -> bool:
+    """Whether a model trains with Transformer Engine's layer spec, for ``runs.transformer_engine``
+    = ``choice`` (``auto``, ``on`` or ``off``), given CUDA and TE's presence.
+
+    TE's layers run only on CUDA, so without CUDA the answer is no (``on`` is then an error, as is
+    ``on`` without TE installed), and importable TE alone never decides it: a CPU probe or export
+    in an image that has TE must still build the local spec.
+    """
+    if choice not in ("auto", "on", "off"):
+        raise ConfigError([("runs.transformer_engine", f"{choice!r}: use auto, on or off")])
+    if choice == "off":
+        return False
+    if choice == "on" and not (cuda and installed):
+        missing = " and ".join(
+            m for m, ok in (("a CUDA device", cuda), ("transformer_engine", installed)) if not ok
+        )
+        fix = (
+            f"'on' needs {missing}; build the image with --build-arg TRANSFORMER_ENGINE=1 "
+            "(cluster/README.md) and train on GPUs, or set auto or off"
+        )
+        raise ConfigError([("runs.transformer_engine", fix)])
+    return cuda and installed
+
+
+def transformer_engine_installed() -> bool:
+    return importlib.util.find_spec("transformer_engine") is not None
+
+
+def build_model(
+    config: ModelConfig, seed: int, bf16: bool = False, transformer_engine: str = "off"
+) -> GPTModel:
     """A GPTModel on this process's device with identical initial weights on every data-parallel
     rank.
 
@@ -131,7 +164,8 @@ def build_model(config: ModelConfig, seed: int, bf16: bool = False) -> GPTModel:
     last: megatron copies the tied embedding there and all-reduces its gradients), each stage from
     its own seed; as in Megatron-LM, the initial weights then depend on the pipeline layout, while
     checkpoints load into any layout. ``bf16`` keeps the weights in bf16 (GPU training; the
-    megatron optimizer then holds fp32 master copies).
+    megatron optimizer then holds fp32 master copies). ``transformer_engine``: the run's
+    ``runs.transformer_engine``; the default ``off`` is what probes and exports use.
     """
     tp = parallel_state.get_tensor_model_parallel_world_size()
     pp = parallel_state.get_pipeline_model_parallel_world_size()
@@ -156,10 +190,11 @@ def build_model(config: ModelConfig, seed: int, bf16: bool = False) -> GPTModel:
                 )
             ]
         )
+    te = use_transformer_engine(transformer_engine, uses_cuda(), transformer_engine_installed())
     seed_init_rngs(seed, parallel_state.get_pipeline_model_parallel_rank(), uses_cuda())
     model = GPTModel(
-        config=transformer_config(config, tp, bf16, pp),
-        transformer_layer_spec=_layer_spec(),
+        config=transformer_config(config, tp, bf16, pp, transformer_engine=te),
+        transformer_layer_spec=_layer_spec(te),
         vocab_size=config.padded_vocab_size,
         max_sequence_length=config.seq_length,
         pre_process=parallel_state.is_pipeline_first_stage(),
@@ -206,10 +241,18 @@ def seed_init_rngs(seed: int, pipeline_rank: int, cuda: bool) -> int:
 
 
 def transformer_config(
-    config: ModelConfig, tensor_parallel_size: int, bf16: bool, pipeline_parallel_size: int = 1
+    config: ModelConfig,
+    tensor_parallel_size: int,
+    bf16: bool,
+    pipeline_parallel_size: int = 1,
+    transformer_engine: bool = False,
 ) -> TransformerConfig:
     """The megatron TransformerConfig of a Llama-style model; fusions that need CUDA kernels are
-    on only with CUDA."""
+    on only with CUDA, and TE's fused RoPE only with ``transformer_engine``.
+
+    On CUDA the bias-activation and bias-dropout fusions are megatron's ``jit_fuser`` functions,
+    i.e. ``torch.compile``: Triton then builds its launcher with a C compiler and ``Python.h``,
+    which the cluster image installs (cluster/Dockerfile)."""
     cuda = uses_cuda()
     dtype = torch.bfloat16 if bf16 else torch.float32
     return TransformerConfig(
@@ -238,7 +281,8 @@ def transformer_config(
         bias_activation_fusion=cuda,
         bias_dropout_fusion=cuda,
         masked_softmax_fusion=False,
-        apply_rope_fusion=False,
+        # megatron's fused RoPE is TE's kernel (rope_utils); without TE it cannot be on.
+        apply_rope_fusion=transformer_engine,
         persist_layer_norm=False,
     )
 
@@ -288,8 +332,8 @@ class SDPACoreAttention(MegatronModule):
         return out.permute(2, 0, 1, 3).reshape(seq, batch, heads * head_dim)
 
 
-def _layer_spec():
-    if importlib.util.find_spec("transformer_engine") is not None:
+def _layer_spec(transformer_engine: bool):
+    if transformer_engine:
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
     spec = gpt_layer_specs.get_gpt_layer_local_spec(normalization="RMSNorm")
     spec.submodules.self_attention.submodules.core_attention = SDPACoreAttention
