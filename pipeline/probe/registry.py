@@ -321,11 +321,12 @@ def _watermark_set(items: list[Item], item_metrics: list[Metrics]) -> list[tuple
     for item, m in zip(items, item_metrics):
         levels.setdefault(item.row.dup_level, []).append(m)
     controls = levels.get(0, [])
-    set_name = items[0].row.set if items else ""
     out = []
     for level in sorted(k for k in levels if k > 0 and controls):
         members = levels[level]
-        seed = rng.derive_seed(0, "watermark_permutation", set_name, level)
+        # A fixed seed per set and level: the probe sees no experiment seed, and the p-value
+        # must not change between runs or re-probes of the same scores.
+        seed = rng.derive_seed(0, "watermark_permutation", items[0].row.set, level)
         row: Metrics = {"members": len(members), "controls": len(controls)}
         for score in _WATERMARK_SCORES:
             test = permutation.shift_test(
