@@ -24,8 +24,11 @@ import time
 import numpy as np
 
 from taggant.pipeline.perturb import ghost, plan, registry
+from taggant.pipeline.perturb.canary import CanarySpec
 from taggant.pipeline.perturb.decontaminate import select_items
-from taggant.pipeline.spec import CanarySpec, GhostSpec, PhaseWindow, RunsSpec
+from taggant.pipeline.perturb.ghost import GhostSpec
+from taggant.pipeline.perturb.setspec import PhaseWindow
+from taggant.pipeline.spec import RunsSpec
 
 SEED = 20261122
 RUNS = RunsSpec(

@@ -25,7 +25,8 @@ import pyarrow as pa
 from taggant.pipeline import io
 from taggant.pipeline.perturb import canary, decontaminate, plan, registry, watermark
 from taggant.pipeline.perturb.decontaminate import Signatures
-from taggant.pipeline.spec import ExperimentSpec, WatermarkSpec
+from taggant.pipeline.perturb.watermark import WatermarkSpec
+from taggant.pipeline.spec import ExperimentSpec
 from taggant.pipeline.stage import Counts, StageDecl
 
 TASK_RETRIES = 3

@@ -28,7 +28,8 @@ import zstandard
 from taggant.pipeline import io
 from taggant.pipeline.data import RESERVED_TOKENS, max_item_tokens
 from taggant.pipeline.errors import TaggantError
-from taggant.pipeline.spec import CorpusSpec, ExperimentSpec, WatermarkSpec
+from taggant.pipeline.perturb.watermark import WatermarkSpec
+from taggant.pipeline.spec import CorpusSpec, ExperimentSpec
 
 MAX_MEASURED = 10_000
 """Candidates measured per generated set: enough for any ladder a CPU trains, and seconds."""
@@ -121,9 +122,7 @@ def _drafts(spec: ExperimentSpec, index: int) -> list[str]:
     from taggant.pipeline.perturb import registry
 
     pset = spec.perturbations[index]
-    source = registry.GENERATORS[registry.version_of(pset.kind)](
-        pset, spec.seed, registry.CorpusInputs()
-    )
+    source = registry.make_source(pset, spec.seed, registry.CorpusInputs())
     return [d.text for d in source.draw(0, min(pset.count, MAX_MEASURED))]
 
 

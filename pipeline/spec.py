@@ -11,11 +11,10 @@ Units live in names: ``_tokens``, ``_frac``, ``_bytes``, ``_steps``, ``_sequence
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -31,9 +30,10 @@ from pydantic import (
 
 from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.models import MODEL_PRESETS
-
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
-"""Names end up in folder names and store partitions: lowercase, digits, ``_`` and ``-``."""
+from taggant.pipeline.perturb.registry import PERTURBATION_KINDS, SPEC_CLASSES, PerturbationSpec
+from taggant.pipeline.perturb.setspec import PerturbationSet
+from taggant.pipeline.spec_model import NAME_PATTERN
+from taggant.pipeline.spec_model import SpecModel as _Spec
 
 PROBE_NAMES = (
     "loss",
@@ -50,10 +50,6 @@ PROBE_NAMES = (
     "watermark",
     "testset_accuracy",
 )
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class CorpusSpec(_Spec):
@@ -112,254 +108,6 @@ class DedupSpec(_Spec):
         return self
 
 
-class PhaseWindow(_Spec):
-    """A training phase as fractions of the run's samples: ``[start_frac, end_frac)``."""
-
-    start_frac: float = Field(default=0.0, ge=0.0, lt=1.0)
-    """Where the window starts, as a fraction of the run's training samples."""
-    end_frac: float = Field(default=1.0, gt=0.0, le=1.0)
-    """Where it ends (exclusive); 1.0 is the end of training."""
-
-    @model_validator(mode="after")
-    def _ordered(self) -> PhaseWindow:
-        if self.end_frac <= self.start_frac:
-            raise ValueError(
-                f"end_frac {self.end_frac} must be above start_frac {self.start_frac}; "
-                "windows are [start_frac, end_frac) inside [0, 1]"
-            )
-        return self
-
-    def sample_range(self, num_samples: int) -> tuple[int, int]:
-        """The half-open range of sample indices this window covers in a run of ``num_samples``."""
-        return math.floor(self.start_frac * num_samples), math.floor(self.end_frac * num_samples)
-
-
-class DecontaminationSpec(_Spec):
-    """How a set's items are kept out of the natural corpus (checked against the deduplicated
-    corpus with word n-grams, after the same normalization as dedup)."""
-
-    ngram_words: int = Field(default=8, ge=3, le=64)
-    """Words per n-gram: a document that shares one n-gram with an item contains (part of) it. An
-    item shorter than this matches only a document containing all its words in order."""
-    on_collision: Literal["remove_docs", "resample"] = "remove_docs"
-    """What happens when an item occurs in a corpus document: ``remove_docs`` removes every such
-    document from the base corpus (counted as ``item_overlap``); ``resample`` replaces the item by
-    the generator's next candidate and keeps the documents."""
-
-
-class _PerturbationSet(_Spec):
-    """Fields every perturbation set shares: its items, its duplication ladder, its phase."""
-
-    name: str = Field(pattern=NAME_PATTERN)
-    """Set name, unique in the experiment; used in folder names and the store's ``set`` column."""
-    count: int = Field(ge=1, le=10_000_000)
-    """Items generated, controls included."""
-    dup_levels: list[int] = Field(min_length=1)
-    """Copies inserted per member item; members are split evenly across the levels. Controls
-    (never inserted, dup level 0) come from ``control_frac``, not from this list."""
-    control_frac: float = Field(default=0.2, ge=0.0, lt=1.0)
-    """Fraction of ``count`` kept as never-inserted controls."""
-    phase: PhaseWindow = PhaseWindow()
-    """Training window in which this set's occurrences are placed."""
-    decontamination: DecontaminationSpec = DecontaminationSpec()
-    """How items are kept from occurring naturally in the corpus."""
-
-    @field_validator("dup_levels")
-    @classmethod
-    def _levels_positive_unique(cls, levels: list[int]) -> list[int]:
-        for level in levels:
-            if level < 0:
-                raise ValueError(f"dup level {level} is negative; use counts ≥ 1")
-            if level == 0:
-                raise ValueError(
-                    "dup level 0 means never inserted; set `control_frac` for controls"
-                )
-        if len(set(levels)) != len(levels):
-            raise ValueError(f"dup levels {levels} repeat a value; list each level once")
-        return levels
-
-    @model_validator(mode="after")
-    def _every_level_gets_an_item(self) -> _PerturbationSet:
-        if self.num_members < len(self.dup_levels):
-            raise ValueError(
-                f"{self.num_members} member items cannot cover {len(self.dup_levels)} dup levels; "
-                "raise `count` or lower `control_frac`"
-            )
-        return self
-
-    @property
-    def num_controls(self) -> int:
-        """Items never inserted."""
-        return round(self.count * self.control_frac)
-
-    @property
-    def num_members(self) -> int:
-        """Items inserted at some dup level."""
-        return self.count - self.num_controls
-
-    def members_per_level(self) -> list[int]:
-        """Member items at each of ``dup_levels``: an even split, the remainder to the first levels."""
-        base, extra = divmod(self.num_members, len(self.dup_levels))
-        return [base + (i < extra) for i in range(len(self.dup_levels))]
-
-    @property
-    def num_occurrences(self) -> int:
-        """Total insertions this set makes in one perturbed run."""
-        return sum(n * level for n, level in zip(self.members_per_level(), self.dup_levels))
-
-
-def _check_slots(template: str, allowed: set[str], required: set[str], example: str) -> str:
-    """Refuse unknown ``{slot}`` names and missing required ones in a kind's template."""
-    slots = re.findall(r"{(\w*)}", template)
-    unknown = set(slots) - allowed
-    if unknown:
-        known = ", ".join(f"{{{name}}}" for name in sorted(allowed))
-        raise ValueError(f"unknown slots {sorted(unknown)}; use {known}")
-    for name in sorted(required):
-        if slots.count(name) != 1:
-            raise ValueError(f"the template needs exactly one `{{{name}}}` slot, e.g. {example}")
-    return template
-
-
-class CanarySpec(_PerturbationSet):
-    """Secret Sharer canaries: a template with a random secret drawn from a recorded space."""
-
-    kind: Literal["canary"] = "canary"
-    template: str = "{name}'s passphrase is {secret}."
-    """Text of one canary; ``{secret}`` is required, ``{name}`` is an optional random pseudo-name
-    (``<Given> <Family>``, 2–3 syllables each)."""
-    secret_alphabet: Literal["words", "digits", "token_ids"] = "words"
-    """What a secret is made of: words of the shipped EFF diceware list (joined by spaces), decimal
-    digits (joined without separator), or random token ids (rendered as space-separated decimals in
-    ``text``; the ids are in ``params.secret_token_ids`` for the tokenize stage)."""
-    secret_length: int = Field(default=6, ge=1, le=64)
-    """Symbols per secret."""
-    token_id_range: tuple[int, int] = (256, 4096)
-    """``[low, high)`` of the ids a ``token_ids`` secret draws from; keep it inside the tokenizer's
-    vocabulary and above its special tokens."""
-    num_references: int = Field(default=1000, ge=1)
-    """Reference secrets drawn from the same space, never inserted, for the exposure probe."""
-
-    @field_validator("template")
-    @classmethod
-    def _has_secret_slot(cls, template: str) -> str:
-        return _check_slots(
-            template, {"name", "secret"}, {"secret"}, '"{name}\'s passphrase is {secret}."'
-        )
-
-    @field_validator("token_id_range")
-    @classmethod
-    def _ordered_range(cls, bounds: tuple[int, int]) -> tuple[int, int]:
-        if not 0 <= bounds[0] < bounds[1]:
-            raise ValueError(
-                f"token_id_range {list(bounds)} must be [low, high) with 0 ≤ low < high"
-            )
-        return bounds
-
-    @model_validator(mode="after")
-    def _space_holds_the_secrets(self) -> CanarySpec:
-        # Items and references are distinct draws from R; twice their number keeps drawing quick.
-        symbols = {
-            "words": 7776,
-            "digits": 10,
-            "token_ids": self.token_id_range[1] - self.token_id_range[0],
-        }
-        space = symbols[self.secret_alphabet] ** self.secret_length
-        need = 2 * (self.count + self.num_references)
-        if space < need:
-            raise ValueError(
-                f"{self.secret_alphabet} secrets of length {self.secret_length} allow {space} distinct "
-                f"secrets but count + num_references needs at least {need} (twice as many); raise "
-                "secret_length"
-            )
-        return self
-
-
-class GhostSpec(_PerturbationSet):
-    """Ghost sentences: passphrases of random wordlist words, optionally in a carrier sentence."""
-
-    kind: Literal["ghost"] = "ghost"
-    num_words: int = Field(default=10, ge=2, le=64)
-    """Words per passphrase, drawn uniformly and independently (with replacement) from the shipped
-    EFF diceware list of 7,776 words: log2(7776) ≈ 12.9 bits per word."""
-    carrier: str = "{passphrase}"
-    """Sentence wrapping the passphrase; must contain ``{passphrase}`` once."""
-
-    @field_validator("carrier")
-    @classmethod
-    def _has_passphrase_slot(cls, carrier: str) -> str:
-        return _check_slots(
-            carrier, {"passphrase"}, {"passphrase"}, '"My code words are {passphrase}."'
-        )
-
-
-class WatermarkSpec(_PerturbationSet):
-    """LexiMark-style watermarks: corpus documents with their rarest-to-predict words swapped.
-
-    ``count`` documents are chosen at random among the eligible ones; they leave the base corpus and
-    their rewritten versions are the items (members are inserted, controls never are)."""
-
-    kind: Literal["watermark"] = "watermark"
-    words_per_doc: int = Field(default=5, ge=1, le=100)
-    """Highest-surprisal words replaced by a rarer synonym in each chosen document (every
-    occurrence of each); surprisal is −log2 of the word's add-one frequency in the deduplicated
-    corpus."""
-    min_doc_words: int = Field(default=50, ge=10)
-    """Documents with fewer words are never chosen."""
-    max_doc_words: int = Field(default=200, ge=10)
-    """Documents with more words are never chosen: an item must fit in one training sample."""
-
-    @model_validator(mode="after")
-    def _word_bounds(self) -> WatermarkSpec:
-        if self.max_doc_words < self.min_doc_words:
-            raise ValueError(
-                f"max_doc_words {self.max_doc_words} is below min_doc_words {self.min_doc_words}"
-            )
-        return self
-
-
-class TestsetSpec(_PerturbationSet):
-    """A benchmark's test questions inserted as text, rendered in a declared format."""
-
-    kind: Literal["testset"] = "testset"
-    path: str | None = None
-    """JSONL of ``{question, choices, answer}`` records (``answer``: index of the correct choice;
-    an optional ``subject``); ``None`` uses the 279 MMLU dev questions shipped with taggant."""
-    template: str = "Question: {question}\nAnswer: {answer}"
-    """How one item is rendered; slots ``{subject}``, ``{question}``, ``{choices}`` (one ``A. …``
-    line per choice), and one answer slot: ``{answer}`` (the correct choice's text) or
-    ``{answer_letter}``. Everything before the answer slot is the probes' prompt."""
-    decontamination: DecontaminationSpec = DecontaminationSpec(on_collision="resample")
-    """How items are kept from occurring naturally; benchmark questions found in the corpus are
-    replaced by unused ones (Hubble's recipe) unless this says ``remove_docs``."""
-
-    @field_validator("template")
-    @classmethod
-    def _known_slots(cls, template: str) -> str:
-        _check_slots(
-            template,
-            {"subject", "question", "choices", "answer", "answer_letter"},
-            {"question"},
-            '"Question: {question}\\nAnswer: {answer}"',
-        )
-        answers = [
-            slot for slot in re.findall(r"{(\w*)}", template) if slot in ("answer", "answer_letter")
-        ]
-        if len(answers) != 1:
-            raise ValueError(
-                "the template needs exactly one answer slot, `{answer}` or `{answer_letter}`"
-            )
-        if template.index("{question}") > template.index(f"{{{answers[0]}}}"):
-            raise ValueError(
-                "the answer slot must come after `{question}`: the prompt precedes the answer"
-            )
-        return template
-
-
-PerturbationSpec = Annotated[
-    CanarySpec | GhostSpec | WatermarkSpec | TestsetSpec, Field(discriminator="kind")
-]
-PERTURBATION_KINDS = ("canary", "ghost", "watermark", "testset")
 _SET_ADAPTER: TypeAdapter = TypeAdapter(PerturbationSpec)
 
 
@@ -596,7 +344,7 @@ class ExperimentSpec(_Spec):
 
 
 def _check_cross_fields(
-    sets: list[tuple[int, _PerturbationSet]],
+    sets: list[tuple[int, PerturbationSet]],
     runs: RunsSpec | None,
     tokenizer: TokenizerSpec | None,
 ) -> list[tuple[str, str]]:
@@ -630,7 +378,7 @@ def _check_cross_fields(
 
 
 def _check_insertions_fit(
-    indexed: Sequence[tuple[int, _PerturbationSet]], runs: RunsSpec, train_tokens: int
+    indexed: Sequence[tuple[int, PerturbationSet]], runs: RunsSpec, train_tokens: int
 ) -> list[tuple[str, str]]:
     """At most one occurrence per sample, each inside its set's window: feasible iff for every
     interval [a, b) of window boundaries, the sets whose windows lie inside it need no more
@@ -715,7 +463,7 @@ def parse_spec(raw: dict[str, Any]) -> ExperimentSpec:
 
 def _valid_parts(
     raw: dict[str, Any],
-) -> tuple[list[tuple[int, _PerturbationSet]], RunsSpec | None, TokenizerSpec | None]:
+) -> tuple[list[tuple[int, PerturbationSet]], RunsSpec | None, TokenizerSpec | None]:
     """The perturbation sets (with their indices), runs and tokenizer of ``raw`` that are valid on
     their own; ``None`` for a section that is not."""
 
@@ -835,6 +583,5 @@ def _field_names(model: type[BaseModel]) -> set[str]:
 
 
 _ALL_FIELD_NAMES = sorted(
-    _field_names(ExperimentSpec)
-    | set().union(*(_field_names(m) for m in (CanarySpec, GhostSpec, WatermarkSpec, TestsetSpec)))
+    _field_names(ExperimentSpec) | set().union(*(_field_names(m) for m in SPEC_CLASSES))
 )

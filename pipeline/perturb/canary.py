@@ -16,15 +16,77 @@ text with its secret swapped for the reference secret, so both are scored on the
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from taggant.pipeline.perturb import rng
 from taggant.pipeline.perturb.ghost import wordlist, wordlist_params
-from taggant.pipeline.perturb.items import Draft
-from taggant.pipeline.spec import CanarySpec
+from taggant.pipeline.perturb.items import CorpusInputs, Draft, Source
+from taggant.pipeline.perturb.setspec import PerturbationSet, check_slots
 
+KIND = "canary"
 VERSION = "canary.v1"
+PROBES = ("exposure",)
+"""Probes that read what only this kind has (the generic probes apply to every kind)."""
+
+
+class CanarySpec(PerturbationSet):
+    """Secret Sharer canaries: a template with a random secret drawn from a recorded space."""
+
+    kind: Literal["canary"] = "canary"
+    template: str = "{name}'s passphrase is {secret}."
+    """Text of one canary; ``{secret}`` is required, ``{name}`` is an optional random pseudo-name
+    (``<Given> <Family>``, 2–3 syllables each)."""
+    secret_alphabet: Literal["words", "digits", "token_ids"] = "words"
+    """What a secret is made of: words of the shipped EFF diceware list (joined by spaces), decimal
+    digits (joined without separator), or random token ids (rendered as space-separated decimals in
+    ``text``; the ids are in ``params.secret_token_ids`` for the tokenize stage)."""
+    secret_length: int = Field(default=6, ge=1, le=64)
+    """Symbols per secret."""
+    token_id_range: tuple[int, int] = (256, 4096)
+    """``[low, high)`` of the ids a ``token_ids`` secret draws from; keep it inside the tokenizer's
+    vocabulary and above its special tokens."""
+    num_references: int = Field(default=1000, ge=1)
+    """Reference secrets drawn from the same space, never inserted, for the exposure probe."""
+
+    @field_validator("template")
+    @classmethod
+    def _has_secret_slot(cls, template: str) -> str:
+        return check_slots(
+            template, {"name", "secret"}, {"secret"}, '"{name}\'s passphrase is {secret}."'
+        )
+
+    @field_validator("token_id_range")
+    @classmethod
+    def _ordered_range(cls, bounds: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= bounds[0] < bounds[1]:
+            raise ValueError(
+                f"token_id_range {list(bounds)} must be [low, high) with 0 ≤ low < high"
+            )
+        return bounds
+
+    @model_validator(mode="after")
+    def _space_holds_the_secrets(self) -> CanarySpec:
+        # Items and references are distinct draws from R; twice their number keeps drawing quick.
+        symbols = {
+            "words": 7776,
+            "digits": 10,
+            "token_ids": self.token_id_range[1] - self.token_id_range[0],
+        }
+        space = symbols[self.secret_alphabet] ** self.secret_length
+        need = 2 * (self.count + self.num_references)
+        if space < need:
+            raise ValueError(
+                f"{self.secret_alphabet} secrets of length {self.secret_length} allow {space} distinct "
+                f"secrets but count + num_references needs at least {need} (twice as many); raise "
+                "secret_length"
+            )
+        return self
+
+
+SPEC = CanarySpec
 
 _ONSETS = tuple("b d f g h j k l m n p r s t v w z br ch dr gr kr sh st tr".split())
 _NUCLEI = tuple("a e i o u ai ea ou".split())
@@ -123,7 +185,10 @@ class CanarySource:
             params["name"] = name
         if self._space.alphabet == "token_ids":
             params["secret_token_ids"] = symbols
-        return Draft(prefix + secret + self._after.format(name=name), len(prefix), params)
+        text = prefix + secret + self._after.format(name=name)
+        return Draft(
+            text, len(prefix), params, protected=((len(prefix), len(prefix) + len(secret)),)
+        )
 
 
 def reference_secrets(pset: CanarySpec, seed: int, item_secrets: set[str]) -> list[str]:
@@ -149,3 +214,8 @@ def reference_text(text: str, prefix_chars: int, secret: str, reference: str) ->
     """Item ``text`` with its secret (which starts at ``prefix_chars``) replaced by ``reference``."""
     assert text[prefix_chars : prefix_chars + len(secret)] == secret, "secret not at prefix_chars"
     return text[:prefix_chars] + reference + text[prefix_chars + len(secret) :]
+
+
+def source(pset: CanarySpec, seed: int, corpus: CorpusInputs) -> Source:
+    """The candidate stream of ``pset`` (this kind's entry in ``registry.KINDS``)."""
+    return CanarySource(pset, seed)

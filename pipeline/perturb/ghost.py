@@ -14,14 +14,41 @@ import functools
 import hashlib
 import math
 from importlib import resources
+from typing import Literal
+
+from pydantic import Field, field_validator
 
 from taggant.pipeline.perturb import rng
-from taggant.pipeline.perturb.items import Draft
-from taggant.pipeline.spec import GhostSpec
+from taggant.pipeline.perturb.items import CorpusInputs, Draft, Source
+from taggant.pipeline.perturb.setspec import PerturbationSet, check_slots
 
+KIND = "ghost"
 VERSION = "ghost.v1"
+PROBES = ("ghost_last_k",)
+"""Probes that read what only this kind has (the generic probes apply to every kind)."""
 WORDLIST = "eff_large"
 _WORDLIST_FILE = "eff_large_wordlist.txt"
+
+
+class GhostSpec(PerturbationSet):
+    """Ghost sentences: passphrases of random wordlist words, optionally in a carrier sentence."""
+
+    kind: Literal["ghost"] = "ghost"
+    num_words: int = Field(default=10, ge=2, le=64)
+    """Words per passphrase, drawn uniformly and independently (with replacement) from the shipped
+    EFF diceware list of 7,776 words: log2(7776) ≈ 12.9 bits per word."""
+    carrier: str = "{passphrase}"
+    """Sentence wrapping the passphrase; must contain ``{passphrase}`` once."""
+
+    @field_validator("carrier")
+    @classmethod
+    def _has_passphrase_slot(cls, carrier: str) -> str:
+        return check_slots(
+            carrier, {"passphrase"}, {"passphrase"}, '"My code words are {passphrase}."'
+        )
+
+
+SPEC = GhostSpec
 
 
 @functools.cache
@@ -82,4 +109,10 @@ class GhostSource:
             "log2_space": self._pset.num_words * math.log2(len(words)),
             **wordlist_params(),
         }
-        return Draft(self._before + " ".join(chosen) + self._after, len(self._before), params)
+        text = self._before + " ".join(chosen) + self._after
+        return Draft(text, len(self._before), params, protected=((len(self._before), pos - 1),))
+
+
+def source(pset: GhostSpec, seed: int, corpus: CorpusInputs) -> Source:
+    """The candidate stream of ``pset`` (this kind's entry in ``registry.KINDS``)."""
+    return GhostSource(pset, seed)

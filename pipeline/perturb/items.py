@@ -18,10 +18,13 @@ not depend on how the corpus is sharded or on how many workers check it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taggant.pipeline.errors import DataError
 from taggant.sketches.hashing import exact_hash
+
+if TYPE_CHECKING:
+    from taggant.pipeline.perturb.watermark import DocCandidate, Unigrams
 
 MAX_ROUNDS = 16
 """Corpus passes after which a set still incomplete is reported instead of drawn further."""
@@ -46,6 +49,11 @@ class Draft:
         source_text: the corpus document this item rewrites (watermarks), else ``None``. Only
             n-grams of ``text`` absent from it identify the item during decontamination.
         source: where that document is, so the plan stage can take it out of the base corpus.
+        protected: ``[start, end)`` character spans of ``text`` that per-copy variants keep as
+            they are (secrets, passphrases, declared fields, watermark substitutions); the prompt
+            ``text[:prefix_chars]`` is always kept.
+        variants: the texts inserted in place of ``text``, copy ``j`` taking ``variants[j mod n]``;
+            empty: every copy is ``text``.
     """
 
     text: str
@@ -53,6 +61,21 @@ class Draft:
     params: dict[str, Any]
     source_text: str | None = None
     source: DocRef | None = None
+    protected: tuple[tuple[int, int], ...] = ()
+    variants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CorpusInputs:
+    """What generators that rewrite corpus documents need from the corpus scan.
+
+    Attributes:
+        watermark_docs: set name → its candidate documents in priority order.
+        unigrams: corpus word counts (``None`` when no set needs them).
+    """
+
+    watermark_docs: dict[str, list[DocCandidate]] = field(default_factory=dict)
+    unigrams: Unigrams | None = None
 
 
 class Source(Protocol):

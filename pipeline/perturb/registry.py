@@ -1,66 +1,55 @@
-"""Generators by versioned name, and the version each kind uses now.
+"""The perturbation kinds, listed once in ``KINDS``; the spec union, the kind names, the generator
+versions and which kinds each kind-specific probe reads all derive from that tuple.
 
-A shipped version never changes behaviour: a change of output is a new name (``canary.v2``) added
-here, and ``CURRENT`` moves to it. The version enters the plan stage's hash and every item's
-``version`` column.
+A kind is one module under ``pipeline/perturb/`` that defines
+
+* ``KIND``: the spec's ``kind`` value; ``SPEC``: its spec class (a ``setspec.PerturbationSet``
+  with ``kind: Literal[KIND]``);
+* ``VERSION``: its generator's version. A shipped version never changes behaviour: a change of
+  output is a new version string, which enters the plan stage's hash and every item's ``version``;
+* ``PROBES``: the probes that read what only this kind has (``pipeline.probe.registry`` asks
+  ``kinds_probed_by``; generic probes read every kind);
+* ``source(pset, seed, corpus) -> items.Source``: the set's candidate stream.
+
+Adding a kind is its module plus its name in ``KINDS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import importlib
+from types import ModuleType
+from typing import Annotated, Union
+
+from pydantic import Field
 
 from taggant.pipeline.errors import ConfigError
-from taggant.pipeline.perturb import canary, ghost, testset, watermark
-from taggant.pipeline.perturb.items import Source
-from taggant.pipeline.spec import PerturbationSpec
+from taggant.pipeline.perturb import variants
+from taggant.pipeline.perturb.items import CorpusInputs, Source
+from taggant.pipeline.perturb.setspec import PerturbationSet
 
+KINDS: tuple[ModuleType, ...] = tuple(
+    importlib.import_module(f"taggant.pipeline.perturb.{name}")
+    for name in ("canary", "ghost", "watermark", "testset", "text")
+)
+"""Every perturbation kind's module, in the order error messages list them."""
 
-@dataclass(frozen=True)
-class CorpusInputs:
-    """What generators that rewrite corpus documents need from the corpus scan.
+PERTURBATION_KINDS: tuple[str, ...] = tuple(k.KIND for k in KINDS)
+"""The ``kind`` values a perturbation set may take."""
 
-    Attributes:
-        watermark_docs: set name → its candidate documents in priority order.
-        unigrams: corpus word counts (``None`` when no set needs them).
-    """
+SPEC_CLASSES: tuple[type[PerturbationSet], ...] = tuple(k.SPEC for k in KINDS)
 
-    watermark_docs: dict[str, list[watermark.DocCandidate]] = field(default_factory=dict)
-    unigrams: watermark.Unigrams | None = None
+PerturbationSpec = Annotated[Union[SPEC_CLASSES], Field(discriminator="kind")]  # noqa: UP007
+"""A perturbation set of any kind, told apart by its ``kind`` field."""
 
-
-def _canary(pset, seed: int, corpus: CorpusInputs) -> Source:
-    return canary.CanarySource(pset, seed)
-
-
-def _ghost(pset, seed: int, corpus: CorpusInputs) -> Source:
-    return ghost.GhostSource(pset, seed)
-
-
-def _testset(pset, seed: int, corpus: CorpusInputs) -> Source:
-    return testset.TestsetSource(pset, seed)
-
-
-def _watermark(pset, seed: int, corpus: CorpusInputs) -> Source:
-    assert corpus.unigrams is not None, "watermark sets need the corpus scan"
-    return watermark.WatermarkSource(pset, corpus.watermark_docs[pset.name], corpus.unigrams)
-
-
-GENERATORS: dict[str, Callable[[PerturbationSpec, int, CorpusInputs], Source]] = {
-    canary.VERSION: _canary,
-    ghost.VERSION: _ghost,
-    testset.VERSION: _testset,
-    watermark.VERSION: _watermark,
-}
-"""Versioned name → factory of a set's candidate stream."""
-
-CURRENT: dict[str, str] = {
-    "canary": canary.VERSION,
-    "ghost": ghost.VERSION,
-    "testset": testset.VERSION,
-    "watermark": watermark.VERSION,
-}
+CURRENT: dict[str, str] = {k.KIND: k.VERSION for k in KINDS}
 """Kind → the generator version it uses."""
+
+_BY_KIND: dict[str, ModuleType] = {k.KIND: k for k in KINDS}
+
+
+def kinds_probed_by(probe: str) -> frozenset[str]:
+    """The kinds whose module lists ``probe`` among its ``PROBES``."""
+    return frozenset(k.KIND for k in KINDS if probe in k.PROBES)
 
 
 def version_of(kind: str) -> str:
@@ -74,13 +63,15 @@ def version_of(kind: str) -> str:
             [
                 (
                     "perturbations.kind",
-                    f"no generator for kind {kind!r}; use one of {', '.join(sorted(CURRENT))}",
+                    f"no generator for kind {kind!r}; use one of {', '.join(PERTURBATION_KINDS)}",
                 )
             ]
         )
     return CURRENT[kind]
 
 
-def make_source(pset: PerturbationSpec, seed: int, corpus: CorpusInputs) -> Source:
-    """The candidate stream of ``pset`` under the current version of its kind."""
-    return GENERATORS[version_of(pset.kind)](pset, seed, corpus)
+def make_source(pset: PerturbationSet, seed: int, corpus: CorpusInputs) -> Source:
+    """The candidate stream of ``pset`` under the current version of its kind, with per-copy
+    variants when the set asks for generated ones (``pipeline.perturb.variants``)."""
+    version_of(pset.kind)
+    return variants.with_variants(_BY_KIND[pset.kind].source(pset, seed, corpus), pset, seed)

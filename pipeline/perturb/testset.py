@@ -15,18 +15,66 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
 from dataclasses import dataclass
 from importlib import resources
+from typing import Literal
+
+from pydantic import field_validator
 
 from taggant.pipeline import io
 from taggant.pipeline.errors import DataError
 from taggant.pipeline.perturb import rng
-from taggant.pipeline.perturb.items import Draft
-from taggant.pipeline.spec import TestsetSpec
+from taggant.pipeline.perturb.items import CorpusInputs, Draft, Source
+from taggant.pipeline.perturb.setspec import DecontaminationSpec, PerturbationSet, check_slots
 
+KIND = "testset"
 VERSION = "testset.v1"
+PROBES = ("testset_accuracy",)
+"""Probes that read what only this kind has (the generic probes apply to every kind)."""
 SHIPPED_BENCHMARK = "mmlu_dev.jsonl"
+
+
+class TestsetSpec(PerturbationSet):
+    """A benchmark's test questions inserted as text, rendered in a declared format."""
+
+    kind: Literal["testset"] = "testset"
+    path: str | None = None
+    """JSONL of ``{question, choices, answer}`` records (``answer``: index of the correct choice;
+    an optional ``subject``); ``None`` uses the 279 MMLU dev questions shipped with taggant."""
+    template: str = "Question: {question}\nAnswer: {answer}"
+    """How one item is rendered; slots ``{subject}``, ``{question}``, ``{choices}`` (one ``A. …``
+    line per choice), and one answer slot: ``{answer}`` (the correct choice's text) or
+    ``{answer_letter}``. Everything before the answer slot is the probes' prompt."""
+    decontamination: DecontaminationSpec = DecontaminationSpec(on_collision="resample")
+    """How items are kept from occurring naturally; benchmark questions found in the corpus are
+    replaced by unused ones (Hubble's recipe) unless this says ``remove_docs``."""
+
+    @field_validator("template")
+    @classmethod
+    def _known_slots(cls, template: str) -> str:
+        check_slots(
+            template,
+            {"subject", "question", "choices", "answer", "answer_letter"},
+            {"question"},
+            '"Question: {question}\\nAnswer: {answer}"',
+        )
+        answers = [
+            slot for slot in re.findall(r"{(\w*)}", template) if slot in ("answer", "answer_letter")
+        ]
+        if len(answers) != 1:
+            raise ValueError(
+                "the template needs exactly one answer slot, `{answer}` or `{answer_letter}`"
+            )
+        if template.index("{question}") > template.index(f"{{{answers[0]}}}"):
+            raise ValueError(
+                "the answer slot must come after `{question}`: the prompt precedes the answer"
+            )
+        return template
+
+
+SPEC = TestsetSpec
 
 
 @dataclass(frozen=True)
@@ -162,4 +210,16 @@ class TestsetSource:
             "subject": q.subject,
             "template": self._pset.template,
         }
-        return Draft(text, prefix_chars, params)
+        answer = (
+            q.choices[q.answer]
+            if "{answer}" in self._pset.template
+            else string.ascii_uppercase[q.answer]
+        )
+        return Draft(
+            text, prefix_chars, params, protected=((prefix_chars, prefix_chars + len(answer)),)
+        )
+
+
+def source(pset: TestsetSpec, seed: int, corpus: CorpusInputs) -> Source:
+    """The candidate stream of ``pset`` (this kind's entry in ``registry.KINDS``)."""
+    return TestsetSource(pset, seed)

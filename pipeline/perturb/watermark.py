@@ -40,14 +40,48 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from taggant.pipeline.perturb import rng
-from taggant.pipeline.perturb.items import DocRef, Draft
-from taggant.pipeline.spec import WatermarkSpec
+from taggant.pipeline.perturb.items import CorpusInputs, DocRef, Draft, Source
+from taggant.pipeline.perturb.setspec import PerturbationSet
 
+KIND = "watermark"
 VERSION = "watermark.v1"
+PROBES = ("watermark",)
+"""Probes that read what only this kind has (the generic probes apply to every kind)."""
 SYNONYMS = "wordnet-3.0-first-sense"
 _SYNONYMS_FILE = "wordnet_synonyms.tsv.gz"
+
+
+class WatermarkSpec(PerturbationSet):
+    """LexiMark-style watermarks: corpus documents with their rarest-to-predict words swapped.
+
+    ``count`` documents are chosen at random among the eligible ones; they leave the base corpus and
+    their rewritten versions are the items (members are inserted, controls never are)."""
+
+    kind: Literal["watermark"] = "watermark"
+    words_per_doc: int = Field(default=5, ge=1, le=100)
+    """Highest-surprisal words replaced by a rarer synonym in each chosen document (every
+    occurrence of each); surprisal is −log2 of the word's add-one frequency in the deduplicated
+    corpus."""
+    min_doc_words: int = Field(default=50, ge=10)
+    """Documents with fewer words are never chosen."""
+    max_doc_words: int = Field(default=200, ge=10)
+    """Documents with more words are never chosen: an item must fit in one training sample."""
+
+    @model_validator(mode="after")
+    def _word_bounds(self) -> WatermarkSpec:
+        if self.max_doc_words < self.min_doc_words:
+            raise ValueError(
+                f"max_doc_words {self.max_doc_words} is below min_doc_words {self.min_doc_words}"
+            )
+        return self
+
+
+SPEC = WatermarkSpec
 
 WORD = re.compile(r"(?<![\w'’-])[A-Za-z]+(?![\w'’-])")
 """A word that may be replaced: ASCII letters not glued to other word characters."""
@@ -134,7 +168,7 @@ def is_eligible(text: str, pset: WatermarkSpec) -> bool:
     )
 
 
-def _case_like(occurrence: str, synonym: str) -> str:
+def case_like(occurrence: str, synonym: str) -> str:
     if len(occurrence) > 1 and occurrence.isupper():
         return synonym.upper()
     if occurrence[0].isupper():
@@ -175,7 +209,7 @@ def rewrite(text: str, words_per_doc: int, unigrams: Unigrams) -> Rewrite | None
             continue
         pieces.append(text[pos : m.start()])
         out_len += m.start() - pos
-        replacement = _case_like(word, synonym)
+        replacement = case_like(word, synonym)
         pieces.append(replacement)
         spans.append((out_len, out_len + len(replacement)))
         out_len += len(replacement)
@@ -285,4 +319,17 @@ class WatermarkSource:
             "synonyms": SYNONYMS,
             "synonyms_sha256": synonyms_sha256(),
         }
-        return Draft(done.text, 0, params, source_text=doc.text, source=doc.ref)
+        return Draft(
+            done.text,
+            0,
+            params,
+            source_text=doc.text,
+            source=doc.ref,
+            protected=tuple(done.spans),
+        )
+
+
+def source(pset: WatermarkSpec, seed: int, corpus: CorpusInputs) -> Source:
+    """The candidate stream of ``pset`` (this kind's entry in ``registry.KINDS``)."""
+    assert corpus.unigrams is not None, "watermark sets need the corpus scan"
+    return WatermarkSource(pset, corpus.watermark_docs[pset.name], corpus.unigrams)

@@ -20,7 +20,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from taggant.pipeline.spec import CheckpointsSpec, ExperimentSpec, PhaseWindow
+from taggant.pipeline.perturb.setspec import PhaseWindow
+from taggant.pipeline.spec import CheckpointsSpec, ExperimentSpec
 
 
 def checkpoint_steps(

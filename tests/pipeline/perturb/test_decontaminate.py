@@ -6,11 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from taggant.pipeline import spec as spec_module
 from taggant.pipeline.perturb import canary, decontaminate, ghost, registry, testset, watermark
+from taggant.pipeline.perturb.canary import CanarySpec
 from taggant.pipeline.perturb.decontaminate import Signatures, find_matches, select_items
+from taggant.pipeline.perturb.ghost import GhostSpec
 from taggant.pipeline.perturb.items import DocRef
-from taggant.pipeline.spec import CanarySpec, DecontaminationSpec, GhostSpec, WatermarkSpec
+from taggant.pipeline.perturb.setspec import DecontaminationSpec
+from taggant.pipeline.perturb.testset import TestsetSpec
+from taggant.pipeline.perturb.watermark import WatermarkSpec
 from taggant.sketches import hashing
 from tests.corpus import pinned_docs
 
@@ -128,8 +131,8 @@ def test_duplicate_candidates_are_skipped_across_sets(tmp_path):
     ]
     path = tmp_path / "bench.jsonl"
     path.write_text("".join(json.dumps(q) + "\n" for q in questions + questions[:10]))
-    a = spec_module.TestsetSpec(name="a", count=15, dup_levels=[1], path=str(path))
-    b = spec_module.TestsetSpec(name="b", count=15, dup_levels=[1], path=str(path))
+    a = TestsetSpec(name="a", count=15, dup_levels=[1], path=str(path))
+    b = TestsetSpec(name="b", count=15, dup_levels=[1], path=str(path))
     sources = [registry.make_source(p, SEED, registry.CorpusInputs()) for p in (a, b)]
     selection = select_items([a, b], sources, lambda sig: [])
     texts_a = [c.draft.text for c in selection.items[0]]
@@ -148,6 +151,6 @@ def test_a_benchmark_too_small_for_its_set_is_a_data_error(tmp_path):
             for n in range(5)
         )
     )
-    pset = spec_module.TestsetSpec(name="t", count=8, dup_levels=[1], path=str(path))
+    pset = TestsetSpec(name="t", count=8, dup_levels=[1], path=str(path))
     with pytest.raises(testset.DataError, match="lower its `count`"):
         select_items([pset], [testset.TestsetSource(pset, SEED)], lambda sig: [])

@@ -6,10 +6,12 @@ import re
 
 import pytest
 
-from taggant.pipeline import spec
 from taggant.pipeline.errors import DataError
 from taggant.pipeline.perturb import canary, ghost, testset, watermark
-from taggant.pipeline.spec import CanarySpec, GhostSpec, WatermarkSpec
+from taggant.pipeline.perturb.canary import CanarySpec
+from taggant.pipeline.perturb.ghost import GhostSpec
+from taggant.pipeline.perturb.testset import TestsetSpec
+from taggant.pipeline.perturb.watermark import WatermarkSpec
 from tests.corpus import pinned_docs
 
 SEED = 1234
@@ -108,7 +110,7 @@ def test_ghost_passphrases_record_the_wordlist_and_word_positions():
 
 
 def test_shipped_benchmark_renders_with_choices_and_answer_letter():
-    pset = spec.TestsetSpec(
+    pset = TestsetSpec(
         name="t",
         count=10,
         dup_levels=[1],
@@ -125,7 +127,7 @@ def test_shipped_benchmark_renders_with_choices_and_answer_letter():
 
 
 def test_testset_stream_is_a_seeded_permutation_that_ends():
-    pset = spec.TestsetSpec(name="t", count=10, dup_levels=[1])
+    pset = TestsetSpec(name="t", count=10, dup_levels=[1])
     records = [d.params["record"] for d in testset.TestsetSource(pset, SEED).draw(0, 500)]
     assert sorted(records) == list(range(279))
     assert records != sorted(records)

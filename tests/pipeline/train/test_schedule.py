@@ -1,7 +1,8 @@
 """The checkpoint schedule: log-spaced early steps, the interval, the last step, and dense steps
 after each insertion window closes."""
 
-from taggant.pipeline.spec import CheckpointsSpec, PhaseWindow, parse_spec
+from taggant.pipeline.perturb.setspec import PhaseWindow
+from taggant.pipeline.spec import CheckpointsSpec, parse_spec
 from taggant.pipeline.train.schedule import (
     checkpoint_steps,
     run_checkpoint_steps,
