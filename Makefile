@@ -7,7 +7,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONHASHSEED := 0
 
-.PHONY: test demo venv clean
+.PHONY: test test-fast demo venv clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml Makefile
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The unit tier, for the edit-test loop: no Ray (a test that starts it without the `ray` marker
+# fails: tests/tiers.py) and nothing `slow`. `make test` stays the full suite CI runs.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not ray and not gpu"
 
 demo: $(STAMP)
 	$(BIN)/taggant demo

@@ -16,6 +16,8 @@ from taggant.pipeline.train.loop import TrainConfig, Trainer
 from taggant.pipeline.train.model import ModelConfig
 from tests.pipeline.train.ranks import ArraySamples, changelog_samples
 
+# Each test trains (26 s in all here, megatron's import aside): not for `make test-fast`.
+pytestmark = pytest.mark.slow
 SEQ = 64
 VOCAB = 500  # not a multiple of 128: the embedding is padded to 512
 
