@@ -223,3 +223,88 @@ def test_the_dockerfile_builds_a_non_root_python_312_image():
 
 def test_the_local_cluster_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(CLUSTER / "local-cluster.sh")], check=True)
+
+
+EFA_PLUGIN_DIR = "/opt/amazon/ofi-nccl/nccl-plugin"
+"""Where the image links aws-ofi-nccl's library folder; EFA nodes put it on LD_LIBRARY_PATH."""
+EFA_INTERFACES = {"p4d.24xlarge": 4, "p5.48xlarge": 32}
+"""EFA interfaces per instance type (one per network card)."""
+
+
+def apt_packages(dockerfile: str) -> set[str]:
+    installs = re.findall(
+        r"apt-get install -y --no-install-recommends ([^&]+?)\s*\\?\s*&&", dockerfile
+    )
+    return {word for line in installs for word in line.replace("\\", " ").split()}
+
+
+def test_the_image_compiles_megatrons_fusions_and_reaches_rdma():
+    text = (CLUSTER / "Dockerfile").read_text()
+    packages = apt_packages(text)
+    # Triton (torch.compile of megatron's fusions) needs a C compiler and Python.h.
+    assert "build-essential" in packages
+    assert "Python.h" in text
+    # NCCL's InfiniBand transport dlopens libibverbs; the mlx5 provider is in ibverbs-providers.
+    assert {"libibverbs1", "ibverbs-providers"} <= packages
+    # EFA and aws-ofi-nccl by default, linked where the EFA node configs look for the plugin.
+    assert dockerfile_arg("EFA_INSTALLER_VERSION")
+    assert "efa_installer.sh -y --skip-kmod" in text and EFA_PLUGIN_DIR in text
+
+
+def test_transformer_engine_is_an_opt_in_build():
+    text = (CLUSTER / "Dockerfile").read_text()
+    assert dockerfile_arg("TRANSFORMER_ENGINE") == "0"
+    [guard] = re.findall(r'if \[ "\$\{TRANSFORMER_ENGINE\}" = "1" \]; then(.+?)fi', text, re.DOTALL)
+    # The one install of TE is the guarded one; the check reads metadata (no GPU at build time).
+    assert text.count("transformer_engine[pytorch]") == guard.count("transformer_engine[pytorch]")
+    assert guard.count("transformer_engine[pytorch]==${TRANSFORMER_ENGINE_VERSION}") == 1
+    assert "import transformer_engine" not in text
+
+
+def rdma_resources(container: dict) -> dict[str, str]:
+    limits = container["resources"].get("limits", {})
+    return {
+        k: v for k, v in limits.items() if k.startswith("rdma/") or k == "vpc.amazonaws.com/efa"
+    }
+
+
+@RAY
+def test_gpu_pods_request_rdma_devices_and_may_pin_memory(name, doc):
+    workers = {g["groupName"]: g for g in cluster_spec(doc)["workerGroupSpecs"]}
+    for container in workers["gpu"]["template"]["spec"]["containers"]:
+        devices = rdma_resources(container)
+        assert devices, f"{name}: the GPU pods ask for no RDMA device; NCCL would use TCP"
+        for key, count in devices.items():
+            assert container["resources"]["requests"][key] == count  # extended resources
+        assert "IPC_LOCK" in container["securityContext"]["capabilities"]["add"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["NCCL_SOCKET_IFNAME"] == env["GLOO_SOCKET_IFNAME"]
+        assert env.get("NCCL_IB_HCA") or env.get("FI_PROVIDER") == "efa"
+    for container in workers["cpu"]["template"]["spec"]["containers"]:
+        assert not rdma_resources(container)
+
+
+def test_the_launchers_gpu_nodes_train_over_efa():
+    config = launcher()
+    gpu = config["available_node_types"]["gpu"]
+    node = gpu["node_config"]
+    interfaces = node["NetworkInterfaces"]
+    assert len(interfaces) == EFA_INTERFACES[node["InstanceType"]]
+    assert {i["InterfaceType"] for i in interfaces} == {"efa"}
+    assert sorted(i["NetworkCardIndex"] for i in interfaces) == list(range(len(interfaces)))
+    assert node["Placement"]["GroupName"]
+    # Ray's AWS provider takes subnets and security groups from the interfaces only.
+    from ray.autoscaler._private.aws.config import (
+        _configure_subnets_and_groups_from_network_interfaces,
+    )
+
+    assert len(_configure_subnets_and_groups_from_network_interfaces(node)["SubnetIds"]) == len(
+        interfaces
+    )
+    options = gpu["docker"]["worker_run_options"]
+    devices = [o for o in options if o.startswith("--device=/dev/infiniband/uverbs")]
+    assert len(devices) == len(interfaces)
+    assert "--cap-add=IPC_LOCK" in options and "--ulimit memlock=-1:-1" in options
+    env = dict(o.removeprefix("--env ").split("=", 1) for o in options if o.startswith("--env "))
+    assert env["FI_PROVIDER"] == "efa"
+    assert env["LD_LIBRARY_PATH"].split(":")[0] == EFA_PLUGIN_DIR
