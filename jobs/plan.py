@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from taggant.pipeline import io
-from taggant.pipeline.perturb import canary, decontaminate, plan, registry, watermark
+from taggant.pipeline.perturb import canary, decontaminate, plan, registry, variants, watermark
 from taggant.pipeline.perturb.decontaminate import Signatures
 from taggant.pipeline.perturb.watermark import WatermarkSpec
 from taggant.pipeline.spec import ExperimentSpec
@@ -46,6 +46,8 @@ def stage_versions(spec: ExperimentSpec) -> dict[str, str]:
     versions.update(
         {kind: registry.version_of(kind) for kind in sorted({p.kind for p in spec.perturbations})}
     )
+    if any(p.variants is not None for p in spec.perturbations):
+        versions["variants"] = variants.VERSION
     return versions
 
 

@@ -2,14 +2,20 @@
 
 ``audit(run_dir)`` reads every sample the trainer would read (``open_training_samples``) and,
 for a perturbed run, the same samples without the overlay (the standard twin's stream), and
-finds every item of the manifest wherever its tokens appear. It checks that
+finds every item of the manifest wherever its tokens appear: its text and each of its variants,
+told apart. It checks that
 
-- each member item is planned exactly ``dup_level`` times, each at ``step = sample // batch``;
+- each member item is planned exactly ``dup_level`` times, each at ``step = sample // batch``,
+  its ``j``-th occurrence in sample order inserting variant ``j mod n`` (its text without
+  variants);
 - each planned occurrence sits at its ``token_offset`` right after an EOD and ends with EOD;
-- each member item appears exactly at its planned samples and nowhere else;
-- no control appears;
+- each member item appears exactly at its planned samples, each as its planned variant (or text),
+  and nowhere else;
+- no control appears, in any variant;
 - the twin's stream contains no item, and differs from the perturbed one exactly at the
   occurrence samples.
+
+Problems name an occurrence as ``<item>`` (its text) or ``<item>~v<k>`` (its variant ``k``).
 
 A standard run's folder gets the checks that apply to it (no item anywhere).
 """
@@ -81,23 +87,33 @@ def audit(run_dir: str) -> Report:
     try:
         samples = open_training_samples(run_dir)
         items, occurrences, _ = manifest.read(samples.info.manifest)
-        finder = ItemFinder(items["item_id"].to_pylist(), items["token_ids"].to_pylist())
+        finder = ItemFinder(*_texts(items))
     except DataError as e:
         return Report(run_dir, "?", False, 0, [Check("open", False, str(e))])
     planned = occurrences.filter(pc.equal(occurrences["run"], samples.info.manifest_run))
     levels = dict(zip(items["item_id"].to_pylist(), items["dup_level"].to_pylist()))
-    scan = _scan(samples, finder, planned)
+    scan = _scan(samples, finder, planned, items)
     if not samples.perturbed:
-        found = [f"{i} in sample {s}" for i, s in sorted(scan.found)]
+        found = [f"{_label(i)} in sample {s}" for i, s in sorted(scan.found)]
         checks = [_check("no items", found, "the stream holds no item")]
         return Report(run_dir, samples.run, False, len(samples), checks)
-    planned_pairs = set(zip(planned["item_id"].to_pylist(), planned["sample_index"].to_pylist()))
-    members_found = {p for p in scan.found if levels[p[0]] > 0}
-    members_planned = {p for p in planned_pairs if levels.get(p[0], 0) > 0}
-    controls = [f"control {i} in sample {s}" for i, s in sorted(scan.found) if levels[i] == 0]
-    in_twin = [f"{i} in sample {s} of the twin stream" for i, s in sorted(scan.twin_found)]
+    planned_pairs = set(
+        zip(
+            zip(planned["item_id"].to_pylist(), planned["variant"].to_pylist()),
+            planned["sample_index"].to_pylist(),
+        )
+    )
+    members_found = {p for p in scan.found if levels[p[0][0]] > 0}
+    members_planned = {p for p in planned_pairs if levels.get(p[0][0], 0) > 0}
+    controls = [
+        f"control {_label(i)} in sample {s}" for i, s in sorted(scan.found) if levels[i[0]] == 0
+    ]
+    in_twin = [f"{_label(i)} in sample {s} of the twin stream" for i, s in sorted(scan.twin_found)]
+    num_variants = dict(
+        zip(items["item_id"].to_pylist(), (len(v or []) for v in items["variants"].to_pylist()))
+    )
     checks = [
-        _plan_check(planned, levels, samples.global_batch_sequences),
+        _plan_check(planned, levels, num_variants, samples.global_batch_sequences),
         _check(
             "placement",
             scan.placement,
@@ -106,7 +122,7 @@ def audit(run_dir: str) -> Report:
         _check(
             "members",
             _set_diff(members_found, members_planned),
-            "every member item appears exactly at its planned samples",
+            "every member item appears exactly at its planned samples, as its planned variant",
         ),
         _check("controls", controls, "no control appears"),
         _check("twin", in_twin, "the standard twin's stream holds no item"),
@@ -123,23 +139,26 @@ def audit(run_dir: str) -> Report:
 class _Scan:
     """What one pass over a run's stream (and its twin's, for a perturbed run) found."""
 
-    found: set[tuple[str, int]] = field(default_factory=set)
-    twin_found: set[tuple[str, int]] = field(default_factory=set)
+    found: set[tuple[Text, int]] = field(default_factory=set)
+    twin_found: set[tuple[Text, int]] = field(default_factory=set)
     differing: set[int] = field(default_factory=set)
     placement: list[str] = field(default_factory=list)
 
 
-def _scan(samples: TrainingSamples, finder: ItemFinder, planned) -> _Scan:
-    """Read the stream block by block: ``(item, sample)`` pairs found in it and in the twin
+def _scan(samples: TrainingSamples, finder: ItemFinder, planned, items) -> _Scan:
+    """Read the stream block by block: ``(text, sample)`` pairs found in it and in the twin
     stream, the samples where the two differ, and the planned occurrences not in place."""
     twin = TrainingSamples(samples.info, samples.stream, Overlay({}))
     where = dict(
         zip(
             planned["sample_index"].to_pylist(),
-            zip(planned["item_id"].to_pylist(), planned["token_offset"].to_pylist()),
+            zip(
+                zip(planned["item_id"].to_pylist(), planned["variant"].to_pylist()),
+                planned["token_offset"].to_pylist(),
+                manifest.occurrence_tokens(items, planned),
+            ),
         )
     )
-    tokens = dict(zip(finder.item_ids, finder.tokens))
     scan = _Scan()
     for start in range(0, len(samples), SCAN_BLOCK_SAMPLES):
         stop = min(start + SCAN_BLOCK_SAMPLES, len(samples))
@@ -151,15 +170,15 @@ def _scan(samples: TrainingSamples, finder: ItemFinder, planned) -> _Scan:
         scan.twin_found |= {(item, start + r) for item, r in finder.find(base)}
         scan.differing |= {start + int(r) for r in np.flatnonzero((rows != base).any(axis=1))}
         for s in sorted(where.keys() & range(start, stop)):
-            item, offset = where[s]
+            text, offset, ids = where[s]
             scan.placement += _placement_problems(
-                rows[s - start], item, s, offset, tokens.get(item), samples.eod_id
+                rows[s - start], _label(text), s, offset, ids, samples.eod_id
             )
     return scan
 
 
 def _placement_problems(
-    row: np.ndarray, item: str, sample: int, offset: int, ids: np.ndarray | None, eod: int
+    row: np.ndarray, item: str, sample: int, offset: int, ids: list[int] | None, eod: int
 ) -> list[str]:
     if ids is None:
         return [f"{item} in sample {sample}: not in the items table"]
@@ -173,7 +192,9 @@ def _placement_problems(
     return []
 
 
-def _plan_check(planned, levels: dict[str, int], global_batch: int) -> Check:
+def _plan_check(
+    planned, levels: dict[str, int], num_variants: dict[str, int], global_batch: int
+) -> Check:
     counts = Counter(planned["item_id"].to_pylist())
     problems = [
         f"{i}: planned {counts[i]} times, dup_level {lvl}"
@@ -181,6 +202,20 @@ def _plan_check(planned, levels: dict[str, int], global_batch: int) -> Check:
         if counts[i] != lvl
     ]
     problems += [f"{i}: not in the items table" for i in sorted(set(counts) - set(levels))]
+    copies: Counter[str] = Counter()
+    by_sample = planned.sort_by("sample_index")
+    for item, variant, sample in zip(
+        by_sample["item_id"].to_pylist(),
+        by_sample["variant"].to_pylist(),
+        by_sample["sample_index"].to_pylist(),
+    ):
+        expected = manifest.variant_of_copy(copies[item], num_variants.get(item, 0))
+        if variant != expected:
+            problems.append(
+                f"sample {sample}: copy {copies[item]} of {item} inserts variant {variant}, "
+                f"expected {expected}"
+            )
+        copies[item] += 1
     samples, steps = planned["sample_index"].to_numpy(), planned["step"].to_numpy()
     wrong = steps != samples // global_batch
     problems += [
@@ -191,8 +226,8 @@ def _plan_check(planned, levels: dict[str, int], global_batch: int) -> Check:
 
 
 def _set_diff(found: set, expected: set) -> list[str]:
-    missing = [f"missing: {a} in sample {b}" for a, b in sorted(expected - found)]
-    extra = [f"unplanned: {a} in sample {b}" for a, b in sorted(found - expected)]
+    missing = [f"missing: {_label(a)} in sample {b}" for a, b in sorted(expected - found)]
+    extra = [f"unplanned: {_label(a)} in sample {b}" for a, b in sorted(found - expected)]
     return missing + extra
 
 
@@ -215,16 +250,42 @@ def _check(name: str, problems: list[str], summary: str) -> Check:
     )
 
 
+Text = tuple[str, int]
+"""An insertable text: ``(item_id, variant)``, variant -1 for the item's own text."""
+
+
+def _texts(items) -> tuple[list[Text], list[list[int]]]:
+    """Every insertable text of ``items`` (each text, then each variant) and its token ids."""
+    keys: list[Text] = []
+    tokens: list[list[int]] = []
+    for item, ids, variants in zip(
+        items["item_id"].to_pylist(),
+        items["token_ids"].to_pylist(),
+        items["variant_token_ids"].to_pylist(),
+    ):
+        keys.append((item, manifest.CANONICAL))
+        tokens.append(ids)
+        for k, v in enumerate(variants or []):
+            keys.append((item, k))
+            tokens.append(v)
+    return keys, tokens
+
+
+def _label(text: Text) -> str:
+    item, variant = text
+    return item if variant == manifest.CANONICAL else f"{item}~v{variant}"
+
+
 class ItemFinder:
-    """Finds every occurrence of any item's token sequence in rows of tokens.
+    """Finds every occurrence of any text's token sequence in rows of tokens.
 
     A rolling hash of the first ``k`` tokens of each item (``k`` = shortest item, at most
     ``MAX_KGRAM``) marks candidate starts in a whole block at once; each candidate is then
     compared token by token, so hash collisions never count.
     """
 
-    def __init__(self, item_ids: list[str], token_ids: list[list[int]]):
-        self.item_ids = item_ids
+    def __init__(self, keys: list[Text], token_ids: list[list[int]]):
+        self.keys = keys
         self.tokens = [np.asarray(t, dtype=np.int64) for t in token_ids]
         if any(len(t) == 0 for t in self.tokens):
             raise DataError(
@@ -247,8 +308,8 @@ class ItemFinder:
             h = h * np.uint64(1_000_003) + values[:, t : t + width]
         return h
 
-    def find(self, rows: np.ndarray) -> list[tuple[str, int]]:
-        """``(item_id, row)`` for every full match of an item's tokens inside a row."""
+    def find(self, rows: np.ndarray) -> list[tuple[Text, int]]:
+        """``(text, row)`` for every full match of a text's tokens inside a row."""
         if rows.shape[1] < self.k:
             return []
         hits = []
@@ -258,5 +319,5 @@ class ItemFinder:
             for index in self.by_prefix[int(hashes[r, c])]:
                 t = self.tokens[index]
                 if len(t) <= len(window) and np.array_equal(window[: len(t)], t):
-                    hits.append((self.item_ids[index], int(r)))
+                    hits.append((self.keys[index], int(r)))
         return hits

@@ -212,10 +212,9 @@ def place_occurrence(
     return int(gen.integers(2, last + 1))
 
 
-def place_run(
-    stream: SampleStream, occurrences: pa.Table, item_tokens: dict[str, list[int]], seed: int
-) -> pa.Table:
-    """``occurrences`` (one run) with ``token_offset`` fixed by ``place_occurrence``.
+def place_run(stream: SampleStream, occurrences: pa.Table, items: pa.Table, seed: int) -> pa.Table:
+    """``occurrences`` (one run) with ``token_offset`` fixed by ``place_occurrence`` for the
+    tokens each inserts (``manifest.occurrence_tokens``: its item's, or its variant's).
 
     Raises:
         DataError: when two occurrences share a sample or one lies outside the run.
@@ -225,11 +224,15 @@ def place_run(
     offsets = [
         place_occurrence(
             stream.sample(int(i)),
-            len(item_tokens[item]),
+            len(ids),
             stream.eod_id,
             overlay_rng(seed, item, int(i)),
         )
-        for item, i in zip(occurrences["item_id"].to_pylist(), samples)
+        for item, i, ids in zip(
+            occurrences["item_id"].to_pylist(),
+            samples,
+            manifest.occurrence_tokens(items, occurrences),
+        )
     ]
     column = pa.array(offsets, pa.int32())
     index = occurrences.schema.get_field_index("token_offset")
@@ -294,8 +297,7 @@ def complete_manifests(
                     "re-run the plan stage"
                 )
             items = tokenize_items(tokenizer, items, max_item_tokens(order.seq_length))
-            tokens = dict(zip(items["item_id"].to_pylist(), items["token_ids"].to_pylist()))
-            occurrences = place_run(streams[order.hash], occurrences, tokens, spec.seed)
+            occurrences = place_run(streams[order.hash], occurrences, items, spec.seed)
             manifest.write(
                 folder.manifest(run_id.name), items, occurrences, meta["sample_order_hash"]
             )
@@ -325,13 +327,12 @@ class Overlay:
             DataError: when an occurrence has no fixed offset, an unknown item, or does not fit.
         """
         mine = occurrences.filter(pc.equal(occurrences["run"], run))
-        tokens = dict(zip(items["item_id"].to_pylist(), items["token_ids"].to_pylist()))
         samples = mine["sample_index"].to_numpy()
         _check_samples(samples, order.num_samples, f"occurrences of {run}")
         patches = {}
         offsets = mine["token_offset"].to_pylist()
-        for item, sample, offset in zip(mine["item_id"].to_pylist(), samples, offsets):
-            ids = tokens.get(item)
+        tokens = manifest.occurrence_tokens(items, mine)
+        for item, sample, offset, ids in zip(mine["item_id"].to_pylist(), samples, offsets, tokens):
             if not ids or offset < 1 or offset + len(ids) + 1 > order.seq_length:
                 raise DataError(
                     f"occurrence of {item!r} in sample {sample} of {run} has token_offset {offset} "

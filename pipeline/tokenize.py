@@ -388,18 +388,29 @@ def documents_table(corpus_shards: list[str], prefix: str) -> pa.Table:
 
 
 def tokenize_items(tokenizer, items: pa.Table, max_tokens: int) -> pa.Table:
-    """``items`` with ``token_ids`` set to each text's tokens (no EOD; the overlay adds it), by a
-    tokenizer from ``tokenizer_from_str``, which encodes the corpus the same way.
+    """``items`` with ``token_ids`` set to each text's tokens and ``variant_token_ids`` to its
+    variants' (no EOD; the overlay adds it), by a tokenizer from ``tokenizer_from_str``, which
+    encodes the corpus the same way.
 
     Raises:
-        DataError: items longer than ``max_tokens``: how many in each set, and its longest.
+        DataError: items (text or a variant) longer than ``max_tokens``: how many in each set,
+            and its longest.
     """
     texts = items["text"].to_pylist()
-    ids = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)] if texts else []
+    variants = [v or [] for v in items["variants"].to_pylist()]
+    flat = texts + [v for vs in variants for v in vs]
+    encoded = (
+        [e.ids for e in tokenizer.encode_batch(flat, add_special_tokens=False)] if flat else []
+    )
+    ids, rest = encoded[: len(texts)], iter(encoded[len(texts) :])
+    variant_ids = [[next(rest) for _ in vs] for vs in variants]
     by_set: dict[str, list[tuple[int, str]]] = {}
-    for item, set_name, t in zip(items["item_id"].to_pylist(), items["set"].to_pylist(), ids):
-        if len(t) > max_tokens:
-            by_set.setdefault(set_name, []).append((len(t), item))
+    for item, set_name, t, vs in zip(
+        items["item_id"].to_pylist(), items["set"].to_pylist(), ids, variant_ids
+    ):
+        longest = max(len(x) for x in [t, *vs])
+        if longest > max_tokens:
+            by_set.setdefault(set_name, []).append((longest, item))
     if by_set:
         shown = "; ".join(
             f"set {name!r}: {len(over)} (the longest {max(over)[1]}, {max(over)[0]} tokens)"
@@ -412,4 +423,7 @@ def tokenize_items(tokenizer, items: pa.Table, max_tokens: int) -> pa.Table:
             "runs.seq_length_tokens (taggant validate checks this before a run)"
         )
     column = pa.array(ids, pa.list_(pa.int32()))
-    return items.set_column(items.schema.get_field_index("token_ids"), "token_ids", column)
+    items = items.set_column(items.schema.get_field_index("token_ids"), "token_ids", column)
+    column = pa.array(variant_ids, pa.list_(pa.list_(pa.int32())))
+    index = items.schema.get_field_index("variant_token_ids")
+    return items.set_column(index, "variant_token_ids", column)

@@ -20,6 +20,9 @@ Everything here follows from the spec and the chosen items alone (no corpus, no 
   so they mean the same position in every run; what base text sits there depends on the run's
   sample order, whose hash each run's manifest records (``sample_order_hash``). ``step`` is
   ``sample_index // global_batch_sequences``; ``token_offset`` is -1 until the data layer fixes it.
+* **Variants.** After placement, the ``j``-th occurrence of an item in sample order inserts its
+  variant ``j mod n`` (``manifest.variant_of_copy``). Variants never enter placement, so a run
+  with variants and the same run without them have occurrences at identical sample indices.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from taggant.pipeline.perturb.items import Draft
 from taggant.pipeline.perturb.registry import version_of
 from taggant.pipeline.spec import ExperimentSpec, PerturbationSpec, RunsSpec
 
-VERSION = "plan.v1"
+VERSION = "plan.v2"
+"""v2: items carry ``variants``, occurrences the ``variant`` they insert."""
 SAMPLE_ORDER_VERSION = "sample-order.v1"
 """Version of the data layer's training sample order; part of ``sample_order_hash``."""
 
@@ -90,6 +94,8 @@ def items_table(
             columns["params"].append(
                 json.dumps(draft.params, sort_keys=True, separators=(",", ":"))
             )
+            columns["variants"].append(list(draft.variants))
+            columns["variant_token_ids"].append([])
     return pa.table(columns, schema=manifest.ITEMS_SCHEMA)
 
 
@@ -202,6 +208,23 @@ def occurrences_table(
     )
 
 
+def assign_variants(occurrences: pa.Table, items: pa.Table) -> pa.Table:
+    """``occurrences`` with a ``variant`` column: the ``j``-th occurrence (in sample order) of an
+    item with ``n`` variants inserts variant ``j mod n``; ``-1`` (its text) where ``n`` is 0."""
+    counts = dict(
+        zip(items["item_id"].to_pylist(), (len(v or []) for v in items["variants"].to_pylist()))
+    )
+    ids = occurrences["item_id"].to_pylist()
+    copies: dict[str, int] = {}
+    variant = np.empty(len(ids), np.int32)
+    for row in np.argsort(occurrences["sample_index"].to_numpy(), kind="stable"):
+        item = ids[row]
+        copy = copies.get(item, 0)
+        copies[item] = copy + 1
+        variant[row] = manifest.variant_of_copy(copy, counts[item])
+    return occurrences.append_column("variant", pa.array(variant, pa.int32()))
+
+
 def write_manifests(folder: str, spec: ExperimentSpec, items: pa.Table) -> dict[str, int]:
     """Write ``<folder>/manifests/<run>/`` for every perturbed run; returns occurrences per run."""
     per_budget = {
@@ -212,7 +235,7 @@ def write_manifests(folder: str, spec: ExperimentSpec, items: pa.Table) -> dict[
     for run in spec.runs.grid():
         if not run.perturbed:
             continue
-        occ = per_budget[run.train_tokens]
+        occ = assign_variants(per_budget[run.train_tokens], items)
         occ = occ.append_column("run", pa.array([run.name] * len(occ), pa.string()))
         occ = occ.select(manifest.OCCURRENCES_SCHEMA.names)
         manifest.write(

@@ -102,6 +102,8 @@ def tokenized(tmp_path_factory, local_ray):
             "phase_start": [0.0] * 2,
             "phase_end": [1.0] * 2,
             "params": ["{}"] * 2,
+            "variants": [[], []],
+            "variant_token_ids": [[], []],
         }
     )
     num_samples = spec.runs.num_samples(run_id.train_tokens)
@@ -113,6 +115,7 @@ def tokenized(tmp_path_factory, local_ray):
             "sample_index": samples,
             "step": samples // 8,
             "token_offset": [-1] * 64,
+            "variant": [-1] * 64,
         }
     )
     manifests = str(root / "manifests")
