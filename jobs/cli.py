@@ -540,8 +540,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _run(
     spec: ExperimentSpec, address: str | None, num_cpus: int | None, until: str | None = None
 ) -> int:
-    from taggant.jobs import graph
-    from taggant.jobs.runtime import ray_session
+    from taggant.jobs import graph, runlog
+    from taggant.jobs.runtime import Interrupted, ray_session
     from taggant.jobs.storage import check_work_dir
 
     check_work_dir(spec.work_dir, until)
@@ -552,11 +552,26 @@ def _run(
         else str(Path(tempfile.gettempdir()) / "taggant" / spec.name / "logs")
     )
     _log_to(io.join(logs, f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"))
-    console = Console(stderr=True)
     stages = graph.build(spec, until)
-    with ray_session(address, num_cpus):
-        graph.run(spec.model_dump(mode="json"), stages, console)
-    last = stages[-1]
+    with runlog.copy_console() as console, runlog.show_driver_log():
+        try:
+            with ray_session(address, num_cpus), runlog.copy_worker_stderr():
+                graph.run(spec.model_dump(mode="json"), stages, console)
+        except Interrupted as e:
+            log.warning("interrupted by %s", e.signal_name)
+            print(
+                f"interrupted by {e.signal_name}: stopped, and no checkpoint is half-committed; "
+                "run the same command again to resume from its last committed checkpoint "
+                f"(log: {_log_path})",
+                file=sys.stderr,
+            )
+            return e.exit_code
+        _print_result(stages[-1])
+    return 0
+
+
+def _print_result(last) -> None:
+    """The fit stage's tables and plots, when it is the last stage that ran."""
     if last.key.name == "fit":
         stats = io.read_json(io.join(last.folder, "stats.json"))
         _print_levels(io.read_json(io.join(last.folder, "levels.json")), stats["metric"])
@@ -568,7 +583,6 @@ def _run(
             io.join(last.folder, p) for p in ("dose_response.png", "over_training.png", "auroc.png")
         )
         print(f"plots: {plots}")
-    return 0
 
 
 def _log_to(path: str) -> None:

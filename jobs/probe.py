@@ -39,6 +39,7 @@ from taggant.pipeline.models import MODEL_PRESETS
 from taggant.pipeline.spec import ExperimentSpec, ProbesSpec, RunId
 from taggant.pipeline.stage import StageContext, StageDecl
 from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo
+from taggant.pipeline.train import progress
 from taggant.pipeline.train.schedule import run_checkpoint_steps
 
 if TYPE_CHECKING:  # pipeline.probe imports torch: only the functions that probe load it
@@ -188,7 +189,7 @@ def probe_step(target: Target, step: int) -> int:
         probe_config(target.probes),
         rows.num_rows,
     )
-    from taggant.pipeline.train import checkpoint, progress
+    from taggant.pipeline.train import checkpoint
 
     if checkpoint.read_commit(target.run_dir, step)["train"].get("tensorboard"):
         progress.write_probe_summary(target.run_dir, step, rows)  # a view; the store is the truth
@@ -262,6 +263,7 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
     other = {s for s, config in committed_configs(target).items() if config != wanted}
     done = probed_steps(target)
     result: dict[str, Any] = {"probed": [], "skipped": {}, "rows": 0, "replaced": [], "stale": []}
+    shown = progress.ProbeProgress(target.run.name, final_step)
     if other:
         log.info(
             "run %s: steps %s were probed with another configuration; probing them again",
@@ -276,7 +278,7 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
         ]
         for step in todo:
             try:
-                result["rows"] += probe_step(target, step)
+                rows = probe_step(target, step)
             except UnreadableCheckpoint as e:
                 if step == final_step:
                     raise DataError(
@@ -285,6 +287,8 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
                 log.warning("run %s step %d not probed: %s", target.run.name, step, e)
                 result["skipped"][step] = e.reason
                 continue
+            result["rows"] += rows
+            shown.probed(step, rows)
             done.add(step)
             result["probed"].append(step)
             if step in other:

@@ -16,7 +16,9 @@ step reads depend only on the step, so the resumed run reads the same samples in
 none twice in the final weights, none skipped. Errors in the user's data or spec are not retried.
 
 Runs go through their own threads, so a cluster with room for several trains them at once; on a
-small one Ray queues their placement groups.
+small one Ray queues their placement groups. When the driver stops (``jobs.runtime.Interrupted``)
+or one run fails, every run's thread kills its rank group within ``POLL_S`` and ends; a checkpoint
+whose save was cut off has no commit record, so a re-run resumes from the newest committed one.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Self
 
 from taggant.jobs import hf as jobs_hf
@@ -43,6 +46,8 @@ MAX_RESTARTS = 3
 CPUS_PER_RANK = 1
 """CPU cores per rank actor; torch uses as many threads. One on CPU: two-thread processes
 collapse when anything else takes a core (research/demo-feasibility.md)."""
+POLL_S = 0.5
+"""How often a run's thread checks, while it waits on Ray, whether the driver is stopping."""
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +111,7 @@ def run(
     for run_id, run_dir in zip(runs, run_dirs):
         data.prepare_run_dir(run_dir, spec, run_id, tokenize_folder)
     jobs_hf.import_model(spec, folder, tokenize_folder)
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="train") as pool:
         futures = [
             pool.submit(
@@ -115,10 +121,17 @@ def run(
                 run_dir,
                 cpus_per_rank=cpus_per_rank,
                 max_restarts=max_restarts,
+                stop=stop,
             )
             for run_id, run_dir in zip(runs, run_dirs)
         ]
-        results = [f.result() for f in futures]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            results = [f.result() for f in futures]
+        except BaseException:
+            # Leaving the pool waits for the threads: each kills its rank group first.
+            stop.set()
+            raise
     return {"runs": {r.pop("run"): r for r in results}}
 
 
@@ -129,9 +142,11 @@ def train_run(
     *,
     cpus_per_rank: int = CPUS_PER_RANK,
     max_restarts: int = MAX_RESTARTS,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Train one run, prepared in ``run_dir``, to its last step; restart its rank group after a
-    failure.
+    failure. Logs the step it resumes from when the run has a committed checkpoint. Once ``stop``
+    is set, it kills its rank group and raises ``Stopped`` within ``POLL_S``.
 
     Returns:
         ``run``, ``steps``, ``samples_seen``, ``tokens_seen``, ``checkpoints`` (committed steps),
@@ -150,11 +165,18 @@ def train_run(
     bundle = {"CPU": cpus_per_rank, **({"GPU": 1} if use_gpus else {})}
     _check_capacity(bundle, world, resources)
     num_steps = spec.runs.num_steps(run_id.train_tokens)
+    committed = checkpoint.committed_steps(run_dir)
+    if committed:
+        log.info("%s: resuming from step %d of %d", run_id.name, committed[-1], num_steps)
     for attempt in range(max_restarts + 1):
         names = [actor_name(spec, run_id, attempt, rank) for rank in range(world)]
         try:
             with _RankGroup(
-                bundle, names, (spec, run_id, run_dir, cpus_per_rank), runs.tensor_parallel_size
+                bundle,
+                names,
+                (spec, run_id, run_dir, cpus_per_rank),
+                runs.tensor_parallel_size,
+                stop or threading.Event(),
             ) as group:
                 group.call("setup")
                 status = group.call("train_until", num_steps)[0]
@@ -210,9 +232,6 @@ class RankWorker:
 
         from taggant.pipeline.train.loop import TrainConfig, Trainer
 
-        # Progress lines from pipeline.train; megatron's INFO output (parameter lists) stays off.
-        logging.basicConfig(level=logging.WARNING, format="%(message)s")
-        logging.getLogger("taggant.pipeline").setLevel(logging.INFO)
         torch.set_num_threads(self.threads)
         samples = data.open_training_samples(self.run_dir)
         config = TrainConfig.from_spec(
@@ -240,10 +259,15 @@ class RankWorker:
         return self.trainer.weights_digest()
 
 
+class Stopped(Exception):
+    """A run's thread stopped waiting because the driver is stopping."""
+
+
 class _RankGroup:
     """A placement group with one ``RankWorker`` per bundle, wired into one process group.
 
-    A context manager: leaving it kills the actors and removes the placement group.
+    A context manager: leaving it kills the actors and removes the placement group. Its waits on
+    Ray raise ``Stopped`` once ``stop`` is set.
 
     Args:
         bundle: resources of one rank.
@@ -251,6 +275,7 @@ class _RankGroup:
         worker_args: ``RankWorker`` arguments, the same for every rank.
         tensor_parallel_size: ranks per tensor-parallel group, kept on one node where Ray's
             placement allows (``jobs.placement``).
+        stop: set when the driver is stopping.
     """
 
     def __init__(
@@ -259,10 +284,12 @@ class _RankGroup:
         names: list[str],
         worker_args: tuple,
         tensor_parallel_size: int,
+        stop: threading.Event,
     ):
         from ray.util.placement_group import placement_group
 
         self.actors: list[Any] = []
+        self.stop = stop
         self.pg = placement_group([bundle] * len(names), strategy="PACK")
         try:
             self._start(bundle, names, worker_args, tensor_parallel_size)
@@ -280,7 +307,7 @@ class _RankGroup:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        ray.get(self.pg.ready())
+        self._wait([self.pg.ready()])
         placements = placement.probe_bundles(self.pg, len(names))
         order = placement.order_ranks(placements, tensor_parallel_size, names[0])
         bundles = [
@@ -318,11 +345,20 @@ class _RankGroup:
         import ray
 
         refs = [getattr(a, method).remote(*args) for a in self.actors]
+        self._wait(refs)
+        return ray.get(refs)
+
+    def _wait(self, refs: list[Any]) -> None:
+        """Wait until every ref is ready; raise the first failure at once, and ``Stopped`` once
+        ``stop`` is set."""
+        import ray
+
         pending = list(refs)
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+            if self.stop.is_set():
+                raise Stopped()
+            done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
             ray.get(done)
-        return ray.get(refs)
 
     def shutdown(self) -> None:
         import ray

@@ -1,7 +1,10 @@
 """Training progress a user can watch: loss, lr, tokens/s and ETA every few steps.
 
-Every ``interval_steps`` steps (and at the last step) rank 0 logs one line and appends one record
-to ``<run_dir>/metrics.jsonl``::
+Rank 0 shows a run's progress on the console in one of two ways (``bars``): one live bar per run
+(steps, tokens, tokens/s and ETA, moved every step) when the console is a terminal, else one log
+line every ``interval_steps`` steps (and at the last step), which reads well in files and job
+logs. Either way, every ``interval_steps`` steps it appends one record to
+``<run_dir>/metrics.jsonl``::
 
     {"step": 40, "loss": 5.91, "lr": 0.001, "grad_norm": 1.3, "tokens_per_s": 5123.0,
      "eta_s": 31.2, "elapsed_s": 9.9, "interval_steps": 10, "time": 1796300000.1}
@@ -26,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -33,6 +37,58 @@ METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 
 log = logging.getLogger(__name__)
+
+
+BARS = "TAGGANT_PROGRESS_BARS"
+"""Environment variable: ``1`` shows progress as live bars; anything else, as log lines. The
+driver sets it for its Ray workers (``jobs.runtime.ray_session``): ``1`` when its console is a
+terminal."""
+
+
+def bars() -> bool:
+    """Whether this process shows progress as live bars (``BARS``)."""
+    return os.environ.get(BARS) == "1"
+
+
+def bar(desc: str, total: int, unit: str):
+    """A progress bar with tqdm's ``n``, ``set_description`` and ``close``: Ray's distributed
+    tqdm, so that in a Ray worker the driver draws it, one line per bar that Ray's log
+    deduplication never merges (outside Ray it draws locally). It sends its state at most once a
+    second, and at ``close``; ``advance`` moves it."""
+    from ray.experimental import tqdm_ray
+
+    return tqdm_ray.tqdm(desc=desc, total=total, unit=unit)
+
+
+def advance(progress_bar, n: int, desc: str) -> None:
+    """Move ``progress_bar`` to ``n`` with the description ``desc``."""
+    progress_bar.n = n
+    progress_bar.set_description(desc)
+    # A Ray worker's bar state is a line on its stdout, which is block-buffered: send it now.
+    sys.stdout.flush()
+
+
+class ProbeProgress:
+    """A run's probe watcher on the console: a bar up to the run's final step (``bars``), or one
+    log line per probed checkpoint.
+
+    Args:
+        run: the run's name.
+        final_step: the step of its last checkpoint.
+    """
+
+    def __init__(self, run: str, final_step: int):
+        self.run, self.final_step = run, final_step
+        self._bar = bar(f"probe {run}", final_step, "step") if bars() else None
+
+    def probed(self, step: int, rows: int) -> None:
+        """The checkpoint at ``step`` is in the store, with ``rows`` rows."""
+        if self._bar is None:
+            log.info("probe %s: step %d/%d probed, %d rows", self.run, step, self.final_step, rows)
+            return
+        advance(self._bar, step, f"probe {self.run} step {step}/{self.final_step}")
+        if step == self.final_step:
+            self._bar.close()
 
 
 def read_metrics(run_dir: str) -> list[dict[str, Any]]:
@@ -114,6 +170,8 @@ class Progress:
         self._step_start_s: float | None = None
         self._window: list[dict[str, Any]] = []
         self._window_s = 0.0
+        self._bars = bars()
+        self._bar = None  # made at the first step: a resumed run's bar starts where it resumed
 
     def start(self) -> None:
         """The next step starts now: call before the first step of a ``train_until`` call and
@@ -131,6 +189,8 @@ class Progress:
         self._step_start_s = now
         self._window.append(record)
         step = record["step"]
+        if self._bars:
+            self._move_bar(step)
         if step % self.interval_steps and step != self.num_steps:
             return None
         seconds = max(self._window_s, 1e-9)
@@ -155,18 +215,32 @@ class Progress:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        if self._bar is not None:
+            self._bar.close()
+
+    def _move_bar(self, step: int) -> None:
+        name = os.path.basename(self.run_dir)
+        if self._bar is None:
+            self._bar = bar(f"train {name}", self.num_steps * self.tokens_per_step, "tok")
+        advance(
+            self._bar, step * self.tokens_per_step, f"train {name} step {step}/{self.num_steps}"
+        )
+        if step == self.num_steps:
+            self._bar.close()  # sends the final state now: the rank may be idle for a while
+            self._bar = None
 
     def _emit(self, out: dict[str, Any]) -> None:
-        log.info(
-            "%s: step %d/%d  loss %.4f  lr %.3g  %.0f tokens/s  ETA %s",
-            os.path.basename(self.run_dir),
-            out["step"],
-            self.num_steps,
-            out["loss"],
-            out["lr"],
-            out["tokens_per_s"],
-            _duration(out["eta_s"]),
-        )
+        if not self._bars:
+            log.info(
+                "train %s: step %d/%d  loss %.4f  lr %.3g  %.0f tokens/s  ETA %s",
+                os.path.basename(self.run_dir),
+                out["step"],
+                self.num_steps,
+                out["loss"],
+                out["lr"],
+                out["tokens_per_s"],
+                _duration(out["eta_s"]),
+            )
         with open(os.path.join(self.run_dir, METRICS), "a") as f:
             f.write(json.dumps(out) + "\n")
         if self._writer is not None:
