@@ -15,8 +15,11 @@ _ENTRY = re.compile(
 )
 
 
-def changelog_records(limit: int | None = None) -> list[dict]:
-    """Release entries in file order (duplicates by id dropped: the first is kept)."""
+def changelog_records(
+    limit: int | None = None, min_chars: int = 0, max_chars: int | None = None
+) -> list[dict]:
+    """Release entries in file order whose text has ``min_chars`` to ``max_chars`` characters
+    (duplicates by id dropped: the first is kept)."""
     out, seen = [], set()
     for doc in pinned_docs("changelog"):
         for m in _ENTRY.finditer(doc["text"]):
@@ -25,6 +28,8 @@ def changelog_records(limit: int | None = None) -> list[dict]:
                 continue
             seen.add(record_id)
             text = m["body"] + "\n\n" + m["signoff"]
+            if not min_chars <= len(text) <= (max_chars or len(text)):
+                continue
             base = len(m["body"]) + 2 - m.start("signoff")
             out.append(
                 {
