@@ -5,6 +5,8 @@ version ``ngrams.v1``: NFKC, lower-case, whitespace words) with ``n`` = its set'
 ``decontamination.ngram_words``, or all its words as one n-gram when it is shorter. A watermark
 item's signature keeps only the n-grams absent from its source document: those that carry a
 substitution, which is what must not occur naturally (the unwatermarked text is the corpus's own).
+A candidate with per-copy variants owns the n-grams of its text and of every variant: each is
+inserted (variants) or probed (the text).
 
 A corpus document matches a candidate when it shares a signature n-gram with it: it contains the
 whole item (short items), or at least n consecutive words of it. ``find_matches`` computes the
@@ -27,7 +29,8 @@ from taggant.pipeline.perturb.items import Candidate, DocRef, ItemPool, Source
 from taggant.pipeline.spec import PerturbationSpec
 from taggant.sketches import hashing, ngrams
 
-VERSION = "decontaminate.v1"
+VERSION = "decontaminate.v2"
+"""v2: a candidate's variants are checked with its text."""
 BATCH_BYTES = 16 << 20
 """Text per batch of documents whose n-gram sets are held in memory at once."""
 
@@ -189,12 +192,16 @@ def select_items(
     )
     found = [np.empty((0, 3), dtype=np.int64)]
     while ids := pool.draw_round():
-        drafts = [pool.candidates[i].draft for i in ids]
+        texts = [
+            (i, text, pool.candidates[i].draft)
+            for i in ids
+            for text in (pool.candidates[i].draft.text, *pool.candidates[i].draft.variants)
+        ]
         signatures = Signatures.build(
-            ids,
-            [d.text for d in drafts],
-            [sets[pool.candidates[i].set_index].decontamination.ngram_words for i in ids],
-            [d.source_text for d in drafts],
+            [i for i, _, _ in texts],
+            [text for _, text, _ in texts],
+            [sets[pool.candidates[i].set_index].decontamination.ngram_words for i, _, _ in texts],
+            [d.source_text for _, _, d in texts],
         )
         for shard, pairs in enumerate(match_shards(signatures)):
             found.append(np.column_stack([np.full(len(pairs), shard, dtype=np.int64), pairs]))

@@ -208,3 +208,26 @@ def test_a_record_found_in_the_corpus_is_resampled(tmp_path, records):
     chosen = [c.draft.text for c in select_items([pset], [source], matcher).items[0]]
     assert first[3].text not in chosen and len(chosen) == 10
     assert chosen[:3] == [d.text for d in first[:3]]
+
+
+def test_a_variant_found_in_the_corpus_counts_as_its_item_found(tmp_path, records):
+    # A variant that shares no 8-word run with the text: its words in reverse order.
+    rows = [{**r, "variants": [r["text"], " ".join(r["text"].split()[::-1])]} for r in records]
+    pset = TextSpec(
+        name="t",
+        path=write(tmp_path / "r.jsonl", rows),
+        count=10,
+        dup_levels=[1],
+        variants_field="variants",
+        decontamination=DecontaminationSpec(on_collision="resample"),
+    )
+    first = text.TextSource(pset, SEED).draw(0, 10)
+    corpus = [d["text"] for d in pinned_docs("copyright")[:100]]
+    corpus[40] += "\n\n" + first[3].variants[1]  # only the reversed variant, not the text
+
+    def matcher(signatures):
+        return [find_matches(signatures, corpus)]
+
+    source = registry.make_source(pset, SEED, registry.CorpusInputs())
+    chosen = [c.draft.text for c in select_items([pset], [source], matcher).items[0]]
+    assert first[3].text not in chosen and len(chosen) == 10
