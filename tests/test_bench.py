@@ -22,6 +22,7 @@ SMALLEST = {
     "dedup_scale.py": ["--sizes", "1", "--no-peers"],
     "exposure_cost.py": ["--canaries", "1", "--references", "20", "--threads", "1"],
     "gpu_check.py": ["--tiny"],
+    "gpu_check_deps.py": ["pins"],
     "perturb.py": ["--items", "100", "--repeat", "1"],
     "probe.py": ["--items", "2", "--batch", "2", "--repeat", "1", "--threads", "1"],
     "stats_fit.py": ["--replicates", "2", "--bootstrap", "20"],
