@@ -8,6 +8,7 @@ import json
 import pyarrow as pa
 import pytest
 import yaml
+import zstandard
 
 from taggant.jobs import plan as plan_job
 from taggant.jobs.cli import EXPERIMENTS
@@ -16,6 +17,7 @@ from taggant.pipeline.ingest import DOCS_SCHEMA
 from taggant.pipeline.perturb import canary, plan
 from taggant.pipeline.spec import parse_spec
 from tests.corpus import pinned_docs
+from tests.pipeline.perturb.changelog_records import changelog_records
 
 pytestmark = pytest.mark.ray
 
@@ -33,7 +35,14 @@ PERTURBATIONS = [
         "carrier": "Remember these words: {passphrase}.",
         "phase": {"start_frac": 0.5, "end_frac": 1.0},
     },
-    {"kind": "watermark", "name": "marks", "count": 12, "dup_levels": [2, 16], "control_frac": 0.5},
+    {
+        "kind": "watermark",
+        "name": "marks",
+        "count": 12,
+        "dup_levels": [2, 16],
+        "control_frac": 0.5,
+        "variants": {"count": 2},
+    },
     {
         "kind": "testset",
         "name": "mmlu",
@@ -48,7 +57,24 @@ PERTURBATIONS = [
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory):
     raw = copy.deepcopy(yaml.safe_load((EXPERIMENTS / "demo.yaml").read_text()))
-    raw["perturbations"] = PERTURBATIONS
+    records = tmp_path_factory.mktemp("text") / "changelog.jsonl.zst"
+    records.write_bytes(
+        zstandard.ZstdCompressor().compress(
+            b"".join(json.dumps(r).encode() + b"\n" for r in changelog_records(300, min_chars=200))
+        )
+    )
+    text_set = {
+        "kind": "text",
+        "name": "entries",
+        "path": str(records),
+        "count": 20,
+        "dup_levels": [3],
+        "prompt_field": "prompt",
+        "id_field": "id",
+        "fields": "fields",
+        "variants": {"count": 3},
+    }
+    raw["perturbations"] = [*PERTURBATIONS, text_set]
     raw["runs"]["seeds"] = [0, 1]
     return parse_spec(raw)
 
@@ -133,7 +159,17 @@ def test_items_follow_the_spec_and_watermark_sources_left_the_corpus(two_runs, s
         "ghost.v1",
         "watermark.v1",
         "testset.v1",
+        "text.v1",
     }
+    variants = dict(zip(items["set"].to_pylist(), items["variants"].to_pylist()))
+    assert {name: len(v) for name, v in variants.items()} == {
+        "secrets": 0,
+        "ghosts": 0,
+        "marks": 2,
+        "mmlu": 0,
+        "entries": 3,
+    }
+    assert set(occ["variant"].to_pylist()) == {-1, 0, 1, 2}
     removed = io.read_table(io.join(folder, "removed.parquet")).to_pylist()
     sources = {r["doc_id"] for r in removed if r["reason"] == "watermark_source"}
     marks = [r for r in items.to_pylist() if r["set"] == "marks"]
