@@ -28,6 +28,9 @@ def test_launches_a_raylet(tmp_path):
 def test_launches_a_raylet_marked(tmp_path):
     _run(tmp_path, "raylet")
 
+def test_starts_ray_from_a_shell(tmp_path):
+    subprocess.run("ray start --help > /dev/null 2>&1; true", shell=True, check=True)
+
 def test_launches_another_program(tmp_path):
     _run(tmp_path, "rayleigh")
 
@@ -41,11 +44,12 @@ def test_a_test_that_starts_ray_must_carry_the_marker(pytester, monkeypatch):
     pytester.makeini("[pytest]\nmarkers =\n    ray: starts Ray\n")
     pytester.makepyfile(test_fake=FAKE_RAYLET)
     result = pytester.runpytest_subprocess("-p", "tests.tiers", "-p", "no:cacheprovider", "-rA")
-    # The unmarked launch fails at tear-down (its call passed); the fixture user at set-up.
-    result.assert_outcomes(passed=3, errors=2)
+    # Unmarked launches fail at tear-down (their calls passed); the fixture user at set-up.
+    result.assert_outcomes(passed=4, errors=3)
     result.stdout.fnmatch_lines(
         [
             "ERROR test_fake.py::test_launches_a_raylet - *",
+            "ERROR test_fake.py::test_starts_ray_from_a_shell - *",
             "ERROR test_fake.py::test_uses_the_ray_fixture - *",
         ],
         consecutive=True,

@@ -30,12 +30,11 @@ _launched: list[str] = []
 def _on_audit(event: str, args: tuple) -> None:
     if event != "subprocess.Popen":
         return
-    executable, argv = args[0], args[1]
-    first = executable if executable is not None else (argv[0] if argv else "")
-    if isinstance(argv, str | bytes):  # shell=True: the command is one string
-        first = os.fsdecode(argv).split()[0] if argv.strip() else ""
-    if os.path.basename(os.fsdecode(first)) in RAY_PROGRAMS:
-        _launched.append(os.fsdecode(first))
+    executable, argv = args[0], args[1]  # argv is a list by now, with the shell first if any
+    words = [os.fsdecode(executable)]
+    if len(argv) > 2 and argv[1] == "-c":  # `sh -c "ray start ..."`: the command's first word
+        words += os.fsdecode(argv[2]).split()[:1]
+    _launched.extend(w for w in words if os.path.basename(w) in RAY_PROGRAMS)
 
 
 sys.addaudithook(_on_audit)
