@@ -222,6 +222,9 @@ def _check_fields(where: str, name: str, value: Any, text: str) -> dict[str, lis
         raise DataError(f"{where}: `{name}` is {value!r}; {fix}")
     out = {}
     for key, span in value.items():
+        if span is None:
+            # A Parquet struct column gives every row every key, null where the row has none.
+            continue
         if (
             not isinstance(key, str)
             or not isinstance(span, list | tuple)

@@ -155,6 +155,18 @@ def test_a_bad_parquet_row_is_named_by_its_row(tmp_path):
         text.load(pset)
 
 
+def test_parquet_rows_may_hold_different_fields(tmp_path, records):
+    a, b = records[:2]
+    rows = [
+        {"text": a["text"], "fields": {"email": a["fields"]["email"]}},
+        {"text": b["text"], "fields": {"name": b["fields"]["name"]}},
+    ]
+    path = write(tmp_path / "r.parquet", rows)
+    pset = TextSpec(name="t", path=path, count=1, dup_levels=[1], fields="fields")
+    got = {r.text: r.fields for r in text.load(pset).records}
+    assert got == {r["text"]: r["fields"] for r in rows}
+
+
 def test_missing_and_empty_files_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         text.load(TextSpec(name="t", path=str(tmp_path / "none.jsonl"), count=1, dup_levels=[1]))
