@@ -10,6 +10,8 @@ probe_config``: probe versions, ``prefix_tokens``, ``suffix_tokens``) and redoes
 one, so a checkpoint ends with exactly one row set whatever was killed when. A changed setting
 re-probes every checkpoint still on disk whose rows came from another configuration, replacing
 its rows; a step whose checkpoint is gone (``keep_last``) keeps its old rows, reported as stale.
+A run trained again under the same name with other settings (another train stage folder) has all
+its old rows cleared before any is probed.
 
 Only a checkpoint that cannot be read (``pipeline.probe.native.UnreadableCheckpoint``: truncated
 or garbled files, a malformed commit record) is skipped: it is reported in the stats with its
@@ -24,6 +26,7 @@ in the store keeps each item's dup level (what it would have been) with no expos
 from __future__ import annotations
 
 import logging
+import posixpath
 import shutil
 import time
 from collections.abc import Callable
@@ -118,17 +121,33 @@ def _num_params(spec: ExperimentSpec, run: RunId, vocab_size: int) -> int:
     return hf.num_params(spec.runs.init_from_hf)
 
 
-def register_run(target: Target, spec: ExperimentSpec) -> None:
+def trained_by(target: Target) -> str:
+    """The name of the folder holding the run's folder: the train stage's ``train-<hash>``, whose
+    hash covers every setting upstream of the checkpoints (data, insertions, training)."""
+    return posixpath.basename(posixpath.dirname(target.run_dir.rstrip("/")))
+
+
+def register_run(target: Target, spec: ExperimentSpec) -> list[int]:
     """Write the run's metadata and items (with their exposure steps) into the store, and the
-    run's probe inputs into its folder (``taggant probe --checkpoint`` reads them there)."""
+    run's probe inputs into its folder (``taggant probe --checkpoint`` reads them there).
+
+    The metadata records ``trained_by``; a store whose record of the run names another training
+    (the run was trained again with other settings under the same name) has the run's committed
+    steps cleared first, so no row of the old model passes for the new one.
+
+    Returns:
+        the steps cleared.
+    """
     target.inputs.write(target.run_dir)
     items, occurrences, _ = manifest.read(target.inputs.items_url)
     info = TokenizerInfo.read(TokenizeFolder(target.inputs.tokenize_folder))
     run = target.run
     writer = store.StoreWriter(target.store_url, target.experiment)
+    cleared = _clear_other_training(target, writer)
     writer.write_run(
         run.name,
         {
+            "trained_by": trained_by(target),
             "model_size": run.model_size,
             "train_tokens": run.train_tokens,
             "seed": run.seed,
@@ -163,6 +182,25 @@ def register_run(target: Target, spec: ExperimentSpec) -> None:
         .append_column("first_step", pa.array([first.get(i, -1) for i in ids], pa.int64()))
         .append_column("last_step", pa.array([last.get(i, -1) for i in ids], pa.int64())),
     )
+    return cleared
+
+
+def _clear_other_training(target: Target, writer: store.StoreWriter) -> list[int]:
+    runs = store.read_runs(target.store_url, target.experiment).to_pylist()
+    recorded = [r.get("trained_by") for r in runs if r["run"] == target.run.name]
+    if not recorded or recorded[0] == trained_by(target):
+        return []
+    steps = sorted(committed_configs(target))
+    for step in steps:
+        writer.begin_checkpoint(target.run.name, step)
+    log.warning(
+        "run %s: the store held rows of checkpoints from %s, not %s; cleared steps %s",
+        target.run.name,
+        recorded[0] or "an unrecorded training",
+        trained_by(target),
+        steps,
+    )
+    return steps
 
 
 def probe_step(target: Target, step: int) -> int:
@@ -316,7 +354,8 @@ def run(
 ) -> dict[str, Any]:
     """Start a watcher task per target (retried if its worker dies), call ``alongside()``
     (training, or nothing for a catch-up pass), then wait for every watcher to reach its run's
-    final step; returns per-run watcher results and what ``alongside`` returned.
+    final step; returns per-run watcher results (each with ``cleared``: the steps
+    ``register_run`` cleared, rows of another training) and what ``alongside`` returned.
 
     Raises:
         DataError: a watcher failed (``watch``), once ``alongside`` returned: training is not cut
@@ -324,8 +363,7 @@ def run(
     """
     import ray
 
-    for target in watched:
-        register_run(target, spec)
+    cleared = {target.run.name: register_run(target, spec) for target in watched}
     watcher = ray.remote(num_cpus=0, max_retries=3)(watch)
     refs = {t.run.name: watcher.remote(t, final_steps[t.run.name]) for t in watched}
     try:
@@ -335,4 +373,6 @@ def run(
         for ref in refs.values():
             ray.cancel(ref, force=True)
         raise
+    for name, steps in cleared.items():
+        results[name]["cleared"] = steps
     return {"runs": results, "trained": trained}

@@ -294,6 +294,30 @@ def test_a_changed_probe_setting_reprobes_every_checkpoint_and_says_so(tiny, tmp
     assert same["probed"] == [] and same["replaced"] == [] and same["rows"] == 0
 
 
+def test_a_run_trained_again_has_the_old_models_rows_cleared(tiny, tmp_path, local_ray):
+    target = copied(tiny.perturbed, tmp_path)
+    steps = checkpoint.committed_steps(target.run_dir)
+    probe_job.run(tiny.spec, [target], {target.run.name: steps[-1]}, lambda: None)
+    # The run trained again with other settings: the same name in another train folder, here
+    # with only its last two checkpoints left.
+    again = dataclasses.replace(target, run_dir=str(tmp_path / "train-0ther" / "run"))
+    shutil.copytree(target.run_dir, again.run_dir)
+    for step in steps[:-2]:
+        shutil.rmtree(checkpoint.step_dir(again.run_dir, step))
+
+    result = probe_job.run(tiny.spec, [again], {target.run.name: steps[-1]}, lambda: None)
+
+    watched = result["runs"][target.run.name]
+    assert watched["cleared"] == steps and watched["probed"] == steps[-2:]
+    assert_one_row_set_per_step(again, steps[-2:], tiny.num_items())
+    [run] = store.read_runs(target.store_url).to_pylist()
+    assert run["trained_by"] == "train-0ther"
+    # Again from the same training: nothing cleared, nothing to probe.
+    same = probe_job.run(tiny.spec, [again], {target.run.name: steps[-1]}, lambda: None)
+    assert same["runs"][target.run.name]["cleared"] == []
+    assert same["runs"][target.run.name]["probed"] == []
+
+
 def test_an_unreadable_final_checkpoint_fails_the_stage(tiny, tmp_path, local_ray):
     target = copied(tiny.perturbed, tmp_path)
     steps = checkpoint.committed_steps(target.run_dir)
