@@ -148,7 +148,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     Console().print(table)
     per_run = Table("run", "state", "trained", "probed (current probe settings)")
     for r in runs:
-        other = f"; {len(r['other_config'])} of other settings" if r["other_config"] else ""
+        other = f"; {len(r['stale'])} stale (other training or settings)" if r["stale"] else ""
         per_run.add_row(
             r["run"],
             r["state"],

@@ -121,10 +121,15 @@ def _num_params(spec: ExperimentSpec, run: RunId, vocab_size: int) -> int:
     return hf.num_params(spec.runs.init_from_hf)
 
 
+def training_name(train_folder: str) -> str:
+    """What the store's run metadata records as ``trained_by``: the train stage folder's name,
+    ``train-<hash>``, whose hash covers every setting upstream of the checkpoints."""
+    return posixpath.basename(train_folder.rstrip("/"))
+
+
 def trained_by(target: Target) -> str:
-    """The name of the folder holding the run's folder: the train stage's ``train-<hash>``, whose
-    hash covers every setting upstream of the checkpoints (data, insertions, training)."""
-    return posixpath.basename(posixpath.dirname(target.run_dir.rstrip("/")))
+    """``training_name`` of the folder holding the target's run folder."""
+    return training_name(posixpath.dirname(target.run_dir.rstrip("/")))
 
 
 def register_run(target: Target, spec: ExperimentSpec) -> list[int]:

@@ -19,15 +19,21 @@ def runs_status(spec: ExperimentSpec, train_folder: str) -> list[dict[str, Any]]
     Returns:
         Rows with ``run``; ``trained`` and ``steps``: the last step logged in the run's
         ``train_log.jsonl`` (0 before the first) and the run's last step; ``checkpoints``: the
-        scheduled checkpoint steps; ``probed``: those whose store commit record holds the spec's
-        probe configuration; ``other_config``: committed steps of another one (the probe stage
-        probes them again); ``state``: ``done`` (trained and every scheduled checkpoint probed),
+        scheduled checkpoint steps; ``probed``: those in the store from this training (the run's
+        ``trained_by`` is ``train_folder``) with the spec's probe configuration; ``stale``: steps
+        in the store from another training or probe configuration (the probe stage replaces
+        them); ``state``: ``done`` (trained and every scheduled checkpoint probed),
         ``probing``, ``training`` or ``pending`` (not started).
     """
-    from taggant.jobs.probe import probe_config  # loads torch: status needs it only here
+    from taggant.jobs.probe import probe_config, training_name  # probe_config loads torch
 
     wanted = probe_config(spec.probes)
     commits = store.read_checkpoints(spec.store.url, spec.name).to_pylist()
+    trained_by = {
+        r["run"]: r.get("trained_by")
+        for r in store.read_runs(spec.store.url, spec.name).to_pylist()
+    }
+    this_training = training_name(train_folder)
     rows = []
     for run in spec.runs.grid():
         run_dir = io.join(train_folder, run.name)
@@ -36,8 +42,9 @@ def runs_status(spec: ExperimentSpec, train_folder: str) -> list[dict[str, Any]]
         steps = spec.runs.num_steps(run.train_tokens)
         scheduled = run_checkpoint_steps(spec, run.train_tokens)
         mine = [c for c in commits if c["run"] == run.name]
-        probed = sorted(c["step"] for c in mine if c["probe_config"] == wanted)
-        other = sorted(c["step"] for c in mine if c["probe_config"] != wanted)
+        ours = trained_by.get(run.name) == this_training
+        probed = sorted(c["step"] for c in mine if ours and c["probe_config"] == wanted)
+        stale = sorted(c["step"] for c in mine if c["step"] not in probed)
         done_probing = set(scheduled) <= set(probed)
         state = (
             "pending"
@@ -55,7 +62,7 @@ def runs_status(spec: ExperimentSpec, train_folder: str) -> list[dict[str, Any]]
                 "steps": steps,
                 "checkpoints": scheduled,
                 "probed": [s for s in probed if s in scheduled],
-                "other_config": other,
+                "stale": stale,
                 "state": state,
             }
         )

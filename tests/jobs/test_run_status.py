@@ -30,7 +30,8 @@ def test_each_run_says_what_is_trained_and_probed(tmp_path):
     current, old = probe_config(spec.probes), "0123456789abcdef"
     writer = StoreWriter(spec.store.url, spec.name)
 
-    def trained(run: str, steps: int) -> None:
+    def trained(run: str, steps: int, by: str = "train") -> None:
+        writer.write_run(run, {"trained_by": by})
         (train / run).mkdir(parents=True)
         for s in range(1, steps + 1):
             checkpoint.append_train_log(str(train / run), {"step": s, "loss": 1.0})
@@ -46,6 +47,8 @@ def test_each_run_says_what_is_trained_and_probed(tmp_path):
     probed(big_s, [10, 20], current)
     probed(big_s, [30, 40], old)
     trained(small_p, 13)  # mid-training
+    writer.write_run(small_s, {"trained_by": "train-0ld"})  # not started; rows of an old training
+    probed(small_s, [10], current)
     # small_s: not started
 
     rows = {r["run"]: r for r in runs_status(spec, str(train))}
@@ -56,11 +59,11 @@ def test_each_run_says_what_is_trained_and_probed(tmp_path):
         "steps": 40,
         "checkpoints": None,
         "probed": [10, 20, 30, 40],
-        "other_config": [],
+        "stale": [],
         "state": "done",
     }
     assert rows[big_p]["checkpoints"] == [10, 20, 30, 40]
-    assert rows[big_s]["probed"] == [10, 20] and rows[big_s]["other_config"] == [30, 40]
+    assert rows[big_s]["probed"] == [10, 20] and rows[big_s]["stale"] == [30, 40]
     assert rows[big_s]["state"] == "probing"
     assert (rows[small_p]["trained"], rows[small_p]["steps"], rows[small_p]["state"]) == (
         13,
@@ -68,3 +71,4 @@ def test_each_run_says_what_is_trained_and_probed(tmp_path):
         "training",
     )
     assert (rows[small_s]["trained"], rows[small_s]["state"]) == (0, "pending")
+    assert rows[small_s]["probed"] == [] and rows[small_s]["stale"] == [10]
