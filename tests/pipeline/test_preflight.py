@@ -62,6 +62,21 @@ def test_corpus_paths_that_match_nothing_are_errors(tmp_path):
     ]
 
 
+def test_corpus_paths_on_any_fsspec_filesystem(tmp_path):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/preflight/corpus/a.jsonl", b'{"text": "x"}\n')
+    try:
+        spec = spec_of(tmp_path)
+        corpus = spec.corpus.model_copy(
+            update={"paths": ["memory://preflight/corpus/*.jsonl", "memory://preflight/no/*"]}
+        )
+        assert [p for p, _ in preflight.corpus_paths(corpus)] == ["corpus.paths[1]"]
+    finally:
+        fs.rm("/preflight", recursive=True)
+
+
 def test_items_too_long_are_errors_naming_the_set_and_its_longest_item(tmp_path):
     # seq 64: an occurrence takes 61 tokens. Question 2 has 100 words: ≥ 100 pre-tokens.
     path = benchmark(tmp_path, [5, 10, 100, 70, 3])
