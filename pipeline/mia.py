@@ -11,31 +11,34 @@ oriented so that higher = more likely a member:
   step (the twin is the run with the same model size, budget and seed, ``perturbed`` false): a
   reference model trained on the same data without the insertions. Perturbed runs only.
 
-An attack is evaluated where the store has its probe. Per group: AUROC (Mann–Whitney, ties count
-one half) with a 95% percentile CI from a bootstrap that resamples members and controls
-separately; the empirical ROC (``score ≥ t`` means member, every distinct threshold, from (0, 0)
-to (1, 1)); the TPR at 1% and 0.1% FPR, each the largest TPR with FPR ≤ f on that ROC, which
-needs at least 1/f controls (otherwise null, with the reason); and the ``privacy_audit`` bound.
-A standard twin's rows are the randomization check: its "members" were never inserted, so its
-AUROC should cover 0.5.
+An attack is evaluated where the store has its probe. Per group (``pipeline.roc_stats``): AUROC
+(Mann–Whitney, ties count one half) with a logit-scale CI that never has zero width; the one-sided
+randomization p-value of "members score higher" (``auroc_p``, exact under the random split) and
+its Holm adjustment over the family of one (experiment, run, step) (``auroc_p_holm``); the
+empirical ROC (``score ≥ t`` means member, every distinct threshold, from (0, 0) to (1, 1)); the
+TPR at 1% and 0.1% FPR with a threshold calibrated on the controls and a CI, which needs at least
+10/FPR controls (otherwise null, with the reason); and the ``privacy_audit`` bound with its
+neighbour relation, copies, δ and per-copy value. A standard twin's rows are the randomization
+check: its "members" were never inserted, so its AUROC should cover 0.5 and its ``auroc_p`` be
+uniform.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from taggant.pipeline import privacy_audit
-from taggant.pipeline.fit import RUN, StoreData, item_weights
+from taggant.pipeline import privacy_audit, roc_stats
+from taggant.pipeline.errors import ConfigError, DataError
+from taggant.pipeline.fit import RUN, StoreData
+from taggant.pipeline.multiplicity import holm
 from taggant.pipeline.perturb import rng as seeded
 from taggant.pipeline.store import MIA_SCHEMA
 
-MIA_VERSION = "mia.v1"
-NUM_BOOTSTRAP = 1000
+MIA_VERSION = "mia.v2"
 FPR_TARGETS = {"1pct": 0.01, "0p1pct": 0.001}
 """Low-FPR operating points (MIMIR's list); the suffix names the store column."""
 
@@ -57,41 +60,6 @@ ATTACKS = {
     "min_k_plus_plus": Attack("min_k_plus_plus", "k20", 1.0),
     "twin_reference": Attack("loss", "nll_mean", -1.0, twin=True),
 }
-
-
-def roc(members: np.ndarray, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(fpr, tpr)`` of the rule ``score ≥ t`` at every distinct score t, from high to low,
-    with (0, 0) first and (1, 1) last."""
-    thresholds = np.unique(np.concatenate([members, controls]))[::-1]
-    tpr = (len(members) - np.searchsorted(np.sort(members), thresholds, "left")) / len(members)
-    fpr = (len(controls) - np.searchsorted(np.sort(controls), thresholds, "left")) / len(controls)
-    return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr])
-
-
-def auroc_resamples(
-    members: np.ndarray, controls: np.ndarray, weights_m: np.ndarray, weights_c: np.ndarray
-) -> np.ndarray:
-    """AUROC ``P[member > control] + P[tie]/2`` under each row of resampling counts (the
-    all-ones row gives the AUROC itself); O(resamples × items)."""
-    order = np.argsort(controls, kind="stable")
-    sorted_c = controls[order]
-    cum = np.concatenate(
-        [np.zeros((len(weights_c), 1)), np.cumsum(weights_c[:, order], axis=1)], axis=1
-    )
-    below = cum[:, np.searchsorted(sorted_c, members, "left")]
-    ties = cum[:, np.searchsorted(sorted_c, members, "right")] - below
-    return (weights_m * (below + ties / 2)).sum(axis=1) / (len(members) * len(controls))
-
-
-def tpr_at_fpr(
-    fpr: np.ndarray, tpr: np.ndarray, controls: int, target: float
-) -> tuple[float | None, str | None]:
-    """The largest TPR with FPR ≤ ``target`` on the empirical ROC, or ``None`` and why: below
-    ``1/target`` controls, FPR cannot resolve ``target``."""
-    needed = math.ceil(1 / target - 1e-9)
-    if controls < needed:
-        return None, f"FPR {target:g} needs ≥ {needed} controls; the set has {controls}"
-    return float(tpr[fpr <= target + 1e-12].max()), None
 
 
 def attack_scores(data: StoreData) -> pd.DataFrame:
@@ -135,15 +103,23 @@ def _minus_twin(rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+HOLM_FAMILY = RUN + ["step"]
+"""``auroc_p_holm`` adjusts over all rows of one (experiment, run, step): every set × dup level ×
+attack tested on that checkpoint."""
+
+
 def evaluate(
     data: StoreData,
     final_only: bool = False,
-    num_bootstrap: int = NUM_BOOTSTRAP,
     confidence: float = privacy_audit.CONFIDENCE,
+    *,
+    delta: float = 0.0,
+    num_permutations: int = roc_stats.NUM_PERMUTATIONS,
 ) -> pa.Table:
     """Every (experiment, run, step, set, dup level > 0, attack) group of the store (only each
     run's last checkpoint with ``final_only``) as a ``store.MIA_SCHEMA`` table plus
-    ``experiment`` and ``run``, sorted by its keys."""
+    ``experiment`` and ``run``, sorted by its keys; audits at ``delta``. ``auroc_p_holm`` is
+    Holm-adjusted over ``HOLM_FAMILY``, so it depends on which groups the store holds."""
     scores = attack_scores(data)
     if final_only:
         scores = scores[scores["step"] == scores.groupby(RUN)["step"].transform("max")]
@@ -154,9 +130,15 @@ def evaluate(
         controls = g.loc[g["dup_level"] == 0, "score"].to_numpy(dtype=np.float64)
         for level, m in g[g["dup_level"] > 0].groupby("dup_level"):
             key = f"{experiment}/{run}/{step}/{level}/{attack}"
-            rng = np.random.default_rng(seeded.derive_seed(0, "mia.bootstrap", set_name, key))
+            rng = np.random.default_rng(seeded.derive_seed(0, "mia.group", set_name, key))
             row = evaluate_group(
-                m["score"].to_numpy(dtype=np.float64), controls, rng, num_bootstrap, confidence
+                m["score"].to_numpy(dtype=np.float64),
+                controls,
+                rng,
+                confidence,
+                delta=delta,
+                copies=int(level),
+                num_permutations=num_permutations,
             )
             rows.append(
                 {
@@ -169,55 +151,116 @@ def evaluate(
                     **row,
                 }
             )
+    frame = pd.DataFrame(rows, columns=["experiment", "run", *MIA_SCHEMA.names])
+    for _, family in frame.groupby(HOLM_FAMILY):
+        frame.loc[family.index, "auroc_p_holm"] = holm(family["auroc_p"].to_numpy())
     schema = pa.schema([("experiment", pa.string()), ("run", pa.string()), *MIA_SCHEMA])
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
 def evaluate_group(
     members: np.ndarray,
     controls: np.ndarray,
     rng: np.random.Generator,
-    num_bootstrap: int = NUM_BOOTSTRAP,
     confidence: float = privacy_audit.CONFIDENCE,
+    *,
+    delta: float = 0.0,
+    copies: int = 1,
+    num_permutations: int = roc_stats.NUM_PERMUTATIONS,
 ) -> dict:
-    """The ``MIA_SCHEMA`` fields but the keys for one group's member and control scores."""
-    fpr, tpr = roc(members, controls)
-    ones_m, ones_c = np.ones((1, len(members))), np.ones((1, len(controls)))
+    """The ``MIA_SCHEMA`` fields but the keys and ``auroc_p_holm`` (a family-level value, see
+    ``evaluate``) for one group's member and control scores, members inserted ``copies`` times;
+    ``rng`` draws the permutations (when not exact) and the audit's pairs."""
+    fpr, tpr = roc_stats.roc(members, controls)
+    p, p_method = roc_stats.mann_whitney_p(members, controls, rng, num_permutations)
+    low, high = roc_stats.auroc_ci(members, controls, confidence)
     row = {
         "members": len(members),
         "controls": len(controls),
-        "auroc": float(auroc_resamples(members, controls, ones_m, ones_c)[0]),
-        "auroc_ci_low": None,
-        "auroc_ci_high": None,
-        "auroc_ci_reason": None,
+        "auroc": roc_stats.auroc(members, controls),
+        "auroc_ci_low": low,
+        "auroc_ci_high": None if low is None else high,
+        "auroc_ci_reason": high if low is None else None,
+        "auroc_ci_method": roc_stats.AUROC_CI_METHOD,
+        "auroc_p": p,
+        "auroc_p_method": p_method,
         "fpr": fpr.tolist(),
         "tpr": tpr.tolist(),
         "version": MIA_VERSION,
     }
-    if min(len(members), len(controls)) < 2:
-        row["auroc_ci_reason"] = "the bootstrap needs ≥ 2 members and ≥ 2 controls"
-    else:
-        boot = auroc_resamples(
-            members,
-            controls,
-            item_weights(np.zeros(len(members)), num_bootstrap, rng),
-            item_weights(np.zeros(len(controls)), num_bootstrap, rng),
-        )
-        low, high = np.percentile(boot, [2.5, 97.5])
-        row.update(auroc_ci_low=float(low), auroc_ci_high=float(high))
     for suffix, target in FPR_TARGETS.items():
-        row[f"tpr_at_{suffix}_fpr"], row[f"tpr_at_{suffix}_fpr_reason"] = tpr_at_fpr(
-            fpr, tpr, len(controls), target
-        )
-    result = privacy_audit.audit(members, controls, rng, confidence)
+        result = roc_stats.tpr_at_fpr(members, controls, target, confidence)
+        row[f"tpr_at_{suffix}_fpr"] = result["value"]
+        for field in ("ci_low", "ci_high", "false_positives", "reason"):
+            row[f"tpr_at_{suffix}_fpr_{field}"] = result[field]
+    result = privacy_audit.audit(members, controls, rng, confidence, delta=delta)
     row.update(
         epsilon_lb=result.epsilon,
+        epsilon_lb_per_copy=result.per_copy(copies),
+        audit_neighbour=privacy_audit.NEIGHBOUR,
+        audit_copies=copies,
+        audit_delta=delta,
         audit_pairs=result.pairs,
         audit_guesses=result.guesses,
         audit_correct=result.correct,
         audit_confidence=confidence,
     )
     return row
+
+
+HEADLINE_FIELDS = [
+    "experiment",
+    "run",
+    "set",
+    "dup_level",
+    "step",
+    "attack",
+    "epsilon_lb",
+    "epsilon_lb_per_copy",
+    "audit_neighbour",
+    "audit_copies",
+    "audit_delta",
+    "audit_confidence",
+    "audit_pairs",
+    "audit_guesses",
+    "audit_correct",
+]
+
+
+def headline_audit(table: pa.Table, attack: str, step: str | int = "last") -> list[dict]:
+    """The pre-specified audit: per (experiment, run, set, dup level) the ``HEADLINE_FIELDS`` of
+    the row of ``attack`` at ``step`` (``"last"``: each run's last checkpoint in ``table``), for
+    ``evaluate`` output. Fixing the attack and checkpoint before looking is what makes each
+    ``epsilon_lb`` a ``audit_confidence`` bound: the maximum over attacks and steps is not.
+
+    Rows are still many bounds, one per run × set × level, each valid on its own. Runs of one
+    experiment share their split (the same coins decide members and controls in every run), so
+    their bounds are not independent evidence and must not be pooled or counted as
+    replications. Runs without the attack (a standard twin has no ``twin_reference``) have no row.
+
+    Raises:
+        ConfigError: ``attack`` not in ``ATTACKS`` or ``step`` neither ``"last"`` nor a
+            non-negative int.
+        DataError: an int ``step`` that no run of the table has.
+    """
+    if attack not in ATTACKS:
+        raise ConfigError([("fit.audit_attack", f"{attack!r} is not one of {sorted(ATTACKS)}")])
+    if step != "last" and not (isinstance(step, int) and step >= 0):
+        raise ConfigError([("fit.audit_step", f"{step!r}: use 'last' or a checkpoint step ≥ 0")])
+    rows = table.select(HEADLINE_FIELDS).to_pandas()
+    rows = rows[rows["attack"] == attack]
+    if step == "last":
+        rows = rows[rows["step"] == rows.groupby(RUN)["step"].transform("max")]
+    elif (rows["step"] == step).any():
+        rows = rows[rows["step"] == step]
+    else:
+        steps = sorted(set(table.column("step").to_pylist()))
+        raise DataError(
+            f"no membership rows of attack {attack} at step {step}; the table has steps {steps}: "
+            "set fit.audit_step to one of them or 'last'"
+        )
+    rows = rows.sort_values(["experiment", "run", "set", "dup_level"])
+    return pa.Table.from_pandas(rows, preserve_index=False).to_pylist()
 
 
 def final_summary(table: pa.Table) -> list[dict]:

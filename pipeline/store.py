@@ -91,13 +91,27 @@ MIA_SCHEMA = pa.schema(
         ("auroc_ci_low", pa.float64()),
         ("auroc_ci_high", pa.float64()),
         ("auroc_ci_reason", pa.string()),
+        ("auroc_ci_method", pa.string()),
+        ("auroc_p", pa.float64()),
+        ("auroc_p_method", pa.string()),
+        ("auroc_p_holm", pa.float64()),
         ("tpr_at_1pct_fpr", pa.float64()),
+        ("tpr_at_1pct_fpr_ci_low", pa.float64()),
+        ("tpr_at_1pct_fpr_ci_high", pa.float64()),
+        ("tpr_at_1pct_fpr_false_positives", pa.int64()),
         ("tpr_at_1pct_fpr_reason", pa.string()),
         ("tpr_at_0p1pct_fpr", pa.float64()),
+        ("tpr_at_0p1pct_fpr_ci_low", pa.float64()),
+        ("tpr_at_0p1pct_fpr_ci_high", pa.float64()),
+        ("tpr_at_0p1pct_fpr_false_positives", pa.int64()),
         ("tpr_at_0p1pct_fpr_reason", pa.string()),
         ("fpr", pa.list_(pa.float64())),
         ("tpr", pa.list_(pa.float64())),
         ("epsilon_lb", pa.float64()),
+        ("epsilon_lb_per_copy", pa.float64()),
+        ("audit_neighbour", pa.string()),
+        ("audit_copies", pa.int64()),
+        ("audit_delta", pa.float64()),
         ("audit_pairs", pa.int64()),
         ("audit_guesses", pa.int64()),
         ("audit_correct", pa.int64()),
@@ -105,9 +119,15 @@ MIA_SCHEMA = pa.schema(
         ("version", pa.string()),
     ]
 )
-"""A run's membership inference (``pipeline.mia``), one row per (step, set, dup level, attack):
-AUROC with its bootstrap CI, TPR at low FPR (null with a reason when the controls cannot resolve
-it), the empirical ROC, and the one-run audit's ε lower bound (``pipeline.privacy_audit``)."""
+"""A run's membership inference (``pipeline.mia``, ``mia.v2``), one row per (step, set, dup level,
+attack): AUROC with its CI (``auroc_ci_method``), the one-sided randomization p-value of "members
+score higher" (``auroc_p``, computed as ``auroc_p_method`` says) and its Holm adjustment over all
+rows of the (experiment, run, step) (``auroc_p_holm``); TPR at 1% and 0.1% FPR with a
+control-calibrated threshold, its CI and the controls above that threshold (all null with a
+reason below 10/FPR controls); the empirical ROC; and the one-run audit's ε lower bound
+(``pipeline.privacy_audit``) for ``audit_neighbour`` ("replace-one") datasets differing in all
+``audit_copies`` (= dup level) copies of an item, at ``audit_delta``, with ``epsilon_lb_per_copy``
+= ``epsilon_lb / (2·audit_copies)``, the add/remove bound per copy."""
 PARTITIONS = pa.schema([("experiment", pa.string()), ("run", pa.string()), ("step", pa.int64())])
 
 
