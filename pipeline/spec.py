@@ -314,8 +314,31 @@ class StoreSpec(_Spec):
     a relative path is taken from the current directory."""
 
 
+class FitSpec(_Spec):
+    """What the fit stage reports as its headline membership audit, fixed before looking: one
+    attack at one checkpoint (``mia.headline_audit``), never the maximum over attacks and steps,
+    which is not a bound at ``confidence``."""
+
+    audit_attack: Literal["loss", "zlib", "min_k", "min_k_plus_plus", "twin_reference"] = "loss"
+    """The membership attack of the headline ε (a name of ``mia.ATTACKS``)."""
+    audit_step: Literal["last"] | int = "last"
+    """The checkpoint of the headline ε: ``last`` (each run's last) or a training step ≥ 0."""
+    audit_delta: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """δ of the audited (ε, δ) guarantee (0: pure ε-DP; a DP claim would typically use ≤ 1e-5).
+    A larger δ gives a smaller ε lower bound."""
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    """Confidence of the ε lower bounds and of the AUROC and low-FPR TPR intervals."""
+
+    @field_validator("audit_step")
+    @classmethod
+    def _step(cls, step: str | int) -> str | int:
+        if isinstance(step, int) and step < 0:
+            raise ValueError(f"{step} is negative; use 'last' or a checkpoint step ≥ 0")
+        return step
+
+
 class ExperimentSpec(_Spec):
-    """One experiment: corpus, dedup, perturbations, runs, probes and store."""
+    """One experiment: corpus, dedup, perturbations, runs, probes, store and fit."""
 
     name: str = Field(pattern=NAME_PATTERN)
     """Experiment id; used in folder names and the store's ``experiment`` partition."""
@@ -331,6 +354,7 @@ class ExperimentSpec(_Spec):
     checkpoints: CheckpointsSpec = CheckpointsSpec()
     probes: ProbesSpec = ProbesSpec()
     store: StoreSpec
+    fit: FitSpec = FitSpec()
 
     @model_validator(mode="after")
     def _cross_fields(self) -> ExperimentSpec:
