@@ -11,6 +11,7 @@ from taggant.pipeline.privacy_audit import (
     epsilon_lower_bound,
     guess_grid,
     guesses_needed,
+    one_run_p_value,
     pairs_needed,
 )
 
@@ -73,3 +74,52 @@ def test_a_strong_attack_is_certified_from_pairs_of_the_smaller_group():
     result = audit(rng.normal(3, 1, 200), rng.normal(0, 1, 40), rng)
     assert result.pairs == 40 and result.tried == len(guess_grid(40)) and result.epsilon > 0.5
     assert result.correct <= result.guesses <= result.pairs
+
+
+def naive_p_value(m, r, v, eps, delta):
+    """Steinke et al.'s Algorithm 2 as printed, with the loop (an independent implementation)."""
+    q = special.expit(eps)
+    beta = stats.binom.sf(v - 1, r, q)
+    alpha, mass = 0.0, 0.0
+    for i in range(1, v + 1):
+        mass += stats.binom.pmf(v - i, r, q)
+        alpha = max(alpha, mass / i)
+    return min(beta + alpha * delta * 2 * m, 1.0)
+
+
+@pytest.mark.parametrize("delta, eps", [(0.0, 5.809), (1e-5, 5.782), (1e-3, 3.489)])
+def test_delta_bounds_match_the_review_figures(delta, eps):
+    """stats.md F7: all right, r = m = 1000."""
+    assert epsilon_lower_bound(1000, 1000, delta=delta) == pytest.approx(eps, abs=5e-4)
+
+
+@pytest.mark.parametrize("m, r, v", [(100, 80, 70), (1000, 1000, 1000), (200, 50, 45)])
+def test_the_delta_p_value_is_the_papers_and_rises_with_epsilon(m, r, v):
+    grid = np.linspace(0, 8, 81)
+    p = np.array([one_run_p_value(m, r, v, e, 1e-3) for e in grid])
+    assert p == pytest.approx([naive_p_value(m, r, v, e, 1e-3) for e in grid], rel=1e-9)
+    assert np.all(np.diff(p) >= -1e-12)  # the bound's root-finding assumes this
+    eps = epsilon_lower_bound(r, v, delta=1e-3, canaries=m)
+    if eps > 0:
+        assert (
+            one_run_p_value(m, r, v, eps - 1e-6, 1e-3)
+            < 0.05
+            <= one_run_p_value(m, r, v, eps + 1e-6, 1e-3)
+        )
+
+
+def test_more_delta_or_more_canaries_never_raise_the_bound():
+    assert epsilon_lower_bound(100, 90, delta=1e-4, canaries=100) <= epsilon_lower_bound(100, 90)
+    assert epsilon_lower_bound(100, 90, delta=1e-4, canaries=1000) <= epsilon_lower_bound(
+        100, 90, delta=1e-4, canaries=100
+    )
+    with pytest.raises(ConfigError, match="delta"):
+        epsilon_lower_bound(10, 10, delta=1.0)
+
+
+def test_audit_records_delta_and_the_per_copy_bound():
+    rng = np.random.default_rng(5)
+    result = audit(rng.normal(5, 1, 100), rng.normal(0, 1, 100), rng, delta=1e-5)
+    assert result.delta == 1e-5 and result.epsilon > 0
+    assert result.epsilon < audit(rng.normal(5, 1, 100), rng.normal(0, 1, 100), rng).epsilon
+    assert result.per_copy(16) == pytest.approx(result.epsilon / 32)
