@@ -161,7 +161,10 @@ def tpr_at_fpr(members: np.ndarray, controls: np.ndarray, target: float, confide
     FPR is ≤ target with probability ``1 − α/4``; the upper end the Clopper–Pearson upper bound
     of the members at or above the lowest one whose FPR is ≥ target with probability
     ``1 − α/4``. Members and controls are independent, so the binomial bound holds given the
-    threshold. Ties only make each end more conservative.
+    threshold. Ties only make each end more conservative. The price of the guarantee is width:
+    at d = 2, 200 members and 1000 controls it covered in every replicate with mean width 0.37
+    (``bench/stats_mia.py``), where a percentile bootstrap over both groups covered 0.975 with
+    width 0.22 but has no finite-sample guarantee at an extreme quantile.
     """
     n, m = len(controls), len(members)
     needed = math.ceil(MIN_CONTROLS_PER_FPR / target - 1e-9)
