@@ -83,11 +83,13 @@ class StoreData:
     items: pd.DataFrame
 
 
-def load(url: str, experiment: str | None = None) -> StoreData:
-    """Read the committed probe rows, runs and items of ``experiment`` (all when ``None``)."""
+def load(url: str, experiment: str | None = None, probe_config: str | None = None) -> StoreData:
+    """Read the committed probe rows, runs and items of ``experiment`` (all when ``None``), the
+    rows of one ``probe_config`` only when given (else the store must hold one per experiment:
+    ``store.read_probes`` refuses a mix)."""
     flt = ds.field("experiment") == experiment if experiment else None
     return StoreData(
-        store.read_probes(url, flt).to_pandas(),
+        store.read_probes(url, flt, probe_config=probe_config).to_pandas(),
         store.read_runs(url, experiment).to_pandas(),
         store.read_items(url, experiment).to_pandas(),
     )

@@ -27,12 +27,13 @@ def _save(fig, path: str) -> str:
     return path
 
 
-def dose_response(levels: pd.DataFrame, fits: list[fit.Fit], metric: str, path: str) -> str:
-    """Gap to controls vs dup level (log x), one line per (experiment, run, set) of
-    ``fit.level_summary`` with its 95% CIs, and the ``duplicates`` fit of that run and set drawn
-    dashed over the levels it was fitted on."""
-    members = levels[levels["dup_level"] > 0]
-    lines = {(f.experiment, f.run, f.set): f for f in fits if f.name == "duplicates"}
+def dose_response(levels: list[dict], fits: list[dict], metric: str, path: str) -> str:
+    """Gap to controls vs dup level (log x), one line per (experiment, run, set) of the report's
+    level rows with their 95% CIs, and the ``duplicates`` fit of that run and set drawn dashed
+    over the levels it was fitted on."""
+    rows = pd.DataFrame(levels, columns=fit.LEVEL_COLUMNS)
+    members = rows[rows["dup_level"] > 0].astype({c: float for c in ("mean", "ci_low", "ci_high")})
+    lines = {(f["experiment"], f["run"], f["set"]): f for f in fits if f["name"] == "duplicates"}
     several = members["experiment"].nunique() > 1
     fig, ax = plt.subplots(figsize=(6, 4))
     for (experiment, run, set_name), g in members.groupby(fit.RUN + ["set"]):
@@ -41,7 +42,7 @@ def dose_response(levels: pd.DataFrame, fits: list[fit.Fit], metric: str, path: 
         points = ax.errorbar(
             g["dup_level"],
             g["mean"],
-            yerr=[g["mean"] - g["ci_low"], g["ci_high"] - g["mean"]],
+            yerr=[(g["mean"] - g["ci_low"]).fillna(0), (g["ci_high"] - g["mean"]).fillna(0)],
             marker="o",
             capsize=3,
             label=label,
@@ -51,11 +52,11 @@ def dose_response(levels: pd.DataFrame, fits: list[fit.Fit], metric: str, path: 
             x = np.geomspace(g["dup_level"].min(), g["dup_level"].max(), 50)
             ax.plot(
                 x,
-                law.intercept + law.slope * np.log10(x),
+                law["intercept"] + law["slope"] * np.log10(x),
                 ls="--",
                 lw=1,
                 color=points[0].get_color(),
-                label=f"fit: {law.slope:+.2f} per decade",
+                label=f"fit: {law['slope']:+.2f} per decade",
             )
     ax.axhline(0, color="grey", lw=1, ls=":", label="controls")
     ax.set(
@@ -64,7 +65,7 @@ def dose_response(levels: pd.DataFrame, fits: list[fit.Fit], metric: str, path: 
         title="memorization vs duplicates",
     )
     _dup_ticks(ax, members["dup_level"].unique())
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, path)
 
 
@@ -98,34 +99,47 @@ def over_training(data: fit.StoreData, metric: str, path: str) -> str:
 
 def auroc(summary: list[dict], runs: pd.DataFrame, path: str) -> str:
     """Membership-inference AUROC vs dup level at each run's last checkpoint (``mia.final_summary``
-    rows), one line per (set, attack) with its 95% CI; perturbed runs solid, standard twins dotted
-    (their "members" were never inserted: the chance line is where they belong)."""
+    rows): one panel per (experiment, set), one line per attack with its 95% CI for the perturbed
+    runs; the standard twins' lines faint and dotted (their "members" were never inserted: the
+    chance line is where they belong). The legend sits beside the panels, never over the data."""
     rows = pd.DataFrame(summary)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if not rows.empty:
+    panels = [] if rows.empty else sorted(rows.groupby(["experiment", "set"]).groups)
+    fig, axes = plt.subplots(
+        1, max(1, len(panels)), figsize=(3.2 * max(1, len(panels)) + 1.6, 3.4), squeeze=False
+    )
+    colors = {}
+    if panels:
         rows = rows.merge(runs[fit.RUN + ["perturbed"]], on=fit.RUN)
-        for (run, set_name, attack, perturbed), g in rows.groupby(
-            ["run", "set", "attack", "perturbed"]
-        ):
+    for ax, (experiment, set_name) in zip(axes[0], panels):
+        panel = rows[(rows["experiment"] == experiment) & (rows["set"] == set_name)]
+        for (run, attack, perturbed), g in panel.groupby(["run", "attack", "perturbed"]):
             g = g.sort_values("dup_level")
-            low = (g["auroc"] - g["auroc_ci_low"]).fillna(0)
-            high = (g["auroc_ci_high"] - g["auroc"]).fillna(0)
+            color = colors.setdefault(attack, f"C{len(colors)}")
             ax.errorbar(
                 g["dup_level"],
                 g["auroc"],
-                yerr=[low, high],
-                marker="o",
-                capsize=3,
+                yerr=[
+                    (g["auroc"] - g["auroc_ci_low"]).fillna(0),
+                    (g["auroc_ci_high"] - g["auroc"]).fillna(0),
+                ],
+                marker="o" if perturbed else None,
+                capsize=3 if perturbed else 0,
+                color=color,
+                alpha=1.0 if perturbed else 0.3,
                 ls="-" if perturbed else ":",
-                label=f"{set_name} {attack} ({run})",
+                label=attack if perturbed else f"{attack} (twin)",
             )
-        _dup_ticks(ax, rows["dup_level"].unique())
-    ax.axhline(0.5, color="grey", lw=1, ls="--", label="chance")
-    ax.set(
-        xlabel="duplicates (copies inserted)",
-        ylabel="AUROC (members vs controls)",
-        ylim=(0, 1.02),
-        title="membership inference vs duplicates",
-    )
-    ax.legend(fontsize=6, ncol=2)
-    return _save(fig, path)
+        _dup_ticks(ax, panel["dup_level"].unique())
+        ax.axhline(0.5, color="grey", lw=1, ls="--")
+        ax.set(xlabel="duplicates", ylim=(0, 1.02), title=set_name)
+    axes[0][0].set_ylabel("AUROC (members vs controls)")
+    handles = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), fontsize=7, loc="center right")
+        fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
