@@ -23,9 +23,11 @@ SMALLEST = {
     "exposure_cost.py": ["--canaries", "1", "--references", "20", "--threads", "1"],
     "gpu_check.py": ["--tiny"],
     "gpu_check_deps.py": ["pins"],
+    "gpu_estimates.py": [],
     "perturb.py": ["--items", "100", "--repeat", "1"],
     "probe.py": ["--items", "2", "--batch", "2", "--repeat", "1", "--threads", "1"],
     "stats_fit.py": ["--replicates", "2", "--bootstrap", "20"],
+    "stats_mia.py": ["--replicates", "2"],
     "stats_probes.py": ["--replicates", "2", "--exposure-replicates", "1"],
     "tokenization.py": ["--mb", "0.05", "--vocab", "300", "--workers", "1", "--samples", "100"]
     + ["--repeat", "1"],
