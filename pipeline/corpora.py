@@ -2,7 +2,8 @@
 
 ``/usr/share/doc/<package>/copyright`` files (license texts with many natural near-duplicates) and
 ``changelog.Debian.gz`` files (maintainers' prose) become a JSONL corpus, one document per file,
-with ids ``<kind>/<package>``. The demo and the tests read it like any user corpus.
+with ids ``<kind>/<package>``. The demo reads it like any user corpus. It changes with the
+packages installed, so the tests read a pinned snapshot of it instead (``tests/data``).
 """
 
 from __future__ import annotations
