@@ -85,7 +85,9 @@ def bootstrap_interval(
     Each resample draws the references with replacement, refits the skew-normal and extrapolates;
     the interval holds the central ``level`` of those values, within ``[0, log2_space]``. It
     reflects the sampling error of the fit only, given that the references are skew-normal
-    (module docstring); ``bench/stats_probes.py`` measures its coverage.
+    (module docstring), and undercovers where the extrapolation is far into the tail: for a true
+    20 bits ``bench/stats_probes.py`` measured 95 % intervals covering 0.83 ± 0.04 of the time
+    from 200 references (median width 32 bits) and 0.93 ± 0.03 from 1000 (8.5 bits).
 
     Args:
         seed: seeds the resampling (``perturb.rng.derive_seed`` of the set and item).
