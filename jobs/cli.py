@@ -1,7 +1,9 @@
 """The ``taggant`` command line.
 
 Exit codes: 0 success; 2 spec errors, one ``field.path: message`` line each; 1 runtime failure,
-with a one-line cause and the path of the log holding the traceback.
+with a one-line cause and the path of the log holding the traceback; 130 or 143 when SIGINT
+(Ctrl-C) or SIGTERM stopped a command that runs Ray (``run``, ``demo``, ``dedup``): it stops at
+once, with Ray shut down, and says how to resume (what was cut off is redone, never used).
 
 Every command logs to a file: ``run``, ``demo`` and ``dedup`` under their work folder's ``logs/``,
 the others under ``$XDG_CACHE_HOME/taggant/logs/`` (``~/.cache`` by default), one file per call.
@@ -23,6 +25,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
+from taggant.jobs.runtime import Interrupted
 from taggant.pipeline import io
 from taggant.pipeline.errors import ConfigError, TaggantError, one_line
 from taggant.pipeline.spec import (
@@ -541,7 +544,7 @@ def _run(
     spec: ExperimentSpec, address: str | None, num_cpus: int | None, until: str | None = None
 ) -> int:
     from taggant.jobs import graph, runlog
-    from taggant.jobs.runtime import Interrupted, ray_session
+    from taggant.jobs.runtime import ray_session
     from taggant.jobs.storage import check_work_dir
 
     check_work_dir(spec.work_dir, until)
@@ -554,18 +557,8 @@ def _run(
     _log_to(io.join(logs, f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"))
     stages = graph.build(spec, until)
     with runlog.copy_console() as console, runlog.show_driver_log():
-        try:
-            with ray_session(address, num_cpus), runlog.copy_worker_stderr():
-                graph.run(spec.model_dump(mode="json"), stages, console)
-        except Interrupted as e:
-            log.warning("interrupted by %s", e.signal_name)
-            print(
-                f"interrupted by {e.signal_name}: stopped, and no checkpoint is half-committed; "
-                "run the same command again to resume from its last committed checkpoint "
-                f"(log: {_log_path})",
-                file=sys.stderr,
-            )
-            return e.exit_code
+        with ray_session(address, num_cpus), runlog.copy_worker_stderr():
+            graph.run(spec.model_dump(mode="json"), stages, console)
         _print_result(stages[-1])
     return 0
 
@@ -768,6 +761,14 @@ def main(argv: list[str] | None = None) -> int:
     log.info("taggant %s", " ".join(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
+    except Interrupted as e:
+        log.warning("taggant %s interrupted by %s", args.command, e.signal_name)
+        print(
+            f"interrupted by {e.signal_name}: stopped; run the same command again to resume "
+            f"(finished stages and committed checkpoints are kept; log: {_log_path})",
+            file=sys.stderr,
+        )
+        return e.exit_code
     except Exception as e:  # noqa: BLE001 — the CLI's one boundary: log it whole, say it in a line
         cause = _cause(e)
         if isinstance(cause, ConfigError):

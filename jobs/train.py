@@ -16,9 +16,10 @@ step reads depend only on the step, so the resumed run reads the same samples in
 none twice in the final weights, none skipped. Errors in the user's data or spec are not retried.
 
 Runs go through their own threads, so a cluster with room for several trains them at once; on a
-small one Ray queues their placement groups. When the driver stops (``jobs.runtime.Interrupted``)
-or one run fails, every run's thread kills its rank group within ``POLL_S`` and ends; a checkpoint
-whose save was cut off has no commit record, so a re-run resumes from the newest committed one.
+small one Ray queues their placement groups. When one run fails, every run's thread kills its rank
+group within ``POLL_S`` and ends; when a signal interrupts the driver (``jobs.runtime.Interrupted``)
+the threads end at once and leave their groups to the end of the Ray session. A checkpoint whose
+save was cut off has no commit record, so a re-run resumes from the newest committed one.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def run(
     for run_id, run_dir in zip(runs, run_dirs):
         data.prepare_run_dir(run_dir, spec, run_id, tokenize_folder)
     jobs_hf.import_model(spec, folder, tokenize_folder)
-    stop = threading.Event()
+    stop = Stop()
     with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="train") as pool:
         futures = [
             pool.submit(
@@ -128,9 +129,9 @@ def run(
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
             results = [f.result() for f in futures]
-        except BaseException:
-            # Leaving the pool waits for the threads: each kills its rank group first.
-            stop.set()
+        except BaseException as e:
+            # Leaving the pool waits for the threads, which end within POLL_S.
+            stop.set(session_ending=isinstance(e, KeyboardInterrupt))
             raise
     return {"runs": {r.pop("run"): r for r in results}}
 
@@ -142,11 +143,11 @@ def train_run(
     *,
     cpus_per_rank: int = CPUS_PER_RANK,
     max_restarts: int = MAX_RESTARTS,
-    stop: threading.Event | None = None,
+    stop: Stop | None = None,
 ) -> dict[str, Any]:
     """Train one run, prepared in ``run_dir``, to its last step; restart its rank group after a
     failure. Logs the step it resumes from when the run has a committed checkpoint. Once ``stop``
-    is set, it kills its rank group and raises ``Stopped`` within ``POLL_S``.
+    is set, it raises ``Stopped`` within ``POLL_S`` (see ``Stop`` for its rank group).
 
     Returns:
         ``run``, ``steps``, ``samples_seen``, ``tokens_seen``, ``checkpoints`` (committed steps),
@@ -176,7 +177,7 @@ def train_run(
                 names,
                 (spec, run_id, run_dir, cpus_per_rank),
                 runs.tensor_parallel_size,
-                stop or threading.Event(),
+                stop or Stop(),
             ) as group:
                 group.call("setup")
                 status = group.call("train_until", num_steps)[0]
@@ -263,11 +264,30 @@ class Stopped(Exception):
     """A run's thread stopped waiting because the driver is stopping."""
 
 
+class Stop:
+    """What the driver tells every run's thread: stop (``set``). A thread that stops kills its
+    rank group, unless the whole Ray session is ending (an interrupt): the session's end removes
+    the groups, and Ray's daemons may have died with the signal already (a terminal's Ctrl-C or a
+    SIGTERM reaches the whole process group), so that asking them to remove a placement group
+    would wait out Ray's one-minute reconnect timeout."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.session_ending = False
+
+    def set(self, session_ending: bool = False) -> None:
+        self.session_ending = session_ending
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
 class _RankGroup:
     """A placement group with one ``RankWorker`` per bundle, wired into one process group.
 
-    A context manager: leaving it kills the actors and removes the placement group. Its waits on
-    Ray raise ``Stopped`` once ``stop`` is set.
+    A context manager: leaving it kills the actors and removes the placement group (see ``Stop``).
+    Its waits on Ray raise ``Stopped`` once ``stop`` is set.
 
     Args:
         bundle: resources of one rank.
@@ -284,7 +304,7 @@ class _RankGroup:
         names: list[str],
         worker_args: tuple,
         tensor_parallel_size: int,
-        stop: threading.Event,
+        stop: Stop,
     ):
         from ray.util.placement_group import placement_group
 
@@ -364,6 +384,8 @@ class _RankGroup:
         import ray
         from ray.util.placement_group import remove_placement_group
 
+        if self.stop.session_ending:
+            return
         for a in self.actors:
             ray.kill(a)
         remove_placement_group(self.pg)
