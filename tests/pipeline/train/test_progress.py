@@ -64,3 +64,34 @@ def test_progress_without_tensorboard_installed_goes_on_with_a_message(
     assert run.step_done({"step": 1, "loss": 2.0, "lr": 0.1, "grad_norm": None})["loss"] == 2.0
     assert [r["step"] for r in progress.read_metrics(str(tmp_path))] == [1]
     assert not (tmp_path / progress.TENSORBOARD).exists()
+
+
+def test_on_a_terminal_each_run_is_one_bar_and_no_line(tmp_path, monkeypatch, capsys, caplog):
+    """Outside Ray, Ray's tqdm draws the bar here; in a Ray worker the driver draws it."""
+    monkeypatch.setenv(progress.BARS, "1")
+    monkeypatch.setenv("RAY_TQDM_PATCH_PRINT", "0")  # Ray's bar manager would patch print
+    run_dir = tmp_path / "tiny-run"
+    run_dir.mkdir()
+    run = progress.Progress(str(run_dir), num_steps=4, tokens_per_step=64, interval_steps=2)
+    run.start()
+    for step in (1, 2, 3, 4):
+        run.step_done({"step": step, "loss": 2.0, "lr": 0.1, "grad_norm": None})
+    err = capsys.readouterr().err
+    assert "train tiny-run step 4/4" in err and "256/256" in err and "tok/s" in err
+    assert not caplog.records  # no progress line besides the bar
+    assert [r["step"] for r in progress.read_metrics(str(run_dir))] == [2, 4]
+
+
+def test_elsewhere_each_record_is_one_line(tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv(progress.BARS, raising=False)
+    caplog.set_level("INFO", logger=progress.__name__)
+    run = progress.Progress(str(tmp_path), num_steps=4, tokens_per_step=64, interval_steps=2)
+    run.start()
+    for step in (1, 2, 3, 4):
+        run.step_done({"step": step, "loss": 2.0, "lr": 0.1, "grad_norm": None})
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split("  ")[0] for line in lines] == [
+        f"train {tmp_path.name}: step 2/4",
+        f"train {tmp_path.name}: step 4/4",
+    ]
+    assert all("tokens/s" in line and "ETA" in line for line in lines)
