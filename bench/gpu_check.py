@@ -1,9 +1,9 @@
 """One run that tells whether taggant's GPU training path works and how fast it is (no Ray).
 
-Run it through ``bench/gpu_check.sh``, which sets up the imports (megatron-core from carried
-wheels where it is missing). Usage:
+Run it through ``bench/gpu_check.sh``, which installs what the machine lacks
+(``bench/gpu_check_deps.py``) and names what it cannot install before starting. Usage:
 
-    python bench/gpu_check.py [--tiny] [--out DIR] [--budget-s 420]
+    python bench/gpu_check.py [--tiny] [--data-parallel] [--out DIR]
 
 What it does, for each preset (``gpt-125m`` and ``gpt-350m`` on a GPU; ``tiny-2m`` with
 ``--tiny``, which runs the same code on CPU in about a minute):
@@ -23,6 +23,14 @@ What it does, for each preset (``gpt-125m`` and ``gpt-350m`` on a GPU; ``tiny-2m
    tokens in the same batches.
 5. Trains on a few steps past the checkpoint, then resumes a new trainer from the checkpoint and
    trains the same steps again: same step, and losses equal up to ``RESUME_LOSS_TOLERANCE``.
+6. With two or more GPUs (or ``--data-parallel``, which runs it on CPU/gloo), the first preset on
+   two ranks (``check_data_parallel``): DP=2 over NCCL with the distributed optimizer (ZeRO-1,
+   GPUs only) trains, saves a checkpoint and trains on; then TP=2 (another layout, and at DP=1
+   megatron's non-distributed optimizer) resumes from that checkpoint and trains the same steps:
+   same step, losses equal up to ``RESUME_LOSS_TOLERANCE``.
+
+``<out>/gpu_check.json`` is rewritten after every phase (``phases_done``; ``status`` is
+``running`` until the end), so a time-out keeps every figure measured so far.
 
 Figures printed (and written to ``<out>/gpu_check.json``): training tokens/s; MFU = model FLOPs/s
 over the dense bf16 peak of an H100/H200 SXM (989 TFLOP/s), with model FLOPs per token
@@ -39,6 +47,9 @@ import dataclasses
 import json
 import logging
 import os
+import signal
+import socket
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -48,11 +59,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
+from megatron.core import parallel_state
 
 from taggant.jobs import plan as plan_job
 from taggant.jobs import probe as probe_job
 from taggant.pipeline import data, io, manifest, stage, store, tokenize
-from taggant.pipeline.models import MODEL_PRESETS
+from taggant.pipeline.models import MODEL_PRESETS, ModelPreset
 from taggant.pipeline.perturb import canary, plan
 from taggant.pipeline.probe.run import probe_items
 from taggant.pipeline.spec import ExperimentSpec, parse_spec
@@ -60,6 +72,7 @@ from taggant.pipeline.stage import StageKey
 from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo
 from taggant.pipeline.train import checkpoint
 from taggant.pipeline.train.loop import TrainConfig, Trainer
+from taggant.pipeline.train.model import ModelConfig
 
 PEAK_BF16_FLOPS = 989e12
 """Dense bf16 tensor-core peak of an H100 / H200 SXM (NVIDIA's data sheet, without sparsity)."""
@@ -85,6 +98,8 @@ class Shape:
     canaries: int
     probe_copies: int
     """The probe-throughput pass scores this many copies of every item (more tokens to time)."""
+    parallel_steps: int
+    """Steps of the two-rank phase before its checkpoint (then ``resume_steps`` more)."""
 
 
 # 65k tokens per step in two microbatches of 16 × 2048; 231 steps per preset. At 20% MFU (half
@@ -101,6 +116,7 @@ GPU = Shape(
     vocab_size=32_000,
     canaries=64,
     probe_copies=32,
+    parallel_steps=20,
 )
 TINY = Shape(
     presets=("tiny-2m",),
@@ -114,12 +130,12 @@ TINY = Shape(
     vocab_size=512,
     canaries=8,
     probe_copies=2,
+    parallel_steps=3,
 )
 
 
-def flops_per_token(preset: str, padded_vocab: int, seq: int) -> float:
+def flops_per_token(shape: ModelPreset, padded_vocab: int, seq: int) -> float:
     """Model FLOPs per trained token: ``6·N + 12·L·d·s`` (module docstring)."""
-    shape = MODEL_PRESETS[preset]
     return 6 * shape.num_params(padded_vocab) + 12 * shape.num_layers * shape.hidden_size * seq
 
 
@@ -214,10 +230,43 @@ def prepare(spec: ExperimentSpec, folder: str, corpus: str) -> tuple[str, str]:
     return plan_folder, tok_folder
 
 
+class Report:
+    """``<out>/gpu_check.json``, rewritten after every phase (to a temporary file, then renamed:
+    a reader never sees half a report), so that a time-out keeps the figures measured so far."""
+
+    def __init__(self, out: str, environment: dict, shape: Shape):
+        os.makedirs(out, exist_ok=True)
+        self.path = os.path.join(out, "gpu_check.json")
+        self.data: dict = {
+            "status": "running",
+            "phases_done": [],
+            "environment": environment,
+            "shape": dataclasses.asdict(shape),
+            "presets": [],
+        }
+        self.write()
+
+    def done(self, phase: str) -> None:
+        self.data["phases_done"].append(phase)
+        self.write()
+
+    def write(self) -> None:
+        with open(self.path + ".tmp", "w") as f:
+            json.dump(self.data, f, indent=1)
+        os.replace(self.path + ".tmp", self.path)
+
+
 def check_preset(
-    spec: ExperimentSpec, shape: Shape, run, folder: str, plan_folder: str, tok_folder: str
+    spec: ExperimentSpec,
+    shape: Shape,
+    run,
+    folder: str,
+    plan_folder: str,
+    tok_folder: str,
+    report: Report,
 ) -> dict:
-    """Train, checkpoint, probe and resume one run; its figures and check results."""
+    """Train, checkpoint, probe and resume one run; its figures and check results, added to
+    ``report`` as they are measured."""
     run_dir = io.join(folder, "train", run.name)
     data.prepare_run_dir(run_dir, spec, run, tok_folder)
     samples = data.open_training_samples(run_dir)
@@ -233,6 +282,7 @@ def check_preset(
         "num_params": MODEL_PRESETS[run.model_size].num_params(config.model.padded_vocab_size),
         "checks": {},
     }
+    report.data["presets"].append(result)
 
     trainer = Trainer(config, samples, run_dir)
     result["device"] = str(next(trainer.model.parameters()).device)
@@ -244,7 +294,9 @@ def check_preset(
     _sync()
     seconds = time.perf_counter() - start
     tokens_per_s = shape.timed_steps * shape.global_batch * shape.seq / seconds
-    model_flops = flops_per_token(run.model_size, config.model.padded_vocab_size, shape.seq)
+    model_flops = flops_per_token(
+        MODEL_PRESETS[run.model_size], config.model.padded_vocab_size, shape.seq
+    )
     result.update(
         tokens_per_s=tokens_per_s,
         step_s=seconds / shape.timed_steps,
@@ -255,11 +307,13 @@ def check_preset(
         else None,
     )
     result["checks"]["loss_falls"] = losses[timed] < losses[warm + 1]
+    report.done(f"{run.model_size}:train")
 
     start = time.perf_counter()
     trainer.train_until(saved)  # one step, then the checkpoint's save and commit
     result["step_and_save_s"] = time.perf_counter() - start
     result["checks"]["committed"] = checkpoint.committed_steps(run_dir) == [saved]
+    report.done(f"{run.model_size}:checkpoint")
 
     target = probe_job.targets(spec, io.join(folder, "train"), tok_folder, plan_folder)[
         spec.runs.grid().index(run)
@@ -272,8 +326,10 @@ def check_preset(
     result["checks"]["probe_rows_in_store"] = (
         rows > 0 and len(stored[(stored["run"] == run.name) & (stored["step"] == saved)]) == rows
     )
+    report.done(f"{run.model_size}:probe_step")
     items_url = TokenizeFolder(tok_folder).manifest(run.name)  # the completed manifest
     result.update(probe_vs_forward(tok_folder, items_url, run_dir, saved, spec, shape.probe_copies))
+    report.done(f"{run.model_size}:probe_vs_forward")
 
     reference = dict(trainer.train_until(last)["losses"])
     trainer.close()
@@ -289,7 +345,121 @@ def check_preset(
         "timed_last": losses[timed],
         "last": reference[last],
     }
+    report.done(f"{run.model_size}:resume")
     return result
+
+
+def check_data_parallel(
+    spec: ExperimentSpec, shape: Shape, run, folder: str, tok_folder: str, report: Report
+) -> dict:
+    """Two ranks: DP=2 trains ``parallel_steps``, saves and trains ``resume_steps`` more; TP=2
+    resumes from the checkpoint and trains the same steps. Its figures and checks, added to
+    ``report`` as they are measured (``data_parallel``).
+
+    On GPUs DP=2 runs NCCL and the distributed optimizer, whose sharded state TP=2 (DP=1, the
+    non-distributed optimizer) must load; on CPU it runs gloo and megatron's plain optimizer at
+    both layouts (the distributed optimizer needs CUDA tensors), which still checks the two-rank
+    orchestration, the model's reshard and the resume."""
+    run_dir = io.join(folder, "train-parallel", run.name)
+    data.prepare_run_dir(run_dir, spec, run, tok_folder)
+    vocab_size = data.open_training_samples(run_dir).vocab_size
+    saved, last = shape.parallel_steps, shape.parallel_steps + shape.resume_steps
+    config = dataclasses.replace(
+        TrainConfig.from_spec(spec, run, vocab_size),
+        checkpoint_steps=(saved,),
+        log_interval_steps=1,
+    )
+    result: dict = {"preset": run.model_size, "checks": {}}
+    report.data["data_parallel"] = result
+
+    start = time.perf_counter()
+    first = run_two_ranks(config, run_dir, last, folder)
+    result["dp2_s"] = time.perf_counter() - start
+    result["dp2_layout_dp_tp"] = [first["data_parallel_size"], first["tensor_parallel_size"]]
+    result["checks"]["dp2_layout"] = result["dp2_layout_dp_tp"] == [2, 1]
+    result["dp2_backend"] = first["backend"]
+    result["dp2_distributed_optimizer"] = first["distributed_optimizer"]
+    result["checks"]["dp2_committed"] = checkpoint.committed_steps(run_dir) == [saved]
+    if torch.cuda.is_available():
+        result["checks"]["dp2_nccl_and_distributed_optimizer"] = (
+            "nccl" in first["backend"] and first["distributed_optimizer"]
+        )
+    report.done("data_parallel:dp2")
+
+    start = time.perf_counter()
+    again = run_two_ranks(
+        dataclasses.replace(config, tensor_parallel_size=2), run_dir, last, folder
+    )
+    result["tp2_resume_s"] = time.perf_counter() - start
+    result["tp2_layout_dp_tp"] = [again["data_parallel_size"], again["tensor_parallel_size"]]
+    result["checks"]["tp2_layout"] = result["tp2_layout_dp_tp"] == [1, 2]
+    result["checks"]["tp2_resumed_at_checkpoint"] = again["started_at"] == saved
+    diffs = [abs(again["losses"][s] - first["losses"][s]) for s in range(saved + 1, last + 1)]
+    result["tp2_resume_max_loss_diff"] = max(diffs)
+    result["checks"]["tp2_resume_matches"] = max(diffs) <= RESUME_LOSS_TOLERANCE
+    report.done("data_parallel:tp2_resume")
+    return result
+
+
+def run_two_ranks(config: TrainConfig, run_dir: str, until: int, folder: str) -> dict:
+    """Rank 0's result of ``parallel_worker`` on two local ranks (this script with ``--worker``:
+    separate processes, as torchrun would start them; on GPUs rank r uses GPU r)."""
+    job = os.path.join(folder, f"job-{time.monotonic_ns()}.json")
+    with open(job, "w") as f:
+        json.dump({"config": dataclasses.asdict(config), "run_dir": run_dir, "until": until}, f)
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", job],
+            env={
+                **os.environ,
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            },
+        )
+        for rank in range(2)
+    ]
+    codes = [rank.wait() for rank in ranks]
+    if any(codes):
+        raise RuntimeError(f"two-rank phase: the ranks exited with {codes}")
+    with open(f"{job}.rank0") as f:
+        result = json.load(f)
+    result["losses"] = {int(step): loss for step, loss in result["losses"].items()}
+    return result
+
+
+def parallel_worker(job: str) -> None:
+    """One rank of ``run_two_ranks``: resume (or start) the run and train until the job's step;
+    writes what rank 0 reports to ``<job>.rank<RANK>``."""
+    with open(job) as f:
+        spec = json.load(f)
+    fields = spec["config"]
+    config = TrainConfig(
+        **{
+            **fields,
+            "model": ModelConfig(**fields["model"]),
+            "checkpoint_steps": tuple(fields["checkpoint_steps"]),
+        }
+    )
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)  # two ranks on a shared CPU
+    trainer = Trainer(config, data.open_training_samples(spec["run_dir"]), spec["run_dir"])
+    result = {
+        "started_at": trainer.step,
+        "tensor_parallel_size": parallel_state.get_tensor_model_parallel_world_size(),
+        "data_parallel_size": parallel_state.get_data_parallel_world_size(),
+        "backend": str(torch.distributed.get_backend()),
+        "distributed_optimizer": trainer.model.ddp_config.use_distributed_optimizer,
+    }
+    result["losses"] = dict(trainer.train_until(spec["until"])["losses"])
+    trainer.close()
+    with open(f"{job}.rank{os.environ['RANK']}", "w") as f:
+        json.dump(result, f)
 
 
 def probe_vs_forward(
@@ -380,45 +550,71 @@ def main() -> int:
         help="the tiny-2m preset on small batches: the CPU mode, seconds",
     )
     parser.add_argument(
+        "--data-parallel",
+        action="store_true",
+        help="run the two-rank phase even with fewer than two GPUs (on CPU: gloo)",
+    )
+    parser.add_argument(
         "--out",
         default=os.environ.get("OUT") or ".",
         help="folder for gpu_check.json (default: $OUT, else .)",
     )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # one rank of the two-rank phase
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("taggant.pipeline.train").setLevel(logging.INFO)
+    if args.worker:
+        parallel_worker(args.worker)
+        return 0
     shape = TINY if args.tiny else GPU
     if not args.tiny and not torch.cuda.is_available():
         print("no CUDA device: run with --tiny on CPU", file=sys.stderr)
         return 2
     env = environment()
     print(json.dumps(env))
-    report = {"environment": env, "shape": dataclasses.asdict(shape), "presets": []}
+    report = Report(args.out, env, shape)
+    signal.signal(signal.SIGTERM, _time_out)
+    try:
+        run_checks(shape, report, args.data_parallel or torch.cuda.device_count() >= 2)
+    except BaseException as error:  # a time-out's SIGTERM included: say where it stopped
+        report.data["status"] = f"error: {type(error).__name__}: {error}"
+        report.write()
+        raise
+    failed = [
+        f"{r['preset']}:{name}"
+        for r in [*report.data["presets"], report.data.get("data_parallel", {"checks": {}})]
+        for name, ok in r["checks"].items()
+        if not ok
+    ]
+    report.data["status"] = "failed" if failed else "passed"
+    report.write()
+    print("ALL CHECKS PASSED" if not failed else f"FAILED CHECKS: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def _time_out(signum, frame) -> None:
+    raise TimeoutError("stopped by SIGTERM (gpu_check.sh's time limit?)")
+
+
+def run_checks(shape: Shape, report: Report, data_parallel: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="taggant-gpu-check-") as folder:
         start = time.perf_counter()
         corpus = stdlib_corpus(folder, shape.corpus_bytes)
         spec = experiment(shape, folder, corpus)
         plan_folder, tok_folder = prepare(spec, folder, corpus)
-        report["prepare_s"] = time.perf_counter() - start
-        print(f"run folders ready in {report['prepare_s']:.1f} s")
+        report.data["prepare_s"] = time.perf_counter() - start
+        report.done("prepare")
+        print(f"run folders ready in {report.data['prepare_s']:.1f} s")
         for run in spec.runs.grid():
-            result = check_preset(spec, shape, run, folder, plan_folder, tok_folder)
-            report["presets"].append(result)
+            result = check_preset(spec, shape, run, folder, plan_folder, tok_folder, report)
             print_result(result)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "gpu_check.json"), "w") as f:
-        json.dump(report, f, indent=1)
-    failed = [
-        f"{r['preset']}:{name}"
-        for r in report["presets"]
-        for name, ok in r["checks"].items()
-        if not ok
-    ]
-    print("ALL CHECKS PASSED" if not failed else f"FAILED CHECKS: {', '.join(failed)}")
-    return 1 if failed else 0
+        if data_parallel:
+            first = spec.runs.grid()[0]
+            result = check_data_parallel(spec, shape, first, folder, tok_folder, report)
+            print(f"two ranks ({result['preset']}): {json.dumps(result)}")
 
 
 def print_result(r: dict) -> None:
