@@ -308,3 +308,19 @@ def test_the_launchers_gpu_nodes_train_over_efa():
     env = dict(o.removeprefix("--env ").split("=", 1) for o in options if o.startswith("--env "))
     assert env["FI_PROVIDER"] == "efa"
     assert env["LD_LIBRARY_PATH"].split(":")[0] == EFA_PLUGIN_DIR
+
+
+def test_every_interconnect_setting_is_documented():
+    readme = (CLUSTER / "README.md").read_text()
+    names = set()
+    for _, doc in RAY_MANIFESTS:
+        for container in containers(cluster_spec(doc)):
+            names |= {e["name"] for e in container.get("env", [])}
+    gpu_options = launcher()["available_node_types"]["gpu"]["docker"]["worker_run_options"]
+    names |= {o.split()[1].split("=")[0] for o in gpu_options if o.startswith("--env ")}
+    settings = {
+        n for n in names if n.startswith(("NCCL_", "GLOO_", "FI_")) or n == "LD_LIBRARY_PATH"
+    }
+    assert {"NCCL_SOCKET_IFNAME", "NCCL_IB_HCA", "FI_PROVIDER"} <= settings
+    for name in settings:
+        assert f"`{name}=" in readme, f"{name} is set but not documented in cluster/README.md"
