@@ -96,6 +96,8 @@ class TrainConfig:
     tensorboard: bool = False
     init_checkpoint: str | None = None
     """An imported model (``hf.import_hf``) the weights start from instead of ``seed``."""
+    transformer_engine: str = "off"
+    """``runs.transformer_engine``: whether training builds Transformer Engine's layer spec."""
 
     @classmethod
     def from_spec(
@@ -126,6 +128,7 @@ class TrainConfig:
             log_interval_steps=runs.log_interval_steps,
             tensorboard=runs.tensorboard,
             init_checkpoint=init_checkpoint,
+            transformer_engine=runs.transformer_engine,
         )
 
 
@@ -158,19 +161,24 @@ class Trainer:
         self._dp_rank = parallel_state.get_data_parallel_rank()
 
         bf16 = uses_cuda()
-        module = build_model(config.model, config.seed, bf16=bf16)
+        module = build_model(
+            config.model, config.seed, bf16=bf16, transformer_engine=config.transformer_engine
+        )
         if config.init_checkpoint:
             hf.load_init(module, config.init_checkpoint)  # a resume below loads over it
         transformer_config = module.config
         if bf16:
             module = Float16Module(transformer_config, module)
+        # The distributed optimizer checks for CUDA tensor types. With it, the parameter
+        # all-gather overlaps the next forward (as Megatron-LM's --overlap-param-gather).
+        distributed = uses_cuda() and dp_size > 1
         self.model = DistributedDataParallel(
             config=transformer_config,
             ddp_config=DistributedDataParallelConfig(
                 grad_reduce_in_fp32=True,
                 overlap_grad_reduce=uses_cuda(),
-                # The distributed optimizer checks for CUDA tensor types.
-                use_distributed_optimizer=uses_cuda() and dp_size > 1,
+                use_distributed_optimizer=distributed,
+                overlap_param_gather=distributed,
             ),
             module=module,
         )
@@ -187,7 +195,8 @@ class Trainer:
                 clip_grad=1.0 if uses_cuda() else 0.0,
                 bf16=bf16,
                 params_dtype=torch.bfloat16 if bf16 else torch.float32,
-                use_distributed_optimizer=self.model.ddp_config.use_distributed_optimizer,
+                use_distributed_optimizer=distributed,
+                overlap_param_gather=distributed,
             ),
             [self.model],
         )
@@ -362,6 +371,17 @@ class Trainer:
         }
 
     def _save(self) -> None:
+        # With the parameter all-gather overlapped, the last step's gather completes only in the
+        # next forward: finish it before saving (Megatron-LM disables the pre-hooks around saves).
+        if self.model.use_forward_hook:
+            self.model.disable_forward_pre_hook()
+        try:
+            self._write_checkpoint()
+        finally:
+            if self.model.use_forward_hook:
+                self.model.enable_forward_pre_hook()
+
+    def _write_checkpoint(self) -> None:
         status = self.status()
         checkpoint.save(
             self.run_dir,
