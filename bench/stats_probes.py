@@ -5,7 +5,7 @@ Usage (repository root):
 
 Prints, with each figure's Monte-Carlo standard error:
 
-* watermark (``pipeline.probe.permutation.shift_test``, as ``watermark.v3`` runs it): under an
+* watermark (``pipeline.permutation.shift_test``, as ``watermark.v3`` runs it): under an
   exchangeable null (members and 40 controls drawn alike, as the random split guarantees), the
   rejection rate at α = 0.05 of the permutation p-value beside the one-sided Welch test it
   replaced (``watermark.v2``), for 4 and 12 members and lognormal(0, 1) or gamma(4) scores, right-
@@ -30,8 +30,9 @@ import time
 import numpy as np
 from scipy import stats
 
+from taggant.pipeline import permutation
 from taggant.pipeline.perturb.rng import generator
-from taggant.pipeline.probe import exposure, permutation
+from taggant.pipeline.probe import exposure
 
 ALPHA = 0.05
 CONTROLS = 40

@@ -49,7 +49,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 from scipy import stats
 
-from taggant.pipeline import multiplicity, randomization, store
+from taggant.pipeline import multiplicity, permutation, store
 from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.perturb import rng as seeded
 
@@ -630,7 +630,7 @@ def level_summary(data: StoreData, metric: str) -> pd.DataFrame:
     * ``mean``: the members' mean gap to the set's controls, with a 95% percentile CI from a
       bootstrap that resamples members and controls separately (items are the unit: one row per
       item here), and ``p``, the two-sided permutation p-value of members vs controls (exact
-      under the randomized split, ``pipeline.randomization``). A group the model never saw
+      under the randomized split, ``pipeline.permutation``). A group the model never saw
       covers 0 unless it really differs.
     * ``did`` (perturbed runs with a standard twin): the difference-in-differences
       (members' perturbed − twin value) − (controls' perturbed − twin value) at the same step,
@@ -693,7 +693,8 @@ def _mean_difference(
         item_weights(np.zeros(len(v)), NUM_BOOTSTRAP, rng) @ v / len(v) for v in (members, controls)
     ]
     low, high = _percentile_ci(draws[0] - draws[1])
-    return mean, low, high, randomization.permutation_p(members, controls, rng)
+    seed = int(rng.integers(2**63))
+    return mean, low, high, permutation.two_sided(permutation.shift_test(members, controls, seed))
 
 
 def _level_row(group: pd.DataFrame, g: pd.DataFrame, twin: pd.Series | None, key: str) -> dict:

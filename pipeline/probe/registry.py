@@ -69,11 +69,11 @@ from typing import Any
 
 import numpy as np
 
-from taggant.pipeline import multiplicity
+from taggant.pipeline import multiplicity, permutation
 from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.perturb import canary, rng, testset
 from taggant.pipeline.perturb.registry import kinds_probed_by
-from taggant.pipeline.probe import exposure, metrics, permutation
+from taggant.pipeline.probe import exposure, metrics
 from taggant.pipeline.probe.scoring import TOP_K, TokenScores
 from taggant.pipeline.spec import PROBE_NAMES
 

@@ -41,6 +41,7 @@ class ShiftTest:
     Attributes:
         diff: ``mean(members) − mean(controls)``.
         p: one-sided p-value that members score higher (the null: insertion changed nothing).
+        p_lower: one-sided p-value that members score lower, from the same splits.
         ci_low, ci_high: the shift interval (module docstring); ±inf where too few subsets exist
             to bound it at the level asked.
         subsets: k-subsets the p-value is over: ``C(n, k)`` when exact, else ``RESAMPLES + 1``
@@ -50,6 +51,7 @@ class ShiftTest:
 
     diff: float
     p: float
+    p_lower: float
     ci_low: float
     ci_high: float
     subsets: int
@@ -89,6 +91,7 @@ def shift_test(
     observed_counted = 0 if exact else 1
     total = len(sums) + observed_counted
     p = (observed_counted + np.count_nonzero(sums >= observed - tol)) / total
+    p_lower = (observed_counted + np.count_nonzero(sums <= observed + tol)) / total
 
     # Shifting members by δ moves a subset holding j of them by −jδ and the observed split by
     # −kδ, so a subset with j < k scores at least the observed iff δ ≥ its threshold below;
@@ -107,11 +110,18 @@ def shift_test(
     return ShiftTest(
         diff=float(np.mean(members) - np.mean(controls)),
         p=float(p),
+        p_lower=float(p_lower),
         ci_low=low,
         ci_high=high,
         subsets=total,
         exact=exact,
     )
+
+
+def two_sided(test: ShiftTest) -> float:
+    """The two-sided p-value of a test: twice the smaller one-sided one, at most 1 (for a score
+    whose direction of memorization is not known, e.g. a loss or a rate)."""
+    return min(1.0, 2 * min(test.p, test.p_lower))
 
 
 def _subsets(n: int, k: int, seed: int, resamples: int, exact: bool) -> Iterator[np.ndarray]:

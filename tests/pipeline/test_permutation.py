@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from taggant.pipeline import permutation
 from taggant.pipeline.perturb.rng import generator
-from taggant.pipeline.probe import permutation
 
 ALPHA = 0.05
 
@@ -102,3 +102,18 @@ def test_interval_covers_a_true_shift_with_four_members(skew):
         covered += got.ci_low <= shift <= got.ci_high
     coverage = covered / replicates
     assert 0.95 - 2.5 * math.sqrt(0.95 * 0.05 / replicates) <= coverage < 0.99, coverage
+
+
+def test_the_lower_tail_mirrors_the_upper_and_two_sided_holds_its_level():
+    rng = np.random.default_rng(5)
+    members, controls = rng.lognormal(0, 1, 6), rng.lognormal(0, 1, 30)
+    test = permutation.shift_test(members, controls, seed=1)
+    mirrored = permutation.shift_test(-members, -controls, seed=1)
+    assert test.p_lower == mirrored.p and mirrored.p_lower == test.p
+    p = [
+        permutation.two_sided(
+            permutation.shift_test(*np.split(rng.lognormal(0, 1, 44), [4]), seed=i, resamples=499)
+        )
+        for i in range(400)
+    ]
+    assert np.mean(np.array(p) <= 0.05) <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 400)
