@@ -4,8 +4,9 @@ Ray workers' output and the end result, besides the driver's own log records.
 Copied line by line into the logger ``taggant.console``: this process's stdout (the end result,
 and the Ray workers' stdout that Ray prints there) and what is written to the ``Console`` that
 ``copy_console`` returns (the stages' lines); and with ``copy_worker_stderr`` the Ray workers'
-stderr as Ray receives it (before its deduplication). Progress bars are not copied: they are redrawn, not written as lines, and
-``metrics.jsonl`` keeps training's figures.
+stderr as Ray receives it (before its deduplication). Progress lines are copied like any other;
+opted-in progress bars are not (they are redrawn, not written as lines; ``metrics.jsonl`` keeps
+training's figures).
 """
 
 from __future__ import annotations

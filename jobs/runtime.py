@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -99,8 +98,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
     ``address=None`` starts a fresh local Ray (``address="local"``, never a stale cluster file);
     ``num_cpus`` applies to that local instance only. Ray ≥ 2.59 turns token auth on for local
-    clusters; unless the caller chose a mode, the embedded one runs with auth disabled. Workers show
-    progress as live bars when this process's stderr is a terminal (``progress.BARS``). Ray's log
+    clusters; unless the caller chose a mode, the embedded one runs with auth disabled. Workers get
+    this process's ``progress.BARS`` (progress as lines unless bars are opted in). Ray's log
     deduplication is off (unless chosen in the environment before Ray was imported): it merges
     lines that differ only in numbers, such as two runs' messages. In the main thread the body
     runs under ``stop_on_signals``, so a signal raises ``Interrupted`` out of this block with Ray
@@ -116,8 +115,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     runtime_env = {
         # The hook is the import path of a function: workers import it from the job's own code.
         "worker_process_setup_hook": f"{__name__}.setup_worker",
-        # Live bars where this console redraws them; log lines in files and job logs.
-        "env_vars": {progress.BARS: "1" if sys.stderr.isatty() else "0"},
+        "env_vars": {progress.BARS: os.environ.get(progress.BARS, "0")},
     }
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")

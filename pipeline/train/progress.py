@@ -1,9 +1,9 @@
 """Training progress a user can watch: loss, lr, tokens/s and ETA every few steps.
 
-Rank 0 shows a run's progress on the console in one of two ways (``bars``): one live bar per run
-(steps, tokens, tokens/s and ETA, moved every step) when the console is a terminal, else one log
-line every ``interval_steps`` steps (and at the last step), which reads well in files and job
-logs. Either way, every ``interval_steps`` steps it appends one record to
+Rank 0 shows a run's progress on the console as one log line, named by the run, every
+``interval_steps`` steps (and at the last step), which reads as well in a terminal as in files and
+job logs; or, opted in with ``BARS``, as one live bar per run (steps, tokens, tokens/s and ETA,
+moved every step). Either way, every ``interval_steps`` steps it appends one record to
 ``<run_dir>/metrics.jsonl``::
 
     {"step": 40, "loss": 5.91, "lr": 0.001, "grad_norm": 1.3, "tokens_per_s": 5123.0,
@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 
 
 BARS = "TAGGANT_PROGRESS_BARS"
-"""Environment variable: ``1`` shows progress as live bars; anything else, as log lines. The
-driver sets it for its Ray workers (``jobs.runtime.ray_session``): ``1`` when its console is a
-terminal."""
+"""Environment variable: ``1`` shows progress as live bars, drawn by Ray's experimental
+distributed tqdm; anything else, as log lines. The driver passes its own value to its Ray workers
+(``jobs.runtime.ray_session``). Bars are opt-in: a bar's last states can reach the driver after
+its stage has ended, and Ray's bars redraw under rich's status line."""
 
 
 def bars() -> bool:

@@ -154,7 +154,7 @@ def test_signals_stop_a_run_cleanly_and_the_next_run_resumes(debian_corpus, tmp_
     assert all(not s["skipped"] for s in stats["runs"].values()), stats["runs"]
 
     # A quiet console: none of the known third-party warnings; each run's progress lines
-    # (stderr is a file, so lines, not bars), none merged by Ray's deduplication.
+    # (lines: bars are opt-in), none merged by Ray's deduplication.
     for category, message, _ in KNOWN_WARNINGS:
         assert not re.search(message, err), f"{category.__name__}: {message} is shown"
     resumed = {run: (steps or [0])[-1] for run, steps in after_second.items()}

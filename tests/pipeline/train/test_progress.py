@@ -66,7 +66,7 @@ def test_progress_without_tensorboard_installed_goes_on_with_a_message(
     assert not (tmp_path / progress.TENSORBOARD).exists()
 
 
-def test_on_a_terminal_each_run_is_one_bar_and_no_line(tmp_path, monkeypatch, capsys, caplog):
+def test_with_bars_opted_in_each_run_is_one_bar_and_no_line(tmp_path, monkeypatch, capsys, caplog):
     """Outside Ray, Ray's tqdm draws the bar here; in a Ray worker the driver draws it."""
     monkeypatch.setenv(progress.BARS, "1")
     monkeypatch.setenv("RAY_TQDM_PATCH_PRINT", "0")  # Ray's bar manager would patch print
