@@ -222,7 +222,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
             f"{r['value_mean']:.4g}",
             str(r["value_count"]),
         )
-    _console().print(table)
+    from taggant.jobs.report import console
+
+    console().print(table)
     return 0
 
 
@@ -373,159 +375,19 @@ def cmd_export_benchmark(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     import json
 
-    from taggant.pipeline import fit, mia, privacy_audit
+    from taggant.jobs import report as render
+    from taggant.pipeline import fit
+    from taggant.pipeline.report import build
+    from taggant.pipeline.spec import FitSpec, parse_section
 
-    data = fit.load(args.store, args.experiment)
-    report = {
-        "metric": args.metric,
-        "fits": [f.to_dict() for f in fit.fit_all(data, args.metric)],
-        "levels": fit.level_summary(data, args.metric).to_dict(orient="records"),
-        "membership": mia.final_summary(mia.evaluate(data, final_only=True)),
-        "skipped": fit.without_controls(data, args.metric),
-        "pairs_needed": privacy_audit.pairs_needed_table(),
-    }
-    if (
-        args.json
-    ):  # allow_nan=False: a NaN that slipped through fails here instead of printing non-JSON
-        print(json.dumps(report, indent=2, allow_nan=False))
+    given = {k: v for k, v in vars(args).items() if k in FitSpec.model_fields and v is not None}
+    settings = parse_section(FitSpec, given, "fit")
+    report = build(fit.load(args.store, args.experiment), args.metric, settings)
+    if args.json:  # allow_nan=False: a NaN that slipped through fails here, not as non-JSON
+        print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
         return 0
-    source = f"the store at {args.store}"
-    _print_fits(report["fits"], args.metric, source)
-    _print_membership(report["membership"], report["pairs_needed"])
-    for row in report["skipped"]:
-        print(f"skipped {row['experiment']}/{row['run']} set {row['set']}: {row['reason']}")
+    render.render(report, render.console(), f"the store at {args.store}")
     return 0
-
-
-def _number(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def _print_fits(fits: list[dict], metric: str, source: str) -> None:
-    table = Table(
-        "fit",
-        "experiment",
-        "run",
-        "set",
-        "x",
-        "slope",
-        "95% CI",
-        "r²",
-        "n",
-        "filter",
-        title=f"fits of {metric} − controls",
-    )
-    for f in fits:
-        ci = "n/a" if f["ci_low"] is None else f"[{f['ci_low']:+.3f}, {f['ci_high']:+.3f}]"
-        table.add_row(
-            f["name"],
-            f["experiment"],
-            f["run"] or "(across runs)",
-            f["set"],
-            f["x"],
-            f"{f['slope']:+.3f}",
-            ci,
-            _number(f["r2"], ".2f"),
-            str(f["n"]),
-            f["filter"],
-        )
-    _console().print(table if fits else f"no fit: {source} has no rows for {metric}")
-    for f in fits:
-        for name, reason in f["reasons"].items():
-            if f[name] is None and name not in ("run", "step"):
-                where = f"{f['experiment']}/{f['run'] or '*'} {f['set']}"
-                print(f"{f['name']} {where}: {name} n/a: {reason}")
-
-
-def _print_levels(levels: list[dict], metric: str) -> None:
-    table = Table(
-        "experiment",
-        "run",
-        "step",
-        "set",
-        "dup level",
-        "n",
-        "mean",
-        "95% CI",
-        title=f"{metric} − controls at the last checkpoint",
-    )
-    for r in levels:
-        table.add_row(
-            r["experiment"],
-            r["run"],
-            str(r["step"]),
-            r["set"],
-            str(r["dup_level"]),
-            str(r["n"]),
-            f"{r['mean']:+.3f}",
-            f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
-        )
-    _console().print(table)
-
-
-def _print_membership(rows: list[dict], pairs_needed: list[dict]) -> None:
-    """AUROC by dup level per attack at each run's last checkpoint, the loss attack's TPR at 1%
-    FPR and its one-run ε bound, then the pairs an audit needs per target ε."""
-    attacks = list(dict.fromkeys(r["attack"] for r in rows))
-    groups: dict[tuple, dict[str, dict]] = {}
-    for r in rows:
-        groups.setdefault((r["experiment"], r["run"], r["step"], r["set"], r["dup_level"]), {})[
-            r["attack"]
-        ] = r
-    table = Table(
-        "experiment",
-        "run",
-        "step",
-        "set",
-        "dup level",
-        "members/controls",
-        *[f"AUROC {a} [95% CI]" for a in attacks],
-        "TPR@1%FPR loss",
-        "ε ≥ (loss)",
-        title="membership inference: members vs never-inserted controls",
-    )
-    reasons = set()
-    for (experiment, run, step, set_name, level), by_attack in groups.items():
-        first = next(iter(by_attack.values()))
-        cells = []
-        for a in attacks:
-            r = by_attack.get(a)
-            ci = (
-                ""
-                if r is None or r["auroc_ci_low"] is None
-                else f" [{r['auroc_ci_low']:.2f}, {r['auroc_ci_high']:.2f}]"
-            )
-            cells.append("—" if r is None else f"{r['auroc']:.2f}{ci}")
-        loss = by_attack.get("loss")
-        if loss is not None and loss["tpr_at_1pct_fpr"] is None:
-            reasons.add(loss["tpr_at_1pct_fpr_reason"])
-        table.add_row(
-            experiment,
-            run,
-            str(step),
-            set_name,
-            str(level),
-            f"{first['members']}/{first['controls']}",
-            *cells,
-            "—" if loss is None else _number(loss["tpr_at_1pct_fpr"], ".2f"),
-            "—" if loss is None else f"{loss['epsilon_lb']:.2f}",
-        )
-    _console().print(
-        table if rows else "no membership inference: no set has both members and controls"
-    )
-    for reason in sorted(reasons):
-        print(f"TPR@1%FPR n/a: {reason}")
-    if rows:
-        print(
-            "ε ≥: one-run audit (Steinke et al. 2023, δ = 0, 95%) on member/control pairs, "
-            "replace-one; add/remove ε ≥ half of it. Perfect attacks certify ε with "
-            + ", ".join(f"{p['pairs']} pairs for ε {p['epsilon']:g}" for p in pairs_needed)
-        )
-
-
-def _console() -> Console:
-    """Stdout; wide when it is a file or pipe (rich would assume 80 columns and wrap the tables)."""
-    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -564,18 +426,13 @@ def _run(
 
 
 def _print_result(last) -> None:
-    """The fit stage's tables and plots, when it is the last stage that ran."""
+    """The fit stage's report and plots, when it is the last stage that ran."""
     if last.key.name == "fit":
-        stats = io.read_json(io.join(last.folder, "stats.json"))
-        _print_levels(io.read_json(io.join(last.folder, "levels.json")), stats["metric"])
-        _print_fits(io.read_json(io.join(last.folder, "fits.json")), stats["metric"], "the store")
-        _print_membership(
-            io.read_json(io.join(last.folder, "membership.json")), stats["pairs_needed"]
-        )
-        plots = ", ".join(
-            io.join(last.folder, p) for p in ("dose_response.png", "over_training.png", "auroc.png")
-        )
-        print(f"plots: {plots}")
+        from taggant.jobs import report as render
+        from taggant.pipeline.report import FitReport
+
+        render.render(FitReport.read(last.folder), render.console(), "the store")
+        print("plots: " + ", ".join(io.join(last.folder, p) for p in FitReport.PLOTS))
 
 
 def _log_to(path: str) -> None:
@@ -742,6 +599,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one JSON object: fits, levels, membership, skipped, pairs_needed",
     )
+    fit.add_argument(
+        "--audit-attack", help="attack of the headline ε (default loss; spec: fit.audit_attack)"
+    )
+    fit.add_argument(
+        "--audit-step",
+        type=lambda v: v if v == "last" else int(v),
+        help="checkpoint of the headline ε: last (default) or a step (spec: fit.audit_step)",
+    )
+    fit.add_argument("--audit-delta", type=float, help="δ of the audit (default 0)")
+    fit.add_argument("--confidence", type=float, help="of ε bounds and intervals (default 0.95)")
     fit.set_defaults(func=cmd_fit)
     demo = sub.add_parser("demo", help="the shipped demo on real Debian text, end to end")
     demo.add_argument("--set", action="append", metavar="a.b=v", help="override a demo spec field")
