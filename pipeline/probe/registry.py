@@ -74,7 +74,7 @@ from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.perturb import canary, rng, testset
 from taggant.pipeline.perturb.registry import kinds_probed_by
 from taggant.pipeline.probe import exposure, metrics
-from taggant.pipeline.probe.scoring import TOP_K, TokenScores
+from taggant.pipeline.probe.scoring import FIELDS, TOP_K, TokenScores
 from taggant.pipeline.spec import PROBE_NAMES
 
 Metrics = dict[str, float]
@@ -138,6 +138,9 @@ class Probe:
         spans: ``(start, end)`` character ranges inside the target to map to tokens.
         set_metrics: set-level rows from a whole set's items and their item metrics: a list of
             ``(dup_level, metrics)``; stored with ``item_id`` = the set's name.
+        reads: the ``TokenScores`` fields its metrics read (``logprob`` is always there): the
+            teacher-forced pass computes only the union over the probes asked for, the others
+            are ``None``. Every field by default; a test checks each declaration suffices.
     """
 
     version: str
@@ -146,6 +149,7 @@ class Probe:
     candidates: Callable[[ItemRow, References], list[str]] | None = None
     spans: Callable[[ItemRow], list[tuple[int, int]]] = _nothing
     set_metrics: Callable[[list[Item], list[Metrics]], list[tuple[int, Metrics]]] = _nothing
+    reads: frozenset[str] = frozenset(FIELDS)
 
     def applies_to(self, kind: str) -> bool:
         return self.kinds is None or kind in self.kinds
@@ -379,30 +383,50 @@ def _testset_accuracy(item: Item) -> Metrics:
     }
 
 
+LOGPROB = frozenset({"logprob"})
+GREEDY = frozenset({"correct"})
+PLUS_PLUS = frozenset({"mean", "std"})
+TOP_K_SAMPLER = frozenset({"topk_logprob"})
+
 PROBES: dict[str, Probe] = {
-    "loss": Probe("loss.v1", _loss),
-    "zlib_ratio": Probe("zlib_ratio.v1", _zlib_ratio),
-    "min_k": Probe("min_k.v2", _min_k),
-    "min_k_plus_plus": Probe("min_k_plus_plus.v2", _min_k_plus_plus),
-    "exact_match": Probe("exact_match.v1", _exact_match),
-    "longest_prefix": Probe("longest_prefix.v1", _longest_prefix),
-    "suffix_logprob": Probe("suffix_logprob.v1", _suffix_logprob),
-    "extraction_strength": Probe("extraction_strength.v1", _extraction_strength),
-    "probabilistic_extraction": Probe("probabilistic_extraction.v1", _probabilistic_extraction),
+    "loss": Probe("loss.v1", _loss, reads=LOGPROB),
+    "zlib_ratio": Probe("zlib_ratio.v1", _zlib_ratio, reads=LOGPROB),
+    "min_k": Probe("min_k.v2", _min_k, reads=LOGPROB),
+    "min_k_plus_plus": Probe("min_k_plus_plus.v2", _min_k_plus_plus, reads=PLUS_PLUS),
+    "exact_match": Probe("exact_match.v1", _exact_match, reads=GREEDY | {"margin"}),
+    "longest_prefix": Probe("longest_prefix.v1", _longest_prefix, reads=GREEDY),
+    "suffix_logprob": Probe("suffix_logprob.v1", _suffix_logprob, reads=TOP_K_SAMPLER),
+    "extraction_strength": Probe("extraction_strength.v1", _extraction_strength, reads=GREEDY),
+    "probabilistic_extraction": Probe(
+        "probabilistic_extraction.v1", _probabilistic_extraction, reads=TOP_K_SAMPLER
+    ),
     "exposure": Probe(
-        "exposure.v2", _exposure, kinds_probed_by("exposure"), candidates=_canary_references
+        "exposure.v2",
+        _exposure,
+        kinds_probed_by("exposure"),
+        candidates=_canary_references,
+        reads=LOGPROB,
     ),
     "ghost_last_k": Probe(
-        "ghost_last_k.v1", _ghost_last_k, kinds_probed_by("ghost_last_k"), spans=_word_tails
+        "ghost_last_k.v1",
+        _ghost_last_k,
+        kinds_probed_by("ghost_last_k"),
+        spans=_word_tails,
+        reads=GREEDY,
     ),
     "watermark": Probe(
-        "watermark.v3", _watermark, kinds_probed_by("watermark"), set_metrics=_watermark_set
+        "watermark.v3",
+        _watermark,
+        kinds_probed_by("watermark"),
+        set_metrics=_watermark_set,
+        reads=PLUS_PLUS,
     ),
     "testset_accuracy": Probe(
         "testset_accuracy.v1",
         _testset_accuracy,
         kinds_probed_by("testset_accuracy"),
         candidates=_choices,
+        reads=LOGPROB,
     ),
 }
 """Probe name → its current implementation."""

@@ -180,6 +180,7 @@ def probe_items(
         [lay.sequence(bos_id) for lay in layouts],
         [lay.first + (bos_id is not None) for lay in layouts],
         batch_items,
+        fields=frozenset().union(*(probe.reads for probe in probes.values())),
     )
     flat = [c for cs in candidates.values() for c in cs]
     logprobs = scoring.score_logprob(

@@ -8,13 +8,16 @@ standard deviation of log p(v) under the model's own next-token distribution (Mi
 log-probability under top-k sampling (Hayes et al.'s p_z for that sampler).
 
 Sequences are padded on the right, so a causal model never lets a real token see a pad token and
-no attention mask is needed; padded positions are never read. The vocabulary-wide log-softmax is
-computed over at most ``chunk_rows`` positions at a time, in float32, and only at the positions
-that are scored.
+no attention mask is needed; padded positions are never read. The statistics are computed over at
+most ``chunk_rows`` positions at a time, in float32, only at the positions that are scored, and
+only the ``fields`` a caller asks for: each probe declares what it reads (``registry.Probe.reads``),
+and the vocabulary-wide ones (Min-K%++'s mean and std, the top-k sampler) cost more than the
+forward pass's own log-softmax. A field that was not asked for is ``None``.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,62 +54,67 @@ class TokenScores:
     """
 
     logprob: np.ndarray
-    correct: np.ndarray
-    margin: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    topk_logprob: np.ndarray
+    correct: np.ndarray | None = None
+    margin: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    topk_logprob: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.logprob)
 
     def __getitem__(self, index: slice) -> TokenScores:
         """The scores of a contiguous range of the tokens."""
-        return TokenScores(*(getattr(self, f)[index] for f in _FIELDS))
+        return TokenScores(*(None if (v := getattr(self, f)) is None else v[index] for f in FIELDS))
 
 
-_FIELDS = ("logprob", "correct", "margin", "mean", "std", "topk_logprob")
+FIELDS = ("logprob", "correct", "margin", "mean", "std", "topk_logprob")
+"""Every ``TokenScores`` field; ``logprob`` is always computed."""
 
 
 def token_stats(
-    logits: torch.Tensor, targets: torch.Tensor, top_k: int = TOP_K
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    fields: frozenset[str] = frozenset(FIELDS),
+    top_k: int = TOP_K,
 ) -> dict[str, torch.Tensor]:
-    """The ``TokenScores`` fields for rows of logits.
+    """The ``TokenScores`` fields in ``fields`` (``logprob`` always) for rows of logits.
+
+    ``logprob`` is ``logit − logsumexp`` whatever else is asked, so a value does not depend on
+    which other fields were computed beside it.
 
     Args:
         logits: ``(rows, vocab)``, any float dtype; computed on in float32.
         targets: ``(rows,)`` int64, the true next token of each row.
+        fields: the fields to compute.
         top_k: k of the top-k sampler (capped at the vocabulary size).
 
     Returns:
-        ``TokenScores`` field name → ``(rows,)`` tensor on the logits' device.
+        field name → ``(rows,)`` tensor on the logits' device.
     """
     x = logits.float()
-    logp = torch.log_softmax(x, dim=-1)
-    p = logp.exp()
-    mean = (p * logp).sum(-1)
-    # Variance around the mean rather than E[(log p)²] − μ²: no cancellation in float32.
-    std = (p * (logp - mean[:, None]).square()).sum(-1).sqrt()
-    top = torch.topk(x, k=min(max(top_k, 2), x.shape[-1]), dim=-1).values
+    lse = torch.logsumexp(x, dim=-1)
     true_logit = x.gather(1, targets[:, None])[:, 0]
-    kept = top[:, : min(top_k, x.shape[-1])]
-    in_top = true_logit >= kept[:, -1]
-    topk_logprob = torch.where(in_top, true_logit - torch.logsumexp(kept, dim=-1), -torch.inf)
-    return {
-        "logprob": logp.gather(1, targets[:, None])[:, 0],
-        "correct": x.argmax(-1) == targets,
-        "margin": top[:, 0] - top[:, 1],
-        "mean": mean,
-        "std": std,
-        "topk_logprob": topk_logprob,
-    }
-
-
-def logprob_only(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Only the ``logprob`` field of ``token_stats``: the log-softmax at the true token, without
-    the vocabulary-wide statistics (a sixth of their cost: perf review #2)."""
-    x = logits.float()
-    return {"logprob": x.gather(1, targets[:, None])[:, 0] - torch.logsumexp(x, dim=-1)}
+    out = {"logprob": true_logit - lse}
+    if "correct" in fields:
+        out["correct"] = x.argmax(-1) == targets
+    if "mean" in fields or "std" in fields:
+        logp = x - lse[:, None]
+        p = logp.exp()
+        mean = (p * logp).sum(-1)
+        out["mean"] = mean
+        # Variance around the mean rather than E[(log p)²] − μ²: no cancellation in float32.
+        out["std"] = (p * (logp - mean[:, None]).square()).sum(-1).sqrt()
+    if "margin" in fields or "topk_logprob" in fields:
+        k = min(max(top_k, 2) if "topk_logprob" in fields else 2, x.shape[-1])
+        top = torch.topk(x, k=k, dim=-1).values
+        out["margin"] = top[:, 0] - top[:, 1]
+        if "topk_logprob" in fields:
+            kept = top[:, : min(top_k, x.shape[-1])]
+            in_top = true_logit >= kept[:, -1]
+            lse_k = torch.logsumexp(kept, dim=-1)
+            out["topk_logprob"] = torch.where(in_top, true_logit - lse_k, -torch.inf)
+    return {f: v for f, v in out.items() if f == "logprob" or f in fields}
 
 
 Progress = Callable[[int], None]
@@ -120,8 +128,10 @@ def score(
     batch_size: int,
     chunk_rows: int | None = None,
     progress: Progress | None = None,
+    fields: frozenset[str] = frozenset(FIELDS),
 ) -> list[TokenScores]:
-    """Score tokens ``sequences[i][starts[i]:]`` of every sequence in teacher-forced passes.
+    """Score tokens ``sequences[i][starts[i]:]`` of every sequence in teacher-forced passes,
+    computing the ``TokenScores`` ``fields`` only (the others ``None``).
 
     Sequences are grouped by length (longest first) into batches of ``batch_size``, so padding is
     small; results do not depend on the batch size or the order of ``sequences`` beyond the model's
@@ -142,8 +152,9 @@ def score(
     Raises:
         ValueError: starts out of range, or logits of the wrong shape.
     """
-    columns = _score(logits_fn, sequences, starts, batch_size, chunk_rows, token_stats, progress)
-    return [TokenScores(*(c[f] for f in _FIELDS)) for c in columns]
+    stats = functools.partial(token_stats, fields=frozenset(fields))
+    columns = _score(logits_fn, sequences, starts, batch_size, chunk_rows, stats, progress)
+    return [TokenScores(**c) for c in columns]
 
 
 def score_logprob(
@@ -156,12 +167,13 @@ def score_logprob(
 ) -> list[np.ndarray]:
     """``score``, keeping only each scored token's ``logprob`` (float32, nats): what probes read
     of candidate texts, at a fraction of the cost of the other fields."""
-    columns = _score(logits_fn, sequences, starts, batch_size, chunk_rows, logprob_only, progress)
+    stats = functools.partial(token_stats, fields=frozenset({"logprob"}))
+    columns = _score(logits_fn, sequences, starts, batch_size, chunk_rows, stats, progress)
     return [c["logprob"] for c in columns]
 
 
 Stats = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
-"""``token_stats`` or ``logprob_only``: rows of logits and their targets → named columns."""
+"""``token_stats`` with its fields chosen: rows of logits and their targets → named columns."""
 
 
 def _score(
