@@ -20,6 +20,15 @@ def _dup_ticks(ax, levels) -> None:
     ax.set_xticks([], minor=True)
 
 
+def _error_bars(value: pd.Series, low: pd.Series, high: pd.Series) -> list[np.ndarray]:
+    """matplotlib's ``yerr`` of an interval; none where it is missing. An estimate outside its
+    interval (a logit AUROC interval at perfect separation ends below 1) gets no bar on that side:
+    the bar never claims the estimate is inside."""
+    lower = (value - low.astype(float)).fillna(0).clip(lower=0)
+    upper = (high.astype(float) - value).fillna(0).clip(lower=0)
+    return [lower.to_numpy(), upper.to_numpy()]
+
+
 def _save(fig, path: str) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -42,7 +51,7 @@ def dose_response(levels: list[dict], fits: list[dict], metric: str, path: str) 
         points = ax.errorbar(
             g["dup_level"],
             g["mean"],
-            yerr=[(g["mean"] - g["ci_low"]).fillna(0), (g["ci_high"] - g["mean"]).fillna(0)],
+            yerr=_error_bars(g["mean"], g["ci_low"], g["ci_high"]),
             marker="o",
             capsize=3,
             label=label,
@@ -118,10 +127,7 @@ def auroc(summary: list[dict], runs: pd.DataFrame, path: str) -> str:
             ax.errorbar(
                 g["dup_level"],
                 g["auroc"],
-                yerr=[
-                    (g["auroc"] - g["auroc_ci_low"]).fillna(0),
-                    (g["auroc_ci_high"] - g["auroc"]).fillna(0),
-                ],
+                yerr=_error_bars(g["auroc"], g["auroc_ci_low"], g["auroc_ci_high"]),
                 marker="o" if perturbed else None,
                 capsize=3 if perturbed else 0,
                 color=color,
