@@ -29,7 +29,7 @@ from taggant.pipeline.perturb.setspec import PerturbationSet
 
 KINDS: tuple[ModuleType, ...] = tuple(
     importlib.import_module(f"taggant.pipeline.perturb.{name}")
-    for name in ("canary", "ghost", "watermark", "testset", "text")
+    for name in ("canary", "ghost", "watermark", "testset", "text", "biography")
 )
 """Every perturbation kind's module, in the order error messages list them."""
 
