@@ -110,7 +110,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from taggant.jobs.submit import submit
+    from taggant.jobs.submit import check_shippable, hints, submit
 
     job_id = submit(
         args.spec,
@@ -124,11 +124,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"job {job_id} SUCCEEDED")
     else:
         print(job_id)
-        print(
-            f"logs: ray job logs --follow {job_id} --address {args.address}; "
-            f"progress: taggant status {args.spec}",
-            file=sys.stderr,
-        )
+        spec = check_shippable(args.spec, args.set or [])  # its paths are absolute: checked
+        for what, command in hints(job_id, args.address, spec.work_dir, spec.name):
+            print(f"{what}: {command}", file=sys.stderr)
     return 0
 
 
@@ -136,8 +134,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from taggant.jobs import graph
     from taggant.jobs.run_status import runs_status
 
-    spec = _load(args)
-    stages = graph.status(spec)
+    spec, folders, about = _status_target(args)
+    print(about)
+    stages = graph.folders_status(folders)
     runs = runs_status(spec, next(s["folder"] for s in stages if s["stage"] == "train"))
     # The stages that train and probe summarize by run (their stats' own summary lists sizes).
     by_run = {
@@ -160,6 +159,59 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     Console().print(per_run)
     return 0
+
+
+def _status_target(args: argparse.Namespace) -> tuple[ExperimentSpec, dict[str, str], str]:
+    """What ``status`` reports on: the experiment, its stage folders, and a line saying which
+    spec and work dir they are. A spec file is taken with its ``--set``s (and a warning when the
+    work dir's record of that experiment says it ran with other settings); a work dir or a job id
+    (with ``--address``) is taken as its run recorded it (``jobs.resolved``)."""
+    from taggant.jobs import graph
+
+    if args.address is None and Path(args.spec).is_file():
+        if args.experiment is not None:
+            raise ConfigError([("--experiment", "only with a WORK_DIR or JOB_ID: a spec names it")])
+        spec = _load(args)
+        overrides = " ".join(f"--set {o}" for o in args.set or []) or "no --set"
+        about = f"experiment {spec.name!r} from {args.spec} with {overrides}"
+        differs = _differs_from_record(spec)
+        if differs:
+            print(
+                f"warning: the run recorded in {spec.work_dir} ran {spec.name!r} with other "
+                f"{', '.join(differs)}: `taggant status {spec.work_dir} --experiment {spec.name}` "
+                "reports it as it ran",
+                file=sys.stderr,
+            )
+        stages = {s.key.name: s.folder for s in graph.build(spec)}
+        return spec, stages, f"{about}; work dir {spec.work_dir}"
+    if args.set:
+        raise ConfigError(
+            [("--set", "only with a spec file: a work dir's record holds the run's overrides")]
+        )
+    found = _recorded(args.spec, args.address, args.experiment)
+    about = f"experiment {found.spec.name!r} as its run resolved it ({found.source})"
+    return found.spec, found.stages, f"{about}; work dir {found.spec.work_dir}"
+
+
+def _differs_from_record(spec: ExperimentSpec) -> list[str]:
+    """The top-level spec fields in which ``spec`` differs from its work dir's record of the
+    same experiment; none when there is no record."""
+    from taggant.jobs import resolved
+
+    if spec.name not in resolved.experiments(spec.work_dir):
+        return []
+    ran = resolved.read(spec.work_dir, spec.name).spec.model_dump(mode="json")
+    given = spec.model_dump(mode="json")
+    return [field for field in given if given[field] != ran.get(field)]
+
+
+def _recorded(target: str, address: str | None, experiment: str | None):
+    """The record (``jobs.resolved.Resolved``) of a work dir, or of a job id at ``address``."""
+    from taggant.jobs import resolved
+
+    if address is not None:
+        return resolved.from_job(address, target, experiment)
+    return resolved.read(target if "://" in target else str(Path(target).resolve()), experiment)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -381,13 +433,26 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from taggant.pipeline.spec import FitSpec, parse_section
 
     given = {k: v for k, v in vars(args).items() if k in FitSpec.model_fields and v is not None}
-    settings = parse_section(FitSpec, given, "fit")
-    report = build(fit.load(args.store, args.experiment), args.metric, settings)
+    store, experiment, recorded = _fit_source(args)
+    settings = parse_section(FitSpec, {**recorded, **given}, "fit")
+    report = build(fit.load(store, experiment), args.metric, settings)
     if args.json:  # allow_nan=False: a NaN that slipped through fails here, not as non-JSON
         print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
         return 0
-    render.render(report, render.console(), f"the store at {args.store}")
+    render.render(report, render.console(), f"the store at {store}")
     return 0
+
+
+def _fit_source(args: argparse.Namespace) -> tuple[str, str | None, dict]:
+    """The store and experiment ``fit`` reads, and the fit settings its options override: with
+    ``--store``, as given (and the spec's defaults); with ``--work-dir`` or ``--job``, the store,
+    experiment and ``fit`` section of the spec its run recorded (``jobs.resolved``)."""
+    if (args.job is None) != (args.address is None):
+        raise ConfigError([("--job", "--job JOB_ID and --address URL go together")])
+    if args.store is not None:
+        return args.store, args.experiment, {}
+    found = _recorded(args.work_dir or args.job, args.address, args.experiment)
+    return found.spec.store.url, found.spec.name, found.spec.fit.model_dump(mode="json")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -405,7 +470,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _run(
     spec: ExperimentSpec, address: str | None, num_cpus: int | None, until: str | None = None
 ) -> int:
-    from taggant.jobs import graph, runlog
+    from taggant.jobs import graph, resolved, runlog
     from taggant.jobs.runtime import ray_session
     from taggant.jobs.storage import check_work_dir
 
@@ -418,6 +483,9 @@ def _run(
     )
     _log_to(io.join(logs, f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"))
     stages = graph.build(spec, until)
+    # `taggant status|fit WORK_DIR` read the experiment as it runs from here: all its stages.
+    every = stages if until is None else graph.build(spec)
+    resolved.write(spec, {s.key.name: s.folder for s in every})
     with runlog.copy_console() as console, runlog.show_driver_log():
         with ray_session(address, num_cpus), runlog.copy_worker_stderr():
             graph.run(spec.model_dump(mode="json"), stages, console)
@@ -528,9 +596,19 @@ def build_parser() -> argparse.ArgumentParser:
         "=VALUE), e.g. AWS_ENDPOINT_URL; never a secret",
     )
     submit.set_defaults(func=cmd_submit)
-    with_spec(
-        "status", "each stage's status and stats, read from the spec's work_dir"
-    ).set_defaults(func=cmd_status)
+    status = sub.add_parser("status", help="each stage's status and stats, and each run's")
+    status.add_argument(
+        "spec",
+        metavar="SPEC|WORK_DIR|JOB_ID",
+        help="a spec file (with its --set overrides), a work dir where a run started (it "
+        "records the experiment as it ran), or with --address a submitted job's id",
+    )
+    status.add_argument("--set", action="append", metavar="a.b=v", help="override a spec field")
+    status.add_argument(
+        "--experiment", help="with WORK_DIR or JOB_ID: which one, if the work dir holds several"
+    )
+    status.add_argument("--address", help="the Ray dashboard URL of the cluster that ran JOB_ID")
+    status.set_defaults(func=cmd_status)
     audit = sub.add_parser("audit", help="check a run's sample stream against its manifest")
     audit.add_argument("run_dir", help="a run folder of the train stage (<work_dir>/train-*/<run>)")
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -589,11 +667,21 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser(
         "fit", help="scaling-law fits, membership inference and the one-run audit from a store"
     )
-    fit.add_argument("--store", required=True, help="store URL (any fsspec URL)")
+    source = fit.add_mutually_exclusive_group(required=True)
+    source.add_argument("--store", help="store URL (any fsspec URL)")
+    source.add_argument(
+        "--work-dir",
+        help="a work dir where a run started: its recorded spec gives the store, the experiment "
+        "and the fit settings (options below override them)",
+    )
+    source.add_argument("--job", metavar="JOB_ID", help="as --work-dir, for a submitted job")
+    fit.add_argument("--address", help="with --job: the Ray dashboard URL of its cluster")
     fit.add_argument(
         "--metric", default="loss.nll_mean", help="<probe>.<metric> to fit (default loss.nll_mean)"
     )
-    fit.add_argument("--experiment", help="only this experiment")
+    fit.add_argument(
+        "--experiment", help="only this experiment (with --work-dir: which one, if several)"
+    )
     fit.add_argument(
         "--json",
         action="store_true",

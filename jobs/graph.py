@@ -14,6 +14,7 @@ load them (``tests/jobs/test_graph.py`` checks it).
 
 from __future__ import annotations
 
+import posixpath
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,9 +51,14 @@ class Stage:
     @property
     def status(self) -> str:
         """``done``, ``partial`` (a folder without ``_SUCCESS``) or ``pending``."""
-        if stage.is_done(self.folder):
-            return "done"
-        return "partial" if io.exists(self.folder) else "pending"
+        return folder_state(self.folder)
+
+
+def folder_state(folder: str) -> str:
+    """``done``, ``partial`` (a folder without ``_SUCCESS``) or ``pending`` (no folder)."""
+    if stage.is_done(folder):
+        return "done"
+    return "partial" if io.exists(folder) else "pending"
 
 
 def order(decls: Iterable[StageDecl]) -> list[StageDecl]:
@@ -143,16 +149,23 @@ def status(spec: ExperimentSpec) -> list[dict[str, str]]:
         ``partial`` or ``pending``), ``folder``, and ``summary``: one line from the stage's
         ``stats.json`` when it is done, else empty.
     """
+    return folders_status({s.key.name: s.folder for s in build(spec)})
+
+
+def folders_status(folders: dict[str, str]) -> list[dict[str, str]]:
+    """``status``'s rows for stage folders given by stage name (in run order), e.g. those a
+    run recorded when it started (``jobs.resolved``): no corpus listing needed."""
     rows = []
-    for s in build(spec):
-        done = s.status == "done"
+    for name, folder in folders.items():
+        state = folder_state(folder)
+        stats = io.read_json(io.join(folder, "stats.json")) if state == "done" else None
         rows.append(
             {
-                "stage": s.key.name,
-                "hash": s.key.hash[:8],
-                "status": s.status,
-                "folder": s.folder,
-                "summary": summarize(io.read_json(io.join(s.folder, "stats.json"))) if done else "",
+                "stage": name,
+                "hash": posixpath.basename(folder.rstrip("/")).rpartition("-")[2],
+                "status": state,
+                "folder": folder,
+                "summary": summarize(stats) if stats is not None else "",
             }
         )
     return rows

@@ -9,8 +9,11 @@ job's ``PYTHONPATH``, on the driver and on every worker, so the code that runs i
 was submitted, even when the cluster's image has another taggant installed or none
 (``tests/cluster`` runs its nodes from a Python that cannot import taggant).
 
-Progress is ``taggant status`` (``jobs.graph.status``): it reads the stage folders under the
-spec's ``work_dir``, while a job runs and after it ends, from any machine that can read it.
+Progress is ``taggant status WORK_DIR`` (or ``JOB_ID --address URL``): the job's run records its
+resolved spec and stage folders in its work dir (``jobs.resolved``), and the job's metadata names
+that work dir, so no ``--set`` of the submission is repeated. It reads the stage folders while a
+job runs and after it ends, from any machine that can read the work dir. ``hints`` prints these
+commands, and Ray's own, as they run in this shell.
 
 Token auth (on by default for local clusters since Ray 2.59, and turned on by KubeRay's
 ``authOptions``): the client sends ``Authorization: Bearer <token>``. It looks for the token where
@@ -43,7 +46,7 @@ from ray.exceptions import AuthenticationError
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from taggant.jobs.storage import check_work_dir
-from taggant.pipeline.errors import ConfigError, TaggantError
+from taggant.pipeline.errors import ConfigError, TaggantError, one_line
 from taggant.pipeline.spec import (
     ExperimentSpec,
     apply_override,
@@ -173,14 +176,15 @@ def submit(
         job_id = client.submit_job(
             entrypoint=shlex.join(command),
             runtime_env=runtime_env(Path(staging), env_vars),
-            metadata={"experiment": spec.name, "spec": spec_path.name},
+            # What `taggant status|fit` need to find the run's record (jobs.resolved.from_job).
+            metadata={"experiment": spec.name, "spec": spec_path.name, "work_dir": spec.work_dir},
         )
     if follow:
         final = follow_job(address, job_id)
         if final != JobStatus.SUCCEEDED.value:
             raise SubmitError(
                 f"job {job_id} ended {final}: its log is above "
-                f"(again with `ray job logs {job_id} --address {address}`)"
+                f"(again with `{ray_job(address, 'logs', job_id)}`)"
             )
     return job_id
 
@@ -209,17 +213,56 @@ def follow_job(address: str, job_id: str, out: TextIO | None = None) -> str:
     except RuntimeError as e:
         raise SubmitError(
             f"lost the log stream of job {job_id} ({e}); it may still be running: "
-            f"`ray job status {job_id} --address {address}`"
+            f"`{ray_job(address, 'status', job_id)}`"
         ) from None
     deadline = time.monotonic() + STATUS_LAG_S
     while (state := client.get_job_status(job_id)) not in FINAL:
         if time.monotonic() > deadline:
             raise SubmitError(
                 f"job {job_id}'s log stream closed but it is still {state.value}: "
-                f"check `ray job status {job_id} --address {address}`"
+                f"check `{ray_job(address, 'status', job_id)}`"
             )
         time.sleep(0.5)
     return state.value
+
+
+def ray_job(address: str, *args: str) -> str:
+    """A ``ray job ARGS...`` command line that works as printed in this shell: with
+    ``RAY_AUTH_MODE=token`` in front when this client finds a token, because Ray's CLI sends the
+    token (from ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``) only in
+    that mode, and fails with an ``AuthenticationError`` without it."""
+    command = shlex.join(["ray", "job", *args, "--address", _http(address)])
+    return f"RAY_AUTH_MODE=token {command}" if find_token() else command
+
+
+def hints(job_id: str, address: str, work_dir: str, experiment: str) -> list[tuple[str, str]]:
+    """``(what, command)`` for a submitted job, each command runnable as printed here: the job's
+    logs, state and stop through Ray's CLI, and its progress and results through taggant, which
+    find the run by its work dir (``jobs.resolved``), without the submission's ``--set``s."""
+    where = [work_dir, "--experiment", experiment]
+    return [
+        ("logs", ray_job(address, "logs", "--follow", job_id)),
+        ("state", ray_job(address, "status", job_id)),
+        ("stop", ray_job(address, "stop", job_id)),
+        ("progress", shlex.join(["taggant", "status", *where])),
+        ("results", shlex.join(["taggant", "fit", "--work-dir", *where])),
+    ]
+
+
+def job_metadata(address: str, job_id: str) -> dict[str, str]:
+    """The metadata of a job (``submit`` records ``experiment``, ``spec`` and ``work_dir``).
+
+    Raises:
+        SubmitError: the cluster cannot be reached or refuses the token, or has no such job.
+    """
+    client = _client(_http(address))
+    try:
+        return client.get_job_info(job_id).metadata or {}
+    except RuntimeError as e:  # Ray's client raises it for any refusal (404: no such job)
+        raise SubmitError(
+            f"the Ray cluster at {_http(address)} gave no job {job_id!r} ({one_line(e)}): "
+            f"`{ray_job(address, 'list')}` lists its jobs"
+        ) from None
 
 
 def check_shippable(spec_path: str | Path, overrides: Sequence[str] = ()) -> ExperimentSpec:
