@@ -212,6 +212,11 @@ def main() -> None:
         help="stop repeating a thread setting once its rounds took this long",
     )
     parser.add_argument(
+        "--probes",
+        default=",".join(PROBES),
+        help="probes of ours (min_k_plus_plus reads vocabulary-wide statistics the others do not)",
+    )
+    parser.add_argument(
         "--megatron", action="store_true", help="also time an untrained megatron-core tiny-2m model"
     )
     args = parser.parse_args()
@@ -251,7 +256,7 @@ def main() -> None:
     print(
         f"items: {len(items)} Debian copyright paragraphs, {tokens} tokens "
         f"({min(map(len, sequences))}-{max(map(len, sequences))} per item), batches of "
-        f"{args.batch}; probes {','.join(PROBES)}; best of {args.repeat}",
+        f"{args.batch}; probes {args.probes}; best of {args.repeat}",
         flush=True,
     )
 
@@ -259,7 +264,7 @@ def main() -> None:
         return probe_items(
             logits_fn,
             table,
-            PROBES,
+            args.probes.split(","),
             PREFIX_TOKENS,
             SUFFIX_TOKENS,
             args.batch,
