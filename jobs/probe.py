@@ -2,9 +2,9 @@
 
 A watcher polls its run's checkpoints while training runs and probes each committed step once, in
 step order — every one, not only the newest — then, if ``checkpoints.keep_last`` is set, deletes
-probed checkpoints beyond the newest ``keep_last`` (never the newest committed one, which resume
-needs). Probing a step means: clear the step in the store, write one file per probe, then the
-step's commit record. The store's commit records are the watcher's memory: a restarted watcher (or
+probed checkpoints beyond the newest ``keep_last`` (never the newest full one, which resume
+needs: ``checkpoint.resume_step``). Probing a step means: clear the step in the store, write one
+file per probe, then the step's commit record. The store's commit records are the watcher's memory: a restarted watcher (or
 a re-run) skips the steps committed with the same probe configuration (``pipeline.probe.run.
 probe_config``: probe versions, ``prefix_tokens``, ``suffix_tokens``) and redoes a half-written
 one, so a checkpoint ends with exactly one row set whatever was killed when. A changed setting
@@ -271,14 +271,16 @@ def probed_steps(target: Target) -> set[int]:
 
 
 def retain(target: Target, probed: set[int]) -> None:
-    """Delete probed checkpoints beyond the newest ``keep_last``; the newest committed stays."""
-    from taggant.pipeline.train.checkpoint import committed_steps, step_dir
+    """Delete probed checkpoints beyond the newest ``keep_last``; the newest full one (the resume
+    point) stays whatever its age."""
+    from taggant.pipeline.train.checkpoint import committed_steps, resume_step, step_dir
 
     if not target.keep_last:
         return
     committed = committed_steps(target.run_dir)
+    resume = resume_step(target.run_dir)
     for step in committed[: -target.keep_last]:
-        if step in probed:
+        if step in probed and step != resume:
             shutil.rmtree(step_dir(target.run_dir, step), ignore_errors=True)
 
 

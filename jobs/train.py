@@ -64,8 +64,9 @@ def stage_config(spec: ExperimentSpec) -> dict[str, Any]:
             if spec.runs.init_from_hf is None
             else {"init_from_hf": hf.fingerprint(spec.runs.init_from_hf)}
         ),
-        # keep_last is the probes' retention policy, not training's.
-        "checkpoints": section_config(spec.checkpoints, exclude={"keep_last"}),
+        # keep_last is the probes' retention policy and disk_budget_bytes the plan's check, not
+        # training's.
+        "checkpoints": section_config(spec.checkpoints, exclude={"keep_last", "disk_budget_bytes"}),
         # Phase windows place the dense after-window checkpoints.
         "windows": [p.phase.model_dump(mode="json") for p in spec.perturbations],
     }
@@ -166,9 +167,9 @@ def train_run(
     bundle = {"CPU": cpus_per_rank, **({"GPU": 1} if use_gpus else {})}
     _check_capacity(bundle, world, resources)
     num_steps = spec.runs.num_steps(run_id.train_tokens)
-    committed = checkpoint.committed_steps(run_dir)
-    if committed:
-        log.info("%s: resuming from step %d of %d", run_id.name, committed[-1], num_steps)
+    resume = checkpoint.resume_step(run_dir)
+    if resume:
+        log.info("%s: resuming from step %d of %d", run_id.name, resume, num_steps)
     for attempt in range(max_restarts + 1):
         names = [actor_name(spec, run_id, attempt, rank) for rank in range(world)]
         try:
@@ -193,7 +194,7 @@ def train_run(
                 "%s: its rank group failed (%s); restarting from step %d",
                 run_id.name,
                 type(e).__name__,
-                ([0] + checkpoint.committed_steps(run_dir))[-1],
+                checkpoint.resume_step(run_dir),
             )
     _check_replicas(run_id, digests, runs.tensor_parallel_size, runs.data_parallel_size)
     unexported = jobs_hf.missing_exports(run_dir) if spec.checkpoints.export_hf else []

@@ -283,6 +283,16 @@ class CheckpointsSpec(_Spec):
     there)."""
     keep_last: int = Field(default=0, ge=0)
     """Checkpoints kept on disk after they are probed; 0 keeps all."""
+    resume_every_steps: int = Field(default=0, ge=0)
+    """Which checkpoints carry the optimizer state and the LR schedule (a "full" checkpoint, 14
+    bytes per parameter on GPU, a run resumes only from one) rather than only the weights (2 bytes
+    per parameter in bf16, enough for probes and exports): 0 makes every checkpoint full; N makes
+    full the first checkpoint at or after each multiple of N steps, and the last one. A run cut
+    off resumes from its newest full checkpoint and trains the steps after it again."""
+    disk_budget_bytes: int | None = Field(default=None, ge=1)
+    """Most bytes the checkpoints of all runs may take together, as ``taggant plan`` estimates
+    them (``pipeline.train.disk``, ``keep_last`` counted); a spec that needs more is refused
+    before anything runs. None: no limit."""
     export_hf: bool = False
     """Also write each committed checkpoint as a Hugging Face ``LlamaForCausalLM`` folder
     (safetensors, config, the run's tokenizer, ``taggant_export.json``) in

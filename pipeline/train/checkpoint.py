@@ -3,16 +3,21 @@
 Layout under a run folder (Megatron-LM's, plus a commit record)::
 
     <run_dir>/checkpoints/iter_0000100/          dist_checkpointing files (model, optimizer, ...)
-    <run_dir>/checkpoints/iter_0000100/commit.json   written last, by rank 0, after every rank saved
-    <run_dir>/checkpoints/latest_checkpointed_iteration.txt   newest committed step (Megatron-LM)
+    <run_dir>/checkpoints/iter_0000100/commit.json   written by rank 0 once every rank saved
+    <run_dir>/checkpoints/latest_checkpointed_iteration.txt   newest full step, written last
     <run_dir>/train_log.jsonl      one record per trained step (``read_train_log``)
 
 A checkpoint exists for readers only once its ``commit.json`` does: it is written atomically after
 a barrier that follows every rank's save, so a watcher never reads half a checkpoint. A folder
 without one is a save that was cut off; the next save of that step clears it. The commit record
-holds ``version``, ``step``, ``samples_seen``, ``tokens_seen`` (samples × sequence length) and
-``model`` (the ``ModelConfig`` fields needed to rebuild the model). Watchers should probe every
-step of ``committed_steps``, not only the newest: several may commit between two polls.
+holds ``version``, ``step``, ``kind``, ``samples_seen``, ``tokens_seen`` (samples × sequence
+length) and ``model`` (the ``ModelConfig`` fields needed to rebuild the model). Watchers should
+probe every step of ``committed_steps``, not only the newest: several may commit between two polls.
+
+Kinds (``checkpoints.resume_every_steps``): a ``full`` checkpoint holds the model, the optimizer
+state and the LR scheduler, and a run resumes only from one (``resume_step``); a ``weights`` one
+holds the model only. Probes and exports read the model of either (``load_model``). The tracker
+(Megatron-LM's resume pointer) names the newest full step and is written after its commit record.
 
 Reading commit records and the train log needs neither torch nor megatron; saving and loading
 import them lazily.
@@ -27,10 +32,13 @@ from typing import Any
 
 from taggant.pipeline import io
 
-CHECKPOINT_VERSION = "checkpoint.v1"
+CHECKPOINT_VERSION = "checkpoint.v2"
+"""v2: commit records hold ``kind``."""
 COMMIT = "commit.json"
 TRACKER = "latest_checkpointed_iteration.txt"
 TRAIN_LOG = "train_log.jsonl"
+FULL, WEIGHTS = "full", "weights"
+"""Checkpoint kinds: with the optimizer state and the LR scheduler (resumable), or the model only."""
 
 
 def checkpoints_dir(run_dir: str) -> str:
@@ -67,6 +75,25 @@ def read_commit(run_dir: str, step: int) -> dict[str, Any]:
     return io.read_json(os.path.join(step_dir(run_dir, step), COMMIT))
 
 
+def full_steps(run_dir: str) -> list[int]:
+    """Sorted committed steps whose checkpoint is ``FULL`` (a run can resume from them)."""
+    return [s for s in committed_steps(run_dir) if read_commit(run_dir, s)["kind"] == FULL]
+
+
+def resume_step(run_dir: str) -> int:
+    """The step a run resumes from: its newest full committed checkpoint, 0 (the start) if none."""
+    return ([0] + full_steps(run_dir))[-1]
+
+
+def checkpoint_bytes(run_dir: str, step: int) -> int:
+    """Bytes on disk of the checkpoint at ``step`` (every file of its folder)."""
+    return sum(
+        os.path.getsize(os.path.join(folder, name))
+        for folder, _, names in os.walk(step_dir(run_dir, step))
+        for name in names
+    )
+
+
 def append_train_log(run_dir: str, record: dict[str, Any]) -> None:
     """Append one step's record (``step``, ``loss``, ``lr``, ``grad_norm``, ``samples``)."""
     with open(os.path.join(run_dir, TRAIN_LOG), "a") as log:
@@ -95,28 +122,91 @@ def read_train_log(run_dir: str) -> dict[int, dict[str, Any]]:
         return {r["step"]: r for r in map(json.loads, log)}
 
 
-def save(run_dir: str, step: int, state: dict[str, Any], record: dict[str, Any]) -> None:
-    """Save ``state`` (a megatron sharded state dict) as the checkpoint at ``step`` and commit it.
+class Saver:
+    """Writes a run's checkpoints and commits each one once every rank's shards are on disk.
 
-    Collective: every rank calls it with its own shards. ``record`` is stored in the commit record
-    together with ``version`` and ``step``. The step must not be committed already.
+    Collective: every rank of the run builds one and makes the same calls. Committing a step
+    writes its commit record (rank 0), then, for a full one, the tracker (rank 0), then calls
+    ``on_commit(step)`` on every rank.
+
+    Synchronous (CPU): ``save`` returns once the step is committed; megatron's default
+    ``torch_dist`` strategy, each shard written by its first data-parallel replica.
+
+    Asynchronous (GPU, ``asynchronous=True``; never run on a GPU yet): every data-parallel replica
+    writes an equal share of the replicated shards (megatron's
+    ``FullyParallelSaveStrategyWrapper`` over ``parallel_group``), and ``save`` returns once the
+    tensors are staged in host memory; a forked process writes them while training goes on.
+    ``poll()`` (every rank, e.g. once a step) commits the saves every rank has finished, in step
+    order; ``poll(blocking=True)`` waits for all of them. A step is readable only once committed,
+    so an interrupted background write leaves an uncommitted folder as a crash does.
     """
-    import torch.distributed as dist
-    from megatron.core import dist_checkpointing
 
-    folder = step_dir(run_dir, step)
-    rank = dist.get_rank()
-    if rank == 0:
-        assert not os.path.exists(os.path.join(folder, COMMIT)), f"{folder} is already committed"
-        io.remove(folder)  # the remains of a save that was cut off
-        os.makedirs(folder)
-    dist.barrier()
-    dist_checkpointing.save(state, folder)
-    dist.barrier()  # every rank's shards are on disk
-    if rank == 0:
-        commit = {"version": CHECKPOINT_VERSION, "step": step, **record}
-        io.write_json(os.path.join(folder, COMMIT), commit)
-        io.write_text(os.path.join(checkpoints_dir(run_dir), TRACKER), f"{step}\n")
+    def __init__(
+        self,
+        run_dir: str,
+        on_commit: Callable[[int], None] | None = None,
+        asynchronous: bool = False,
+        parallel_group: Any = None,
+    ):
+        self.run_dir, self._on_commit = run_dir, on_commit
+        self._strategy = self._queue = None
+        if asynchronous:
+            from megatron.core.dist_checkpointing.serialization import (
+                get_default_save_sharded_strategy,
+            )
+            from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+            from megatron.core.dist_checkpointing.strategies.fully_parallel import (
+                FullyParallelSaveStrategyWrapper,
+            )
+
+            self._strategy = FullyParallelSaveStrategyWrapper(
+                get_default_save_sharded_strategy(), parallel_group
+            )
+            self._queue = AsyncCallsQueue()
+
+    def save(self, step: int, state: dict[str, Any], record: dict[str, Any], kind: str) -> None:
+        """Save ``state`` (a megatron sharded state dict: ``model`` only for a ``WEIGHTS``
+        checkpoint) as the checkpoint at ``step`` and commit it (now, or in a later ``poll``).
+        ``record`` goes into the commit record with ``version``, ``step`` and ``kind``. The step
+        must not be committed already."""
+        import torch.distributed as dist
+        from megatron.core import dist_checkpointing
+
+        assert kind in (FULL, WEIGHTS), kind
+        folder = step_dir(self.run_dir, step)
+        if dist.get_rank() == 0:
+            assert not os.path.exists(os.path.join(folder, COMMIT)), f"{folder} is committed"
+            io.remove(folder)  # the remains of a save that was cut off
+            os.makedirs(folder)
+        dist.barrier()
+        commit = {"version": CHECKPOINT_VERSION, "step": step, "kind": kind, **record}
+        request = dist_checkpointing.save(
+            state, folder, self._strategy, async_sharded_save=self._queue is not None
+        )
+        if request is None:
+            self._commit(commit)
+        else:
+            request.add_finalize_fn(lambda: self._commit(commit))
+            self._queue.schedule_async_request(request)
+
+    def poll(self, blocking: bool = False) -> None:
+        """Commit the background saves that every rank finished (all of them, waiting, with
+        ``blocking``). Collective; nothing to do for a synchronous saver."""
+        if self._queue is not None:
+            self._queue.maybe_finalize_async_calls(blocking=blocking)
+
+    def _commit(self, commit: dict[str, Any]) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()  # every rank's shards are on disk
+        if dist.get_rank() == 0:
+            io.write_json(os.path.join(step_dir(self.run_dir, commit["step"]), COMMIT), commit)
+            if commit["kind"] == FULL:
+                io.write_text(
+                    os.path.join(checkpoints_dir(self.run_dir), TRACKER), f"{commit['step']}\n"
+                )
+        if self._on_commit is not None:
+            self._on_commit(commit["step"])
 
 
 def load(run_dir: str, step: int, template: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,7 @@ from taggant.pipeline.spec import ExperimentSpec, RunId
 from taggant.pipeline.train import checkpoint, cpu_shim, hf
 from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel, uses_cuda
 from taggant.pipeline.train.progress import METRICS, Progress
-from taggant.pipeline.train.schedule import run_checkpoint_steps
+from taggant.pipeline.train.schedule import full_checkpoint_steps, run_checkpoint_steps
 
 
 class SampleSource(Protocol):
@@ -98,6 +98,9 @@ class TrainConfig:
     """An imported model (``hf.import_hf``) the weights start from instead of ``seed``."""
     transformer_engine: str = "off"
     """``runs.transformer_engine``: whether training builds Transformer Engine's layer spec."""
+    resume_every_steps: int = 0
+    """``checkpoints.resume_every_steps``: which checkpoints hold the optimizer state
+    (``schedule.full_checkpoint_steps``; 0: all)."""
 
     @classmethod
     def from_spec(
@@ -129,6 +132,7 @@ class TrainConfig:
             tensorboard=runs.tensorboard,
             init_checkpoint=init_checkpoint,
             transformer_engine=runs.transformer_engine,
+            resume_every_steps=spec.checkpoints.resume_every_steps,
         )
 
 
@@ -136,9 +140,16 @@ class Trainer:
     """One rank of a run; every rank of the run builds one with the same arguments.
 
     Building it joins the process group (see ``model.init_parallel``), builds the model, megatron's
-    DDP wrapper, optimizer and scheduler, and resumes from the newest committed checkpoint in
-    ``run_dir``, if any. ``on_commit(step)`` is called on every rank after each checkpoint is
-    committed, before the next step (``jobs.train`` exports there).
+    DDP wrapper, optimizer and scheduler, and resumes from the newest committed full checkpoint in
+    ``run_dir`` (``checkpoint.resume_step``), if any. ``on_commit(step)`` is called on every rank
+    after each checkpoint is committed: on CPU before the next step, on GPU (asynchronous saves,
+    ``checkpoint.Saver``) at the first step after every rank's write finished, and at the latest
+    before ``train_until`` returns (``jobs.train`` exports there).
+
+    Checkpoints at ``schedule.full_checkpoint_steps`` hold the optimizer state and the scheduler,
+    the others the model only. A weights-only checkpoint committed after the resume step (before a
+    crash) is kept, not written again: it holds the weights the retrained steps reach again (the
+    same samples in the same order; bit-identical on CPU, up to GPU kernels' nondeterminism).
 
     Raises:
         DataError: the sample stream does not match the config (sequence length, sample count).
@@ -153,7 +164,6 @@ class Trainer:
     ):
         init_parallel(config.tensor_parallel_size, config.pipeline_parallel_size)
         self.config, self.samples, self.run_dir = config, samples, run_dir
-        self._on_commit = on_commit
         self._check_samples()
         dp_size = parallel_state.get_data_parallel_world_size()
         self._rank_sequences = config.global_batch_sequences // dp_size
@@ -219,10 +229,23 @@ class Trainer:
         transformer_config.grad_scale_func = self.optimizer.scale_loss
         self._forward_backward = get_forward_backward_func()
 
+        self._full_steps = set(
+            full_checkpoint_steps(sorted(config.checkpoint_steps), config.resume_every_steps)
+        )
+        self._saver = checkpoint.Saver(
+            run_dir,
+            on_commit,
+            asynchronous=uses_cuda(),
+            parallel_group=(
+                parallel_state.get_data_parallel_group(with_context_parallel=True)
+                if uses_cuda()
+                else None
+            ),
+        )
         self.step = 0
-        committed = checkpoint.committed_steps(run_dir)
-        if committed:
-            self._load(committed[-1])
+        resume = checkpoint.resume_step(run_dir)
+        if resume:
+            self._load(resume)
         if dist.get_rank() == 0:  # the steps after the resume step are trained and logged again
             for name in (checkpoint.TRAIN_LOG, METRICS):
                 checkpoint.drop_records_after(os.path.join(run_dir, name), self.step)
@@ -256,10 +279,12 @@ class Trainer:
             losses.append([record["step"], record["loss"]])
             if self.progress is not None:
                 self.progress.step_done(record)
+            self._saver.poll()  # commits the background saves that finished
             if self.step in self.config.checkpoint_steps:
                 self._save()
                 if self.progress is not None:
                     self.progress.start()  # the save is not training time
+        self._saver.poll(blocking=True)  # every checkpoint trained so far is committed on return
         return {**self.status(), "losses": losses}
 
     def status(self) -> dict[str, Any]:
@@ -362,8 +387,10 @@ class Trainer:
             )
         return local.item() / parallel_state.get_data_parallel_world_size()
 
-    def _state(self, loading: bool) -> dict[str, Any]:
+    def _state(self, loading: bool, full: bool = True) -> dict[str, Any]:
         model_state = self.model.module.sharded_state_dict()
+        if not full:
+            return {"model": model_state}
         return {
             "model": model_state,
             "optimizer": self.optimizer.sharded_state_dict(model_state, is_loading=loading),
@@ -371,6 +398,8 @@ class Trainer:
         }
 
     def _save(self) -> None:
+        if self.step in checkpoint.committed_steps(self.run_dir):
+            return  # a weights-only checkpoint from before the restart (see the class docstring)
         # With the parameter all-gather overlapped, the last step's gather completes only in the
         # next forward: finish it before saving (Megatron-LM disables the pre-hooks around saves).
         if self.model.use_forward_hook:
@@ -383,10 +412,10 @@ class Trainer:
 
     def _write_checkpoint(self) -> None:
         status = self.status()
-        checkpoint.save(
-            self.run_dir,
+        full = self.step in self._full_steps
+        self._saver.save(
             self.step,
-            self._state(loading=False),
+            self._state(loading=False, full=full),
             {
                 "samples_seen": status["samples_seen"],
                 "tokens_seen": status["tokens_seen"],
@@ -397,9 +426,8 @@ class Trainer:
                     if k not in ("model", "checkpoint_steps")
                 },
             },
+            checkpoint.FULL if full else checkpoint.WEIGHTS,
         )
-        if self._on_commit is not None:
-            self._on_commit(self.step)
 
     def _load(self, step: int) -> None:
         state = checkpoint.load(self.run_dir, step, self._state(loading=True))

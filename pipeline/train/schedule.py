@@ -45,6 +45,23 @@ def checkpoint_steps(
     return sorted(s for s in steps if 1 <= s <= num_steps)
 
 
+def full_checkpoint_steps(steps: list[int], resume_every_steps: int) -> list[int]:
+    """The steps of the sorted schedule ``steps`` whose checkpoint is full (holds the optimizer
+    state): all of them when ``resume_every_steps`` is 0, else the first one at or after each
+    multiple of it, and the last one (so a finished run never trains again to reach its end).
+    """
+    if not resume_every_steps:
+        return list(steps)
+    full, previous = [], 0
+    for step in steps:
+        if step // resume_every_steps > previous // resume_every_steps:
+            full.append(step)
+            previous = step
+    if steps and (not full or full[-1] != steps[-1]):
+        full.append(steps[-1])
+    return full
+
+
 def window_close_step(window: PhaseWindow, num_samples: int, global_batch_sequences: int) -> int:
     """The first step after which every sample of ``window`` has been trained on."""
     _, end = window.sample_range(num_samples)

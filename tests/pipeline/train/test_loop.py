@@ -12,7 +12,7 @@ import torch
 
 from taggant.pipeline.errors import DataError
 from taggant.pipeline.train import checkpoint, progress
-from taggant.pipeline.train.loop import TrainConfig, Trainer
+from taggant.pipeline.train.loop import TrainConfig
 from taggant.pipeline.train.model import ModelConfig
 from tests.pipeline.train.ranks import ArraySamples, changelog_samples
 
@@ -52,22 +52,6 @@ def config(
         checkpoint_steps=checkpoint_steps,
         **{"tensor_parallel_size": 1, **layout},
     )
-
-
-@pytest.fixture
-def trainers():
-    """Builds trainers and closes each one after the test (one process group at a time)."""
-    made = []
-
-    def make(*args) -> Trainer:
-        if made:
-            made[-1].close()
-        made.append(Trainer(*args))
-        return made[-1]
-
-    yield make
-    if made:
-        made[-1].close()
 
 
 def test_loss_falls_on_real_text_and_progress_is_recorded(samples, trainers, tmp_path):
