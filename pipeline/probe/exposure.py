@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 
 def rank(secret_nll: float, reference_nlls: np.ndarray) -> int:
@@ -57,6 +56,8 @@ def can_fit(reference_nlls: np.ndarray) -> bool:
 
 def fit_skewnorm(reference_nlls: np.ndarray) -> tuple[float, float, float]:
     """Maximum-likelihood skew-normal ``(a, loc, scale)`` of the references' NLLs."""
+    from scipy import stats  # ~0.6 s to import: only where exposure extrapolates
+
     a, loc, scale = stats.skewnorm.fit(np.asarray(reference_nlls, dtype=np.float64))
     return float(a), float(loc), float(scale)
 
@@ -68,6 +69,8 @@ def exposure_by_extrapolation(
 
     ``logcdf`` keeps precision far into the tail, where the CDF underflows.
     """
+    from scipy import stats
+
     bits = -stats.skewnorm.logcdf(secret_nll, *params) / math.log(2)
     return float(min(max(bits, 0.0), log2_space))
 
