@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from taggant.pipeline.errors import ConfigError
+from taggant.pipeline.probe.generation import Greedy
 from taggant.pipeline.probe.run import Tokenize
 from taggant.pipeline.probe.scoring import LogitsFn
 
@@ -30,12 +31,14 @@ class HFModel:
         bos_id: the BOS id when the tokenizer puts one before every text by default (pass it as
             ``probe_items(bos_id=...)``), else ``None``.
         vocab_size: tokens in the tokenizer.
+        generate: greedy decoding with a KV cache (stops at the tokenizer's EOS).
     """
 
     logits: LogitsFn
     tokenize: Tokenize
     bos_id: int | None
     vocab_size: int
+    generate: Greedy
 
 
 def load(path: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> HFModel:
@@ -70,7 +73,12 @@ def load(path: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> 
     # too (taggant's exports put the end-of-document token before every text).
     bos = tokenizer.bos_token_id
     adds_bos = bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
-    return HFModel(logits, tokenize, bos if adds_bos else None, len(tokenizer))
+
+    def decode(ids) -> str:
+        return tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    generate = Greedy(lambda: model, decode, len(tokenizer), tokenizer.eos_token_id, device)
+    return HFModel(logits, tokenize, bos if adds_bos else None, len(tokenizer), generate)
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

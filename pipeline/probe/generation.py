@@ -1,0 +1,172 @@
+"""Real greedy decoding with a KV cache, and the metrics of a generated text against a reference.
+
+The teacher-forced probes (``scoring``) decide whether greedy decoding reproduces a span exactly;
+the metrics here look past the first mistake (Hubble's ``*_verbatim_p*`` and ``yago_hubble_gen``
+tasks), so they need the generated text itself.
+
+``Greedy`` decodes with any Hugging Face causal LM (``hf.load`` for a local model, and a
+checkpoint of taggant's own through its exact Llama mapping, ``native.Checkpoint.generate``): the
+prompt in one pass that fills the KV cache, then one token a step from the cache. The next token
+is the argmax of the float32 logits (ties to the lowest id, as ``transformers``'
+``generate(do_sample=False)``). Decoding stops before the first of
+
+* the end-of-document token (``eod_id``; taggant's EOD, or the HF model's EOS);
+* a token whose text holds a newline, when the caller asks (``stop_at_newline``);
+* ``max_new_tokens`` tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+Decode = Callable[[Sequence[int]], str]
+"""Token ids → text (the tokenizer's decode, without special tokens)."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What one greedy decoding produced.
+
+    Attributes:
+        ids: the generated tokens, the stopping token excluded.
+        text: their decoded text.
+        stop: why decoding stopped: ``eod``, ``newline`` or ``max_tokens``.
+    """
+
+    ids: list[int]
+    text: str
+    stop: Literal["eod", "newline", "max_tokens"]
+
+
+class Greedy:
+    """Greedy decoding with a KV cache from a causal LM built on first use.
+
+    Args:
+        load: builds the ``transformers`` causal LM (called once, on the first generation, so a
+            checkpoint probed without generation probes never builds it).
+        decode: the tokenizer's decode.
+        vocab_size: ids the tokenizer gives (logits past it are padding and never chosen).
+        eod_id: the token that ends a document, or ``None``.
+        device: where the model runs.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], Any],
+        decode: Decode,
+        vocab_size: int,
+        eod_id: int | None,
+        device: str = "cpu",
+    ):
+        self._load, self._model = load, None
+        self.decode, self.vocab_size, self.eod_id, self.device = decode, vocab_size, eod_id, device
+        self._newlines: frozenset[int] | None = None
+
+    def newline_ids(self) -> frozenset[int]:
+        """Tokens whose decoded text holds a newline (found once over the vocabulary)."""
+        if self._newlines is None:
+            self._newlines = frozenset(
+                i for i in range(self.vocab_size) if "\n" in self.decode([i])
+            )
+        return self._newlines
+
+    def __call__(
+        self, prompt_ids: Sequence[int], max_new_tokens: int, stop_at_newline: bool = False
+    ) -> Generation:
+        """Greedily continue ``prompt_ids`` (at least one token) under the stop rule above."""
+        if not prompt_ids:
+            raise ValueError("greedy decoding needs at least one prompt token")
+        if self._model is None:
+            self._model = self._load().to(self.device).eval()
+        newlines = self.newline_ids() if stop_at_newline else frozenset()
+        ids: list[int] = []
+        stop: Literal["eod", "newline", "max_tokens"] = "max_tokens"
+        with torch.inference_mode():
+            tokens = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
+            out = self._model(input_ids=tokens, use_cache=True)
+            for _ in range(max_new_tokens):
+                token = int(torch.argmax(out.logits[0, -1, : self.vocab_size].float()))
+                if token == self.eod_id:
+                    stop = "eod"
+                    break
+                if token in newlines:
+                    stop = "newline"
+                    break
+                ids.append(token)
+                if len(ids) == max_new_tokens:
+                    break
+                out = self._model(
+                    input_ids=torch.tensor([[token]], device=self.device),
+                    past_key_values=out.past_key_values,
+                    use_cache=True,
+                )
+        return Generation(ids, self.decode(ids), stop)
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalization (as Hubble's ``yago_hubble_gen/utils.py``): lower case, punctuation
+    and the articles a/an/the removed, whitespace runs made one space."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+
+
+def token_f1_recall(generated: str, reference: str) -> tuple[float, float]:
+    """SQuAD token F1 and recall (the share of the reference's normalized tokens, with
+    multiplicity, that the generation holds). Two texts with no tokens: 1 and 1; one of them
+    without: 0 and 0."""
+    gen, ref = normalize_answer(generated).split(), normalize_answer(reference).split()
+    if not gen or not ref:
+        same = float(gen == ref)
+        return same, same
+    common = sum((Counter(gen) & Counter(ref)).values())
+    if common == 0:
+        return 0.0, 0.0
+    precision, recall = common / len(gen), common / len(ref)
+    return 2 * precision * recall / (precision + recall), recall
+
+
+def rouge_l(generated: str, reference: str) -> tuple[float, float, float]:
+    """ROUGE-L precision, recall and F1 (``rouge-score``, no stemmer: Hubble's verbatim tasks).
+    A generation equal to its reference scores 1 even when it has no word (``rouge-score`` gives
+    0 to texts without alphanumeric tokens)."""
+    if generated == reference:
+        return 1.0, 1.0, 1.0
+    from rouge_score import rouge_scorer
+
+    s = rouge_scorer.RougeScorer(["rougeL"]).score(reference, generated)["rougeL"]
+    return s.precision, s.recall, s.fmeasure
+
+
+def edit_similarity(generated: str, reference: str) -> float:
+    """``1 − Levenshtein(generated, reference) / max(len)`` over characters (``rapidfuzz``'s
+    normalized similarity; 1 for two empty texts)."""
+    from rapidfuzz.distance import Levenshtein
+
+    return float(Levenshtein.normalized_similarity(generated, reference))
+
+
+def text_metrics(generated: str, reference: str) -> dict[str, float]:
+    """Every metric of a generated text against its reference; all ↑ (higher = more memorized)."""
+    precision, recall, f1 = rouge_l(generated, reference)
+    token_f1, token_recall = token_f1_recall(generated, reference)
+    return {
+        "exact": float(normalize_answer(generated) == normalize_answer(reference)),
+        "rouge_l_precision": precision,
+        "rouge_l_recall": recall,
+        "rouge_l_f1": f1,
+        "token_f1": token_f1,
+        "token_recall": token_recall,
+        "edit_similarity": edit_similarity(generated, reference),
+    }
