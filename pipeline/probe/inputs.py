@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from taggant.pipeline import io, manifest
 from taggant.pipeline.errors import DataError
+from taggant.pipeline.probe.generation import Decode
 from taggant.pipeline.probe.registry import References
 from taggant.pipeline.probe.run import Tokenize
 from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo
@@ -87,12 +88,14 @@ class LoadedInputs:
         references: canary set → reference secrets in draw order.
         tokenize: the run's tokenizer, without special tokens.
         bos_id: its end-of-document id, put before every item.
+        decode: token ids → text (for generation probes).
     """
 
     items: pa.Table
     references: References
     tokenize: Tokenize
     bos_id: int
+    decode: Decode
 
 
 @functools.lru_cache(maxsize=8)
@@ -105,6 +108,7 @@ def _load(inputs: RunInputs) -> LoadedInputs:
         read_references(inputs.references_url),
         lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
         TokenizerInfo.read(folder).eod_id,
+        lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True),
     )
 
 

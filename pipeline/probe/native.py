@@ -15,6 +15,7 @@ from typing import TypeVar
 import pyarrow as pa
 
 from taggant.pipeline.errors import DataError, TaggantError, one_line
+from taggant.pipeline.probe.generation import Greedy
 from taggant.pipeline.probe.inputs import RunInputs
 from taggant.pipeline.probe.run import Tokenize, probe_model
 from taggant.pipeline.probe.scoring import LogitsFn
@@ -50,6 +51,9 @@ class Checkpoint:
         logits: the model.
         tokenize: the run's tokenizer.
         bos_id: the run's end-of-document id.
+        generate: greedy decoding with a KV cache, stopping at the end-of-document id: the
+            checkpoint as an HF Llama (``pipeline.train.hf.to_hf``, logits equal to the megatron
+            model's), built on the first generation only.
     """
 
     step: int
@@ -57,6 +61,7 @@ class Checkpoint:
     logits: LogitsFn
     tokenize: Tokenize
     bos_id: int
+    generate: Greedy
 
 
 def open_checkpoint(run_dir: str, step: int, inputs: RunInputs) -> Checkpoint:
@@ -78,7 +83,28 @@ def open_checkpoint(run_dir: str, step: int, inputs: RunInputs) -> Checkpoint:
         )
     logits = _reading(run_dir, step, lambda: load_logits_fn(run_dir, step))
     loaded = inputs.load()
-    return Checkpoint(step, record["tokens_seen"], logits, loaded.tokenize, loaded.bos_id)
+    vocab_size = record["model"]["vocab_size"]
+    generate = Greedy(
+        lambda: as_llama(run_dir, step, loaded.bos_id), loaded.decode, vocab_size, loaded.bos_id
+    )
+    return Checkpoint(step, record["tokens_seen"], logits, loaded.tokenize, loaded.bos_id, generate)
+
+
+def as_llama(run_dir: str, step: int, eod_id: int):
+    """The committed checkpoint at ``step`` as a ``transformers`` ``LlamaForCausalLM`` (float32,
+    tied embeddings), through the same mapping as ``taggant export-hf``."""
+    from transformers import LlamaForCausalLM
+
+    from taggant.pipeline.train import checkpoint, hf
+    from taggant.pipeline.train.model import ModelConfig
+
+    config = ModelConfig(**checkpoint.read_commit(run_dir, step)["model"])
+    tensors = hf.to_hf(checkpoint.load_model(run_dir, step).state_dict(), config)
+    model = LlamaForCausalLM(hf.llama_config(config, eod_id))
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    model.tie_weights()
+    return model.eval()
 
 
 @dataclass(frozen=True)
