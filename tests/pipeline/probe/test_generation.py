@@ -10,8 +10,7 @@ import io
 
 import pytest
 
-from taggant.pipeline.probe import hf
-from taggant.pipeline.probe import text_metrics
+from taggant.pipeline.probe import hf, text_metrics
 
 
 def test_squad_normalization_and_token_f1_recall():
