@@ -66,13 +66,36 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from taggant.jobs import graph
+    from taggant.pipeline.train import disk
 
     spec = _load(args)
     table = Table("stage", "hash", "status", "folder")
     for s in graph.build(spec):
         table.add_row(s.key.name, s.key.hash[:8], s.status, s.folder)
     Console().print(table)
+    disks = disk.plan_disk(spec)
+    usage = Table("run", "params", "full ckpts", "weights-only ckpts", "ckpt disk", "HF exports")
+    for d in disks:
+        usage.add_row(
+            d.run,
+            f"{d.num_params:,}",
+            str(d.full_checkpoints),
+            str(d.weights_checkpoints),
+            _gb(d.peak_bytes),
+            _gb(d.export_bytes),
+        )
+    budget = spec.checkpoints.disk_budget_bytes
+    Console().print(usage)
+    print(
+        f"checkpoint disk, all runs: {_gb(sum(d.total_bytes for d in disks))}"
+        f" (budget: {'none' if budget is None else _gb(budget)}; estimate, pipeline.train.disk)"
+    )
+    disk.check_budget(spec, disks)
     return 0
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:,.3f} GB"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -473,8 +496,10 @@ def _run(
     from taggant.jobs import graph, resolved, runlog
     from taggant.jobs.runtime import ray_session
     from taggant.jobs.storage import check_work_dir
+    from taggant.pipeline.train import disk
 
     check_work_dir(spec.work_dir, until)
+    disk.check_budget(spec)
     # The log is a local file: beside the stages, or in the temp dir when they are on an object store.
     logs = (
         io.join(spec.work_dir, "logs")
