@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -25,9 +26,10 @@ import requests
 import yaml
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-from taggant.jobs.cli import EXPERIMENTS
-from taggant.jobs.graph import status
-from taggant.jobs.submit import SubmitError, find_token, submit
+from taggant.jobs import resolved
+from taggant.jobs.cli import EXPERIMENTS, main
+from taggant.jobs.graph import build, status
+from taggant.jobs.submit import SubmitError, find_token, hints, submit
 from taggant.pipeline import corpora
 from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.spec import load_spec
@@ -187,6 +189,31 @@ def test_a_submission_with_the_token_runs_the_experiment(ray_head, spec_file, mo
     # The overrides reached the cluster: the stages ran with them.
     written = yaml.safe_load((Path(rows["ingest"]["folder"]) / "spec.yaml").read_text())
     assert written["seed"] == 7 and written["dedup"]["threshold"] == 0.85
+    # The job's run recorded the experiment as it ran: found by the job id, without the overrides.
+    found = resolved.from_job(ray_head.address, job_id)
+    assert found.spec == spec
+    assert found.stages == {s.key.name: s.folder for s in build(spec)}
+    # submit's hints work as printed, in a shell that has the token but no RAY_AUTH_MODE.
+    printed = dict(hints(job_id, ray_head.address, spec.work_dir, spec.name))
+    shell = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    shell.pop("RAY_AUTH_MODE", None)
+
+    def sh(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", "-c", command], env=shell, capture_output=True, text=True, timeout=120
+        )
+
+    state = sh(printed["state"])
+    assert state.returncode == 0 and "succeeded" in state.stdout.lower(), state.stderr
+    assert sh(printed["logs"]).returncode == 0
+    assert sh(printed["state"].removeprefix("RAY_AUTH_MODE=token ")).returncode != 0
+    capsys.readouterr()
+    assert main(shlex.split(printed["progress"])[1:]) == 0
+    by_work_dir = capsys.readouterr().out
+    lines = by_work_dir.splitlines()
+    assert any(rows["dedup"]["hash"] in line and "done" in line for line in lines)
+    assert main(["status", job_id, "--address", ray_head.address]) == 0
+    assert capsys.readouterr().out == by_work_dir
 
 
 @pytest.mark.ray
