@@ -4,8 +4,8 @@
 # without a real cluster.
 #
 #   cluster/local-cluster.sh start [WORKERS]   # default 2 worker nodes of WORKER_CPUS CPUs each
-#   export RAY_AUTH_TOKEN_PATH=/tmp/taggant-local/auth_token   # `start` prints these two lines
-#   taggant submit SPEC --address http://127.0.0.1:8290
+#   export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/tmp/taggant-local/auth_token  # `start` prints
+#   taggant submit SPEC --address http://127.0.0.1:8290   # these two lines (the mode: `ray job`)
 #   cluster/local-cluster.sh node I             # (re)start worker node I, e.g. after it was killed
 #   cluster/local-cluster.sh stop
 #
@@ -103,7 +103,8 @@ start() {
     local i
     for ((i = 1; i <= workers; i++)); do start_worker "$i"; done
     echo "Ray: a head (0 CPUs) and $workers worker node(s) of $WORKER_CPUS CPU(s); logs in $ROOT"
-    echo "export RAY_AUTH_TOKEN_PATH=$ROOT/auth_token"
+    # Ray's CLI (`ray job logs|status|stop`) sends the token only with the mode set as well.
+    echo "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$ROOT/auth_token"
     echo "taggant submit SPEC --address http://127.0.0.1:$DASHBOARD_PORT"
 }
 
