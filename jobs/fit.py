@@ -25,7 +25,7 @@ def run(spec: ExperimentSpec, folder: str, metric: str = DEFAULT_METRIC) -> dict
     checkpoint's membership inference (ROC arrays included) into the store's ``mia`` table, and
     the plots (``FitReport.PLOTS``); returns the stage stats."""
     from taggant.pipeline import plots  # matplotlib: not imported when the graph is only built
-    from taggant.pipeline.probe.run import probe_config
+    from taggant.pipeline.probe.registry import probe_config
 
     # only the rows of the spec's probe settings: rows of an older setting never enter the fit
     data = fit.load(spec.store.url, spec.name, probe_config(spec.probes))

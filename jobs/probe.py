@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from taggant.pipeline import io, manifest, store
 from taggant.pipeline.errors import DataError
 from taggant.pipeline.models import MODEL_PRESETS
+from taggant.pipeline.probe.registry import probe_config
 from taggant.pipeline.spec import ExperimentSpec, ProbesSpec, RunId
 from taggant.pipeline.stage import StageContext, StageDecl
 from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo
@@ -244,13 +245,6 @@ def probe_versions(probes: ProbesSpec) -> list[str]:
     from taggant.pipeline.probe.registry import PROBES
 
     return sorted({PROBES[name].version for name in probes.names})
-
-
-def probe_config(probes: ProbesSpec) -> str:
-    """``pipeline.probe.run.probe_config`` (imported here: it loads torch)."""
-    from taggant.pipeline.probe.run import probe_config as config
-
-    return config(probes)
 
 
 def committed_configs(target: Target) -> dict[int, str | None]:

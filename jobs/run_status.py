@@ -25,7 +25,8 @@ def runs_status(spec: ExperimentSpec, train_folder: str) -> list[dict[str, Any]]
         them); ``state``: ``done`` (trained and every scheduled checkpoint probed),
         ``probing``, ``training`` or ``pending`` (not started).
     """
-    from taggant.jobs.probe import probe_config, training_name  # probe_config loads torch
+    from taggant.jobs.probe import training_name
+    from taggant.pipeline.probe.registry import probe_config
 
     wanted = probe_config(spec.probes)
     commits = store.read_checkpoints(spec.store.url, spec.name).to_pylist()

@@ -8,17 +8,24 @@ probes (``registry``: names, versions, metrics and their directions) and returns
 (``hf.load``).
 """
 
-from taggant.pipeline.probe.registry import PROBES
-from taggant.pipeline.probe.run import Model, Tokenize, probe_items, probe_model
-from taggant.pipeline.probe.scoring import LogitsFn, TokenScores, score
+import importlib
 
-__all__ = [
-    "PROBES",
-    "LogitsFn",
-    "Model",
-    "TokenScores",
-    "Tokenize",
-    "probe_items",
-    "probe_model",
-    "score",
-]
+_EXPORTS = {
+    "PROBES": "registry",
+    "Model": "run",
+    "Tokenize": "run",
+    "probe_items": "run",
+    "probe_model": "run",
+    "LogitsFn": "scoring",
+    "score": "scoring",
+    "TokenScores": "token_scores",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Load a name's module on first use: the model-facing ones load torch, which the registry
+    and settings hashes (``taggant status``, ``plan``) must not."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -62,6 +62,8 @@ Metric directions: ↑ means a higher value is more memorized (more likely a mem
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -74,8 +76,8 @@ from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.perturb import canary, rng, testset
 from taggant.pipeline.perturb.registry import kinds_probed_by
 from taggant.pipeline.probe import exposure, metrics
-from taggant.pipeline.probe.scoring import FIELDS, TOP_K, TokenScores
-from taggant.pipeline.spec import PROBE_NAMES
+from taggant.pipeline.probe.token_scores import FIELDS, TOP_K, TokenScores
+from taggant.pipeline.spec import PROBE_NAMES, ProbesSpec
 
 Metrics = dict[str, float]
 
@@ -456,3 +458,26 @@ def resolve(names: Sequence[str]) -> dict[str, Probe]:
         known = ", ".join(PROBES)
         raise ConfigError([("probes.names", f"unknown probes {unknown}; known: {known}")])
     return {n: PROBES[n] for n in dict.fromkeys(names)}
+
+
+def config_hash(probe_names: Sequence[str], prefix_tokens: int, suffix_tokens: int) -> str:
+    """The ``probe_config`` of rows from one probe pass: 16 hex digits of the SHA-256 of the probes'
+    names and versions and of every setting that changes a value (``prefix_tokens``,
+    ``suffix_tokens``); not of ``batch_items``, which only groups the forward passes. A new
+    setting that changes values belongs here (and in ``probe_items``'s arguments).
+
+    Raises:
+        ConfigError: unknown probe names.
+    """
+    probes = resolve(probe_names)
+    config = {
+        "probes": {name: probe.version for name, probe in sorted(probes.items())},
+        "prefix_tokens": prefix_tokens,
+        "suffix_tokens": suffix_tokens,
+    }
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def probe_config(probes: ProbesSpec) -> str:
+    """``config_hash`` of a spec's probes: what its store rows and commit records must hold."""
+    return config_hash(probes.names, probes.prefix_tokens, probes.suffix_tokens)

@@ -13,7 +13,6 @@ an end-of-document token, so pass the EOD id; for a Hugging Face model, its BOS 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -49,29 +48,6 @@ class Model(Protocol):
     def tokenize(self) -> Tokenize: ...
     @property
     def bos_id(self) -> int | None: ...
-
-
-def config_hash(probe_names: Sequence[str], prefix_tokens: int, suffix_tokens: int) -> str:
-    """The ``probe_config`` of rows from one probe pass: 16 hex digits of the SHA-256 of the probes'
-    names and versions and of every setting that changes a value (``prefix_tokens``,
-    ``suffix_tokens``); not of ``batch_items``, which only groups the forward passes. A new
-    setting that changes values belongs here (and in ``probe_items``'s arguments).
-
-    Raises:
-        ConfigError: unknown probe names.
-    """
-    probes = registry.resolve(probe_names)
-    config = {
-        "probes": {name: probe.version for name, probe in sorted(probes.items())},
-        "prefix_tokens": prefix_tokens,
-        "suffix_tokens": suffix_tokens,
-    }
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def probe_config(probes: ProbesSpec) -> str:
-    """``config_hash`` of a spec's probes: what its store rows and commit records must hold."""
-    return config_hash(probes.names, probes.prefix_tokens, probes.suffix_tokens)
 
 
 def probe_model(
@@ -152,7 +128,7 @@ def probe_items(
 
     Returns:
         ``pipeline.store.PROBE_SCHEMA`` rows, sorted by item, probe and metric, each with the
-        ``config_hash`` of ``probe_names``, ``prefix_tokens`` and ``suffix_tokens``: ready for
+        ``registry.config_hash`` of ``probe_names``, ``prefix_tokens`` and ``suffix_tokens``: ready for
         ``StoreWriter.write_probe_rows`` (one file per probe).
 
     Raises:
@@ -220,7 +196,7 @@ def probe_items(
         for set_name, (set_items, set_item_metrics) in by_set.items():
             for level, set_metrics in probe.set_metrics(set_items, set_item_metrics):
                 out += _rows(set_items[0].row, set_name, level, name, probe.version, set_metrics)
-    config = config_hash(probe_names, prefix_tokens, suffix_tokens)
+    config = registry.config_hash(probe_names, prefix_tokens, suffix_tokens)
     table = pa.Table.from_pylist(
         [
             {

@@ -20,56 +20,18 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from taggant.pipeline.probe.token_scores import FIELDS, TOP_K, TokenScores
 
 LogitsFn = Callable[[np.ndarray], torch.Tensor]
 """A causal LM: token ids, int64 ``(batch, seq)`` → logits ``(batch, seq, vocab)`` (any float
 dtype, any device), where ``logits[b, t]`` predicts token ``t + 1`` from tokens ``0..t``."""
 
-TOP_K = 40
-"""k of the top-k sampler whose p_z is reported (Hayes et al. 2024 sample with top-k = 40)."""
-
 CHUNK_ELEMENTS = 1 << 24
 """Default bound on the logits one softmax chunk holds (64 MiB in float32)."""
-
-
-@dataclass(frozen=True)
-class TokenScores:
-    """Per-token results for the scored tokens of one sequence, all arrays of length ``T``.
-
-    Entry ``i`` describes one scored token ``x``, predicted from every token before it.
-
-    Attributes:
-        logprob: float32, ``log p(x | context)`` in nats.
-        correct: bool, ``x`` is the argmax of the logits (ties go to the lowest id, as in
-            ``torch.argmax`` greedy decoding).
-        margin: float32, top-1 minus top-2 logit (≥ 0).
-        mean: float32, ``μ = Σ_v p(v) log p(v)`` over the vocabulary (minus the entropy).
-        std: float32, ``σ = sqrt(Σ_v p(v) (log p(v) − μ)²)``.
-        topk_logprob: float32, ``log`` of the probability of ``x`` under top-``TOP_K`` sampling
-            (renormalized over the k most likely tokens); ``-inf`` when ``x`` is not among them.
-    """
-
-    logprob: np.ndarray
-    correct: np.ndarray | None = None
-    margin: np.ndarray | None = None
-    mean: np.ndarray | None = None
-    std: np.ndarray | None = None
-    topk_logprob: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.logprob)
-
-    def __getitem__(self, index: slice) -> TokenScores:
-        """The scores of a contiguous range of the tokens."""
-        return TokenScores(*(None if (v := getattr(self, f)) is None else v[index] for f in FIELDS))
-
-
-FIELDS = ("logprob", "correct", "margin", "mean", "std", "topk_logprob")
-"""Every ``TokenScores`` field; ``logprob`` is always computed."""
 
 
 def token_stats(

@@ -30,6 +30,7 @@ from taggant.jobs import train as train_job
 from taggant.jobs.cli import main
 from taggant.pipeline import data, manifest, store
 from taggant.pipeline.errors import DataError
+from taggant.pipeline.probe import registry
 from taggant.pipeline.spec import ExperimentSpec, load_spec
 from taggant.pipeline.train import checkpoint
 from taggant.pipeline.train.schedule import run_checkpoint_steps
@@ -266,7 +267,7 @@ def test_a_changed_probe_setting_reprobes_every_checkpoint_and_says_so(tiny, tmp
     first = probe_job.run(tiny.spec, [target], final, lambda: None)["runs"][target.run.name]
     assert first["probed"] == steps and first["replaced"] == [] and first["stale"] == []
     before = store.read_probes(target.store_url).to_pandas()
-    assert set(before["probe_config"]) == {probe_job.probe_config(target.probes)}
+    assert set(before["probe_config"]) == {registry.probe_config(target.probes)}
 
     # The tiny canaries have prompts: prefix_tokens changes no value, suffix_tokens does (the
     # extraction span); either is a new configuration.
@@ -278,10 +279,10 @@ def test_a_changed_probe_setting_reprobes_every_checkpoint_and_says_so(tiny, tmp
         assert again["stale"] == [] and again["skipped"] == {}
         assert_one_row_set_per_step(changed, steps, tiny.num_items())
         after = store.read_probes(target.store_url).to_pandas()
-        assert set(after["probe_config"]) == {probe_job.probe_config(changed.probes)}
+        assert set(after["probe_config"]) == {registry.probe_config(changed.probes)}
         assert {
             c["probe_config"] for c in store.read_checkpoints(target.store_url).to_pylist()
-        } == {probe_job.probe_config(changed.probes)}
+        } == {registry.probe_config(changed.probes)}
         target = changed
     keys = ["step", "item_id", "probe", "metric"]
     merged = before.merge(after, on=keys, suffixes=("_old", "_new"))

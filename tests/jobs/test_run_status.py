@@ -1,8 +1,8 @@
 """Per-run status: steps trained from each run's train log, checkpoints probed with the spec's
 probe settings from the store, and the state that follows."""
 
-from taggant.jobs.probe import probe_config
 from taggant.jobs.run_status import runs_status
+from taggant.pipeline.probe.registry import probe_config
 from taggant.pipeline.spec import parse_spec
 from taggant.pipeline.store import StoreWriter
 from taggant.pipeline.train import checkpoint
