@@ -66,12 +66,36 @@ def run_watchers(context: StageContext, alongside: Callable[[], Any]) -> dict[st
     return run(spec, watched, final_steps, alongside)
 
 
+def catch_up(context: StageContext) -> dict[str, Any]:
+    """The probe stage: a watcher per run probes the checkpoints the train stage's watchers did
+    not. Its stats count the stage's output where it is: ``rows`` and ``checkpoints`` in the store
+    (``in_store``, most of them streamed while training ran), ``rows_written`` by this pass, and
+    each run's watcher result under ``runs``."""
+    result = run_watchers(context, alongside=lambda: None)
+    written = sum(r["rows"] for r in result["runs"].values())
+    return {**in_store(context.spec), "rows_written": written, "runs": result["runs"]}
+
+
+def in_store(spec: ExperimentSpec) -> dict[str, int]:
+    """``rows`` and ``checkpoints``: the store's committed probe rows and checkpoints of the spec's
+    runs with the spec's probe configuration, whichever watcher wrote them (from the commit
+    records, whose row counts are checked against the files when committed)."""
+    wanted = probe_config(spec.probes)
+    runs = {r.name for r in spec.runs.grid()}
+    commits = [
+        c
+        for c in store.read_checkpoints(spec.store.url, spec.name).to_pylist()
+        if c["run"] in runs and c["probe_config"] == wanted
+    ]
+    return {"rows": sum(c["num_rows"] for c in commits), "checkpoints": len(commits)}
+
+
 STAGE = StageDecl(
     name="probe",
     version=PROBE_VERSION,
     inputs=("train",),
     config=lambda spec: {"probes": spec.probes.model_dump(mode="json"), "store": spec.store.url},
-    execute=lambda context: run_watchers(context, alongside=lambda: None),
+    execute=catch_up,
 )
 
 
