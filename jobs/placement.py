@@ -10,6 +10,9 @@ a multiple of ``TP`` bundles on each node. A tiny task in every bundle reports w
 
 The rendezvous address is rank 0's node IP as Ray knows it (reachable from the other nodes, never
 a loopback address), with a port that was free there.
+
+Probe watchers get Ray options from ``probes.watcher`` (``watcher_options``): their own CPUs and
+GPUs, and, on a multi-node cluster, a label selector that keeps them off the head node.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from taggant.pipeline.spec import WatcherSpec
+
 log = logging.getLogger(__name__)
+
+HEAD_RESOURCE = "node:__internal_head__"
+"""The resource Ray gives only the head node."""
+NODE_ID_LABEL = "ray.io/node-id"
+"""The label Ray gives every node, its id."""
 
 
 @dataclass(frozen=True)
@@ -108,3 +118,29 @@ def _where_am_i() -> BundlePlacement:
         port = s.getsockname()[1]
     gpus = tuple(sorted(int(g) for g in ray.get_gpu_ids()))
     return BundlePlacement(ray.util.get_node_ip_address(), gpus, port)
+
+
+def watcher_options(watcher: WatcherSpec, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ray task options of a probe watcher declared by ``watcher`` on a cluster of ``nodes``
+    (``ray.nodes()``, decided once when the watchers start).
+
+    It reserves ``num_cpus`` and ``num_gpus``; with no GPU it sees none (``CUDA_VISIBLE_DEVICES``
+    empty: Ray leaves a zero-GPU task every GPU of its node, ray-project/ray#62492, and torch
+    would pick a training rank's), with one Ray's assignment is the only GPU it sees. Its OpenMP/MKL
+    pools get ``torch_threads`` threads. Unless ``on_head``, a cluster with more than one live node
+    keeps it off the head.
+    """
+    threads = str(watcher.torch_threads)
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    if not watcher.num_gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    options: dict[str, Any] = {
+        "num_cpus": watcher.num_cpus,
+        "num_gpus": watcher.num_gpus,
+        "runtime_env": {"env_vars": env},
+    }
+    alive = [n for n in nodes if n["Alive"]]
+    heads = [n["NodeID"] for n in alive if HEAD_RESOURCE in n["Resources"]]
+    if not watcher.on_head and heads and len(alive) > 1:
+        options["label_selector"] = {NODE_ID_LABEL: f"!in({','.join(heads)})"}
+    return options

@@ -36,14 +36,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from taggant.jobs import placement
 from taggant.pipeline import io, manifest, store
 from taggant.pipeline.errors import DataError
-from taggant.pipeline.models import MODEL_PRESETS
 from taggant.pipeline.probe.registry import probe_config
 from taggant.pipeline.spec import ExperimentSpec, ProbesSpec, RunId
 from taggant.pipeline.stage import StageContext, StageDecl
 from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo
-from taggant.pipeline.train import progress
+from taggant.pipeline.train import disk, progress
 from taggant.pipeline.train.schedule import run_checkpoint_steps
 
 if TYPE_CHECKING:  # pipeline.probe imports torch: only the functions that probe load it
@@ -94,7 +94,11 @@ STAGE = StageDecl(
     name="probe",
     version=PROBE_VERSION,
     inputs=("train",),
-    config=lambda spec: {"probes": spec.probes.model_dump(mode="json"), "store": spec.store.url},
+    # Where watchers run never changes a row.
+    config=lambda spec: {
+        "probes": spec.probes.model_dump(mode="json", exclude={"watcher"}),
+        "store": spec.store.url,
+    },
     execute=catch_up,
 )
 
@@ -138,14 +142,6 @@ def targets(
     ]
 
 
-def _num_params(spec: ExperimentSpec, run: RunId, vocab_size: int) -> int:
-    if spec.runs.init_from_hf is None:
-        return MODEL_PRESETS[run.model_size].num_params(vocab_size)
-    from taggant.pipeline.train import hf
-
-    return hf.num_params(spec.runs.init_from_hf)
-
-
 def training_name(train_folder: str) -> str:
     """What the store's run metadata records as ``trained_by``: the train stage folder's name,
     ``train-<hash>``, whose hash covers every setting upstream of the checkpoints."""
@@ -182,7 +178,7 @@ def register_run(target: Target, spec: ExperimentSpec) -> list[int]:
             "train_tokens": run.train_tokens,
             "seed": run.seed,
             "perturbed": run.perturbed,
-            "num_params": _num_params(spec, run, info.vocab_size),
+            "num_params": disk.num_params(spec, run, info.vocab_size),
             "seq_length_tokens": spec.runs.seq_length_tokens,
             "global_batch_sequences": spec.runs.global_batch_sequences,
         },
@@ -321,7 +317,7 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
     from taggant.pipeline.probe.native import UnreadableCheckpoint
     from taggant.pipeline.train.checkpoint import committed_steps
 
-    torch.set_num_threads(1)  # the ranks own the cores; a watcher takes what is left
+    torch.set_num_threads(target.probes.watcher.torch_threads)
     wanted = probe_config(target.probes)
     other = {s for s, config in committed_configs(target).items() if config != wanted}
     done = probed_steps(target)
@@ -377,7 +373,8 @@ def run(
     final_steps: dict[str, int],
     alongside: Callable[[], Any],
 ) -> dict[str, Any]:
-    """Start a watcher task per target (retried if its worker dies), call ``alongside()``
+    """Start a watcher task per target (retried if its worker dies; its resources and nodes
+    from ``probes.watcher``, see ``placement.watcher_options``), call ``alongside()``
     (training, or nothing for a catch-up pass), then wait for every watcher to reach its run's
     final step; returns per-run watcher results (each with ``cleared``: the steps
     ``register_run`` cleared, rows of another training) and what ``alongside`` returned.
@@ -389,7 +386,8 @@ def run(
     import ray
 
     cleared = {target.run.name: register_run(target, spec) for target in watched}
-    watcher = ray.remote(num_cpus=0, max_retries=3)(watch)
+    options = placement.watcher_options(spec.probes.watcher, ray.nodes())
+    watcher = ray.remote(max_retries=3)(watch).options(**options)
     refs = {t.run.name: watcher.remote(t, final_steps[t.run.name]) for t in watched}
     try:
         trained = alongside()

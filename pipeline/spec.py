@@ -11,6 +11,7 @@ Units live in names: ``_tokens``, ``_frac``, ``_bytes``, ``_steps``, ``_sequence
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -49,6 +50,10 @@ PROBE_NAMES = (
     "ghost_last_k",
     "watermark",
     "testset_accuracy",
+    "testset_formats",
+    "generation",
+    "biography_choice",
+    "biography_generation",
 )
 
 
@@ -300,6 +305,31 @@ class CheckpointsSpec(_Spec):
     checkpoints, never exports."""
 
 
+class WatcherSpec(_Spec):
+    """What each run's probe watcher (``jobs.probe``) takes from the Ray cluster. Where it runs
+    never changes a probe's result, so none of this enters a stage's key."""
+
+    num_cpus: float = Field(default=0, ge=0)
+    """CPUs Ray reserves for a watcher. 0 (the default) reserves none, so a cluster sized for the
+    training ranks alone (a laptop, the 2-CPU tests) still fits the watchers, which then share
+    their node's cores; on a real cluster set it to the cores a watcher should own, or training's
+    placement groups and the watchers compete for the same cores."""
+    num_gpus: float = Field(default=0, ge=0)
+    """GPUs Ray gives a watcher, which probes on the one Ray hands it (its own, never a training
+    rank's: the ranks hold theirs). 0: it probes on CPU and sees no GPU at all."""
+    threads: int | None = Field(default=None, ge=1)
+    """Torch threads of a watcher on CPU; None: ``num_cpus`` rounded up, at least 1."""
+    on_head: bool = False
+    """Whether a watcher may run on the head node of a multi-node cluster (the head holds Ray's
+    control plane; a model copy there can take its memory). A one-node cluster has only the head,
+    so there it always may."""
+
+    @property
+    def torch_threads(self) -> int:
+        """The threads a watcher gives torch."""
+        return self.threads or max(1, math.ceil(self.num_cpus))
+
+
 class ProbesSpec(_Spec):
     """Which memorization probes run on every checkpoint, and their shapes."""
 
@@ -314,6 +344,8 @@ class ProbesSpec(_Spec):
     """Most target tokens an extraction probe must reproduce (the target after the prompt)."""
     batch_items: int = Field(default=64, ge=1)
     """Items per forward pass."""
+    watcher: WatcherSpec = WatcherSpec()
+    """The resources of each run's watcher."""
 
 
 class StoreSpec(_Spec):
