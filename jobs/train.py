@@ -165,7 +165,14 @@ def train_run(
     runs = spec.runs
     world = runs.data_parallel_size * runs.tensor_parallel_size * runs.pipeline_parallel_size
     bundle = {"CPU": cpus_per_rank, **({"GPU": 1} if use_gpus else {})}
-    _check_capacity(bundle, world, resources)
+    watcher = spec.probes.watcher
+    watchers = len(spec.runs.grid())
+    _check_capacity(
+        bundle,
+        world,
+        resources,
+        {"CPU": watchers * watcher.num_cpus, "GPU": watchers * watcher.num_gpus},
+    )
     num_steps = spec.runs.num_steps(run_id.train_tokens)
     resume = checkpoint.resume_step(run_dir)
     if resume:
@@ -406,17 +413,28 @@ def _use_gpus(spec: ExperimentSpec, resources: dict[str, float]) -> bool:
     return device == "cuda" or (device == "auto" and bool(resources.get("GPU")))
 
 
-def _check_capacity(bundle: dict[str, float], world: int, resources: dict[str, float]) -> None:
-    for name, amount in bundle.items():
-        if amount * world > resources.get(name, 0):
+def _check_capacity(
+    bundle: dict[str, float],
+    world: int,
+    resources: dict[str, float],
+    watchers: dict[str, float],
+) -> None:
+    """Refuse a run whose ranks do not fit beside the probe watchers: the watchers (``watchers``:
+    what all of them reserve) start first and hold their resources until training ends, so a
+    rank group that does not fit in the rest would wait for them forever."""
+    for name in sorted(set(bundle) | {n for n, held in watchers.items() if held}):
+        amount, held = bundle.get(name, 0), watchers.get(name, 0)
+        if amount * world + held > resources.get(name, 0):
+            beside = f" beside the probe watchers' {held:g}" if held else ""
             raise ConfigError(
                 [
                     (
                         "runs.data_parallel_size",
                         (
-                            f"a run needs {amount * world:g} {name} ({world} ranks × {amount:g}) but the Ray "
-                            f"cluster has {resources.get(name, 0):g}; lower data_parallel_size, "
-                            "tensor_parallel_size or pipeline_parallel_size, or add nodes"
+                            f"a run needs {amount * world:g} {name} ({world} ranks × {amount:g})"
+                            f"{beside} but the Ray cluster has {resources.get(name, 0):g}; lower "
+                            "data_parallel_size, tensor_parallel_size or pipeline_parallel_size, "
+                            "or probes.watcher's num_cpus/num_gpus, or add nodes"
                         ),
                     )
                 ]

@@ -6,6 +6,7 @@ import pytest
 
 from taggant.jobs import placement
 from taggant.jobs import probe as probe_job
+from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.spec import ExperimentSpec, WatcherSpec
 from tests.conftest import TINY_SPEC
 
@@ -84,3 +85,16 @@ def test_a_task_with_the_options_gets_them_on_ray(local_ray):
         local_ray.remote(report).options(**options).remote()
     )
     assert resources == {"CPU": 2.0} and visible == "" and threads == "3"
+
+
+def test_a_run_that_does_not_fit_beside_its_watchers_is_refused():
+    # Watchers start first and hold what they reserve until training ends: ranks that do not fit
+    # in the rest would wait forever.
+    from taggant.jobs import train as train_job
+
+    train_job._check_capacity({"CPU": 1}, 2, {"CPU": 4}, {"CPU": 2})  # fits exactly
+    beside = r"2 CPU \(2 ranks × 1\) beside the probe watchers' 3 but the Ray cluster has 4"
+    with pytest.raises(ConfigError, match=beside):
+        train_job._check_capacity({"CPU": 1}, 2, {"CPU": 4}, {"CPU": 3})
+    with pytest.raises(ConfigError, match="watchers' 1 but the Ray cluster has 0"):
+        train_job._check_capacity({"CPU": 1}, 1, {"CPU": 4}, {"CPU": 0, "GPU": 1})  # no GPU
