@@ -191,7 +191,10 @@ def _status_target(args: argparse.Namespace) -> tuple[ExperimentSpec, dict[str, 
     (with ``--address``) is taken as its run recorded it (``jobs.resolved``)."""
     from taggant.jobs import graph
 
-    if args.address is None and Path(args.spec).is_file():
+    # A missing *.yaml is a spec typo (load_spec names it), not a work dir.
+    if args.address is None and (
+        Path(args.spec).is_file() or args.spec.endswith((".yaml", ".yml"))
+    ):
         if args.experiment is not None:
             raise ConfigError([("--experiment", "only with a WORK_DIR or JOB_ID: a spec names it")])
         spec = _load(args)

@@ -68,6 +68,8 @@ def test_status_of_the_spec_without_the_overrides_says_so_and_warns(spec_file, c
 def test_a_work_dir_is_never_guessed(spec_file, tmp_path, capsys):
     assert main(["status", str(tmp_path / "fresh")]) == 2
     assert "holds no experiment record" in capsys.readouterr().err
+    assert main(["status", str(tmp_path / "typo.yaml")]) == 2  # a spec's name, not a work dir
+    assert "typo.yaml: no such spec file" in capsys.readouterr().err
     spec = record(spec_file)
     record(spec_file, [*OVERRIDES, "name=other"])
     assert main(["status", spec.work_dir]) == 2
