@@ -16,7 +16,8 @@ from rich.table import Table
 from taggant.pipeline.report import FitReport
 
 ID = {"overflow": "fold"}
-"""Identifying columns fold a long value onto more lines instead of cutting it."""
+"""Columns fold a long value onto more lines instead of cutting it: a run name or a filter cut
+short can make two rows look alike."""
 
 
 def console() -> Console:
@@ -61,23 +62,23 @@ def render(report: FitReport, out: Console, source: str) -> None:
 
 def levels(rows: list[dict], metric: str, out: Console) -> None:
     """Gap to controls per dup level at each run's last checkpoint, with the twin's
-    difference-in-differences where a twin exists (the primary estimate, marked ``*``)."""
+    difference-in-differences where a twin exists; ``*`` marks the primary estimate, whose
+    p-value the Holm column adjusts."""
     if not rows:
         out.print(f"no level table: no rows for {metric}")
         return
     table = Table(
         title=f"{metric}: members − controls at each run's last checkpoint",
-        caption="95% CIs resample items; p: permutation test (exact under the random split), "
-        "p Holm: adjusted over each run's rows; * the primary estimate: the difference-in-"
-        "differences against the standard twin where one exists",
+        caption="95% CIs resample items; p: permutation test (exact under the random split); "
+        "DiD: (members − controls) of the run minus that of its standard twin; * the primary "
+        "estimate, whose p the Holm column adjusts over each run's rows",
     )
-    for name in ("experiment", "run", "step", "set"):
+    names = ("experiment", "run", "step", "set", "dup level", "members/controls")
+    for name in (*names, "gap [95% CI]", "p", "DiD vs twin [95% CI]", "DiD p", "p Holm"):
         table.add_column(name, **ID)
-    for name in ("dup level", "members/controls", "gap [95% CI]", "p", "vs twin (DiD) [95% CI]"):
-        table.add_column(name)
-    table.add_column("p Holm")
     for r in rows:
-        primary = r["estimate"] == "did"
+        did = r["estimate"] == "did"
+        gap = estimate(r["mean"], r["ci_low"], r["ci_high"])
         table.add_row(
             r["experiment"],
             r["run"],
@@ -85,13 +86,12 @@ def levels(rows: list[dict], metric: str, out: Console) -> None:
             r["set"],
             str(r["dup_level"]),
             f"{r['n']}/{r['controls']}",
-            "baseline"
-            if r["dup_level"] == 0
-            else estimate(r["mean"], r["ci_low"], r["ci_high"]) + ("" if primary else " *"),
+            "baseline" if r["dup_level"] == 0 else gap + ("" if did else " *"),
             pvalue(r["p"]),
             "—"
             if r["did"] is None
-            else f"{estimate(r['did'], r['did_ci_low'], r['did_ci_high'])} * p {pvalue(r['did_p'])}",
+            else estimate(r["did"], r["did_ci_low"], r["did_ci_high"]) + " *",
+            pvalue(r["did_p"]),
             pvalue(r["p_holm"]),
         )
     out.print(table)
@@ -108,10 +108,9 @@ def fits(rows: list[dict], metric: str, out: Console, source: str) -> None:
         caption="slope: change of the gap per 10× x; CI scope ‡ items only, conditional on "
         "the runs trained",
     )
-    for name in ("fit", "experiment", "run", "set"):
+    for name in ("fit", "experiment", "run", "set", "x", "slope [95% CI]", "r²", "n", "runs"):
         table.add_column(name, **ID)
-    for name in ("x", "slope [95% CI]", "r²", "n", "runs", "filter"):
-        table.add_column(name)
+    table.add_column("filter", **ID)
     notes = []
     for f in rows:
         conditional = f["ci_scope"] == "items" and f["run"] is None
@@ -160,10 +159,9 @@ def membership(rows: list[dict], out: Console) -> None:
             "AUROC [95% CI] (p Holm): " + MEMBERSHIP_METHOD + "; TPR@1%FPR of the loss attack"
         ),
     )
-    for name in ("experiment", "run", "step", "set"):
+    names = ("experiment", "run", "step", "set", "dup level", "members/controls")
+    for name in (*names, *[f"AUROC {a}" for a in attacks], "TPR@1%FPR"):
         table.add_column(name, **ID)
-    for name in ("dup level", "members/controls", *[f"AUROC {a}" for a in attacks], "TPR@1%FPR"):
-        table.add_column(name)
     reasons = set()
     for (experiment, run, step, set_name, level), by_attack in groups.items():
         first = next(iter(by_attack.values()))
