@@ -20,22 +20,18 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-
-import pyarrow as pa
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from taggant.jobs.runtime import Interrupted
-from taggant.pipeline import io
 from taggant.pipeline.errors import ConfigError, TaggantError, one_line
-from taggant.pipeline.spec import (
-    CorpusSpec,
-    DedupSpec,
-    ExperimentSpec,
-    ProbesSpec,
-    load_spec,
-    parse_section,
-)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from taggant.pipeline.spec import ExperimentSpec, ProbesSpec
+
+# pyarrow, fsspec (pipeline.io), rich and the pydantic spec are imported by the commands that use them:
+# `taggant --help` and argument errors need none of them (bench/cli_startup.py).
 
 EXPERIMENTS = Path(__file__).parent / "experiments"
 log = logging.getLogger("taggant")
@@ -47,6 +43,8 @@ _log_handler: logging.Handler | None = None
 
 
 def _load(args: argparse.Namespace) -> ExperimentSpec:
+    from taggant.pipeline.spec import load_spec
+
     return load_spec(args.spec, args.set or [])
 
 
@@ -65,6 +63,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     from taggant.jobs import graph
     from taggant.pipeline.train import disk
 
@@ -104,8 +105,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from taggant.jobs import graph
     from taggant.jobs.runtime import ray_session
+    from taggant.pipeline import io
+    from taggant.pipeline.spec import CorpusSpec, DedupSpec, parse_section
 
     corpus = parse_section(
         CorpusSpec, {"paths": [str(Path(p).resolve()) for p in args.inputs]}, "corpus"
@@ -154,6 +159,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     from taggant.jobs import graph
     from taggant.jobs.run_status import runs_status
 
@@ -189,6 +197,7 @@ def _status_target(args: argparse.Namespace) -> tuple[ExperimentSpec, dict[str, 
     spec and work dir they are. A spec file is taken with its ``--set``s (and a warning when the
     work dir's record of that experiment says it ran with other settings); a work dir or a job id
     (with ``--address``) is taken as its run recorded it (``jobs.resolved``)."""
+
     from taggant.jobs import graph
 
     # A missing *.yaml is a spec typo (load_spec names it), not a work dir.
@@ -260,6 +269,10 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
+    from rich.table import Table
+
+    from taggant.pipeline import io
+    from taggant.pipeline.spec import ProbesSpec, parse_section
 
     probes = parse_section(
         ProbesSpec,
@@ -483,6 +496,7 @@ def _fit_source(args: argparse.Namespace) -> tuple[str, str | None, dict]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from taggant.pipeline import corpora
+    from taggant.pipeline.spec import load_spec
 
     spec = load_spec(EXPERIMENTS / "demo.yaml", args.set or [])
     corpus_dir = Path(spec.work_dir) / "corpus"
@@ -499,6 +513,7 @@ def _run(
     from taggant.jobs import graph, resolved, runlog
     from taggant.jobs.runtime import ray_session
     from taggant.jobs.storage import check_work_dir
+    from taggant.pipeline import io
     from taggant.pipeline.train import disk
 
     check_work_dir(spec.work_dir, until)
@@ -523,6 +538,8 @@ def _run(
 
 def _print_result(last) -> None:
     """The fit stage's report and plots, when it is the last stage that ran."""
+    from taggant.pipeline import io
+
     if last.key.name == "fit":
         from taggant.jobs import report as render
         from taggant.pipeline.report import FitReport
