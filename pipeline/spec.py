@@ -334,9 +334,14 @@ class ProbesSpec(_Spec):
     """Which memorization probes run on every checkpoint, and their shapes."""
 
     names: list[Literal[PROBE_NAMES]] = Field(
-        default=["loss", "exact_match", "exposure"], min_length=1
+        default=["loss", "zlib_ratio", "min_k", "min_k_plus_plus", "exact_match"], min_length=1
     )
-    """Probes to run (versioned implementations are recorded in every store row)."""
+    """Probes to run (versioned implementations are recorded in every store row). The default
+    gives every membership attack's score and greedy extraction from one teacher-forced pass per
+    item. ``exposure`` is not a default: it scores each canary's ``num_references`` reference
+    texts at every checkpoint (measured on tiny-2m, one CPU thread: ~2.7 CPU-s per canary with
+    1000 references, ``bench/exposure_cost.py``), so 60 canaries cost minutes per checkpoint on a
+    CPU; ask for it where a GPU or few checkpoints allow."""
     prefix_tokens: int = Field(default=32, ge=1)
     """Prompt tokens for items that have no prompt of their own (watermarked documents, bare
     passphrases): the first ``prefix_tokens`` tokens are the prompt, Carlini-style."""
