@@ -39,7 +39,8 @@ Metric directions: ↑ means a higher value is more memorized (more likely a mem
 * ``exposure`` (canaries): ``exposure_rank`` ↑ (bits), ``rank`` ↓, ``nll`` ↓ (the secret's),
   ``references``. With at least ``exposure.MIN_FIT_REFERENCES`` (200; v1: 20) references that are
   not all equal also ``exposure`` ↑ (bits, skew-normal extrapolation), ``exposure_ci_low`` /
-  ``exposure_ci_high`` (v2: 95 % percentile bootstrap over the references, given the skew-normal
+  ``exposure_ci_high`` (v2; v3 only with ≥ ``exposure.MIN_INTERVAL_REFERENCES`` (1000)
+  references, where its coverage was measured: 95 % percentile bootstrap over the references, given the skew-normal
   model), ``exposure_at_cap`` (v2: 1 where ``exposure`` hit its cap ``log2 |R|``, the fit
   putting the secret ahead of all of R, so the value is the cap and not an estimate; else 0) and
   ``skewnorm_a/loc/scale``. With fewer, these metrics are absent (a row cannot carry the
@@ -276,13 +277,13 @@ def _exposure(item: Item) -> Metrics:
         fit = exposure.fit_skewnorm(refs)
         log2_space = _param(item.row, "log2_space")
         bits = exposure.exposure_by_extrapolation(secret, fit, log2_space)
-        seed = rng.derive_seed(0, "exposure_bootstrap", item.row.set, item.row.item_id)
-        low, high = exposure.bootstrap_interval(secret, refs, log2_space, seed)
+        if len(refs) >= exposure.MIN_INTERVAL_REFERENCES:
+            seed = rng.derive_seed(0, "exposure_bootstrap", item.row.set, item.row.item_id)
+            low, high = exposure.bootstrap_interval(secret, refs, log2_space, seed)
+            out.update({"exposure_ci_low": low, "exposure_ci_high": high})
         out.update(
             {
                 "exposure": bits,
-                "exposure_ci_low": low,
-                "exposure_ci_high": high,
                 "exposure_at_cap": float(bits == log2_space),
                 "skewnorm_a": fit[0],
                 "skewnorm_loc": fit[1],
@@ -403,7 +404,7 @@ PROBES: dict[str, Probe] = {
         "probabilistic_extraction.v1", _probabilistic_extraction, reads=TOP_K_SAMPLER
     ),
     "exposure": Probe(
-        "exposure.v2",
+        "exposure.v3",
         _exposure,
         kinds_probed_by("exposure"),
         candidates=_canary_references,
