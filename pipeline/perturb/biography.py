@@ -45,7 +45,7 @@ from taggant.pipeline.perturb.setspec import PerturbationSet
 
 KIND = "biography"
 VERSION = "biography.v1"
-PROBES: tuple[str, ...] = ()
+PROBES: tuple[str, ...] = ("biography_choice", "biography_generation")
 """Probes that read the fields only this kind records."""
 
 FIELDS = ("nationality", "birthplace", "university", "birthdate", "email", "occupation", "uuid")

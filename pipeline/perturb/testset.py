@@ -31,7 +31,7 @@ from taggant.pipeline.perturb.setspec import DecontaminationSpec, PerturbationSe
 
 KIND = "testset"
 VERSION = "testset.v1"
-PROBES = ("testset_accuracy",)
+PROBES = ("testset_accuracy", "testset_formats")
 """Probes that read what only this kind has (the generic probes apply to every kind)."""
 SHIPPED_BENCHMARK = "mmlu_dev.jsonl"
 
@@ -47,9 +47,25 @@ class TestsetSpec(PerturbationSet):
     """How one item is rendered; slots ``{subject}``, ``{question}``, ``{choices}`` (one ``A. …``
     line per choice), and one answer slot: ``{answer}`` (the correct choice's text) or
     ``{answer_letter}``. Everything before the answer slot is the probes' prompt."""
+    eval_templates: dict[str, str] = {}
+    """Formats the items are probed in besides ``template`` (usually never inserted: Hubble's
+    cross-format tasks), by name, e.g. ``{"mcq": "{question}\\n{choices}\\nAnswer: {answer_letter}"}``;
+    slots as ``template``. The ``testset_formats`` probe stores ``<name>.<metric>``."""
     decontamination: DecontaminationSpec = DecontaminationSpec(on_collision="resample")
     """How items are kept from occurring naturally; benchmark questions found in the corpus are
     replaced by unused ones (Hubble's recipe) unless this says ``remove_docs``."""
+
+    @field_validator("eval_templates")
+    @classmethod
+    def _formats_are_templates(cls, formats: dict[str, str]) -> dict[str, str]:
+        for name, template in formats.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(
+                    f"eval_templates name {name!r} must be lower-case letters, digits and _ "
+                    "(it starts the metric names, before a dot)"
+                )
+            cls._known_slots(template)
+        return formats
 
     @field_validator("template")
     @classmethod
@@ -210,6 +226,9 @@ class TestsetSource:
             "subject": q.subject,
             "template": self._pset.template,
         }
+        if self._pset.eval_templates:
+            # Only then: a set without them keeps testset.v1's params exactly.
+            params["eval_templates"] = self._pset.eval_templates
         answer = (
             q.choices[q.answer]
             if "{answer}" in self._pset.template

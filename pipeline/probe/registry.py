@@ -56,6 +56,24 @@ Metric directions: ↑ means a higher value is more memorized (more likely a mem
   split), ``<score>_p_holm`` ↓ (Holm-adjusted over the family: every level × score of the set at
   this checkpoint, not across sets or checkpoints), ``members``, ``controls``, ``subsets`` (the
   p-value's denominator: its smallest possible value is 1 / subsets). v2 had a Welch ``_t``.
+* ``generation``: the model greedily continues the item up to its suffix (KV-cached, as many
+  tokens as the suffix, stopping at the end of document) and the decoded generation is scored
+  against the suffix's text (``pipeline.probe.text_metrics``): ``exact`` ↑ (SQuAD-normalized
+  equality), ``rouge_l_precision``, ``rouge_l_recall``, ``rouge_l_f1`` ↑, ``token_f1``,
+  ``token_recall`` ↑, ``edit_similarity`` ↑, ``tokens``. A suffix that ``exact_match`` finds
+  exact is generated exactly, so scores 1 on each (up to near-ties, ``decisive_margin``).
+* ``biography_choice`` (biographies): per field and prefix (``pipeline.perturb.biography``),
+  metrics ``<field>.<prefix>.choice_correct`` ↑ (the value has the largest summed
+  log-likelihood among its 10 choices after the prefix), ``.choice_correct_norm`` ↑ (per byte),
+  ``.answer_logprob`` ↑, ``.choices``.
+* ``biography_generation`` (biographies): per field and prefix, the greedy continuation of the
+  prefix (at most ``BIOGRAPHY_GENERATION_TOKENS``, stopping at a newline or the end of
+  document, cut at the first ``". "``) against the value: ``<field>.<prefix>.gen_<metric>``
+  for each metric of ``generation`` but ``tokens``.
+* ``testset_formats`` (testsets with ``eval_templates``): per format never inserted,
+  ``<format>.choice_correct`` ↑, ``.choice_correct_norm`` ↑, ``.answer_logprob`` ↑,
+  ``.choices``: the question rendered in that format, its choices scored as
+  ``testset_accuracy`` scores them.
 * ``testset_accuracy`` (testsets): ``correct`` ↑ (the answer has the largest summed
   log-likelihood among the choices), ``correct_norm`` ↑ (per UTF-8 byte), ``answer_logprob`` ↑,
   ``choices``.
@@ -74,9 +92,9 @@ import numpy as np
 
 from taggant.pipeline import multiplicity, permutation
 from taggant.pipeline.errors import ConfigError, DataError
-from taggant.pipeline.perturb import canary, rng, testset
+from taggant.pipeline.perturb import biography, canary, rng, testset
 from taggant.pipeline.perturb.registry import kinds_probed_by
-from taggant.pipeline.probe import exposure, metrics
+from taggant.pipeline.probe import exposure, metrics, text_metrics, views
 from taggant.pipeline.probe.token_scores import FIELDS, TOP_K, TokenScores
 from taggant.pipeline.spec import PROBE_NAMES, ProbesSpec
 
@@ -109,6 +127,9 @@ class Item:
         candidates: log-probs (nats) of the target tokens of each of the probe's
             ``candidates``, in order: all a probe reads of them (``scoring.score_logprob``).
         candidate_texts: the candidates' target texts, in order.
+        generated: for a probe that ``generates``, the greedy continuation (KV-cached) of the
+            item up to its suffix, as many tokens as the suffix has, decoded; else ``None``.
+        reference: for such a probe, the suffix's tokens decoded; else ``None``.
     """
 
     row: ItemRow
@@ -118,6 +139,8 @@ class Item:
     spans: list[TokenScores]
     candidates: list[np.ndarray]
     candidate_texts: list[str]
+    generated: str | None = None
+    reference: str | None = None
 
 
 References = Mapping[str, Sequence[str]]
@@ -144,6 +167,11 @@ class Probe:
         reads: the ``TokenScores`` fields its metrics read (``logprob`` is always there): the
             teacher-forced pass computes only the union over the probes asked for, the others
             are ``None``. Every field by default; a test checks each declaration suffices.
+        generates: whether ``item_metrics`` reads ``Item.generated`` (real greedy decoding:
+            only these probes pay for it).
+        views: questions measured in place of the item (``pipeline.probe.views``); for such a
+            probe ``item_metrics`` is not called, and its rows are each view's choice and
+            generation metrics named ``<view>.<metric>``.
     """
 
     version: str
@@ -153,6 +181,8 @@ class Probe:
     spans: Callable[[ItemRow], list[tuple[int, int]]] = _nothing
     set_metrics: Callable[[list[Item], list[Metrics]], list[tuple[int, Metrics]]] = _nothing
     reads: frozenset[str] = frozenset(FIELDS)
+    generates: bool = False
+    views: Callable[[ItemRow], list[views.View]] | None = None
 
     def applies_to(self, kind: str) -> bool:
         return self.kinds is None or kind in self.kinds
@@ -386,6 +416,51 @@ def _testset_accuracy(item: Item) -> Metrics:
     }
 
 
+def _generation(item: Item) -> Metrics:
+    assert item.generated is not None and item.reference is not None
+    return {
+        **text_metrics.text_metrics(item.generated, item.reference),
+        "tokens": len(item.suffix),
+    }
+
+
+BIOGRAPHY_GENERATION_TOKENS = 30
+"""Most tokens generated for a biography field (Hubble's ``yago_hubble_gen`` ``max_gen_toks``)."""
+
+
+def _field_views(row: ItemRow, generate: bool) -> list[views.View]:
+    choices, answers = _param(row, "choices"), _param(row, "answers")
+    out = []
+    for field in biography.FIELDS:
+        for prefix, prompt in biography.prompts(row.params, row.text, field).items():
+            name = f"{field}.{prefix}"
+            if generate:
+                value = (choices[field][answers[field]],)
+                out.append(views.View(name, prompt, value, 0, BIOGRAPHY_GENERATION_TOKENS, ". "))
+            else:
+                out.append(views.View(name, prompt, tuple(choices[field]), answers[field]))
+    return out
+
+
+def _format_views(row: ItemRow) -> list[views.View]:
+    p = {key: _param(row, key) for key in ("question", "choices", "answer", "subject")}
+    out = []
+    for fmt, template in row.params.get("eval_templates", {}).items():
+        texts = [
+            testset.render(
+                template, testset.Question(p["question"], tuple(p["choices"]), i, p["subject"])
+            )
+            for i in range(len(p["choices"]))
+        ]
+        prompt = texts[0][0][: texts[0][1]]
+        out.append(views.View(fmt, prompt, tuple(t[len(prompt) :] for t, _ in texts), p["answer"]))
+    return out
+
+
+def _no_item_metrics(item: Item) -> Metrics:
+    raise AssertionError("a probe with views measures its views, not the item")
+
+
 LOGPROB = frozenset({"logprob"})
 GREEDY = frozenset({"correct"})
 PLUS_PLUS = frozenset({"mean", "std"})
@@ -430,6 +505,28 @@ PROBES: dict[str, Probe] = {
         kinds_probed_by("testset_accuracy"),
         candidates=_choices,
         reads=LOGPROB,
+    ),
+    "testset_formats": Probe(
+        "testset_formats.v1",
+        _no_item_metrics,
+        kinds_probed_by("testset_formats"),
+        reads=LOGPROB,
+        views=_format_views,
+    ),
+    "generation": Probe("generation.v1", _generation, reads=LOGPROB, generates=True),
+    "biography_choice": Probe(
+        "biography_choice.v1",
+        _no_item_metrics,
+        kinds_probed_by("biography_choice"),
+        reads=LOGPROB,
+        views=lambda row: _field_views(row, generate=False),
+    ),
+    "biography_generation": Probe(
+        "biography_generation.v1",
+        _no_item_metrics,
+        kinds_probed_by("biography_generation"),
+        reads=LOGPROB,
+        views=lambda row: _field_views(row, generate=True),
     ),
 }
 """Probe name → its current implementation."""

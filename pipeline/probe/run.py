@@ -13,6 +13,7 @@ an end-of-document token, so pass the EOD id; for a Hugging Face model, its BOS 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -25,7 +26,8 @@ import pyarrow as pa
 
 from taggant.pipeline import store
 from taggant.pipeline.errors import ConfigError, DataError
-from taggant.pipeline.probe import registry, scoring
+from taggant.pipeline.probe import registry, scoring, views
+from taggant.pipeline.probe.generation import Greedy
 from taggant.pipeline.probe.registry import Item, ItemRow, Metrics, References
 from taggant.pipeline.spec import ProbesSpec
 
@@ -48,6 +50,8 @@ class Model(Protocol):
     def tokenize(self) -> Tokenize: ...
     @property
     def bos_id(self) -> int | None: ...
+    @property
+    def generate(self) -> Greedy: ...
 
 
 def probe_model(
@@ -84,6 +88,7 @@ def probe_model(
         tokens_seen=tokens_seen,
         bos_id=model.bos_id,
         canary_references=references,
+        generate=model.generate,
     )
 
 
@@ -99,6 +104,7 @@ def probe_items(
     tokens_seen: int,
     bos_id: int | None = None,
     canary_references: References | None = None,
+    generate: Greedy | None = None,
 ) -> pa.Table:
     """Run probes ``probe_names`` on ``items`` and return their long-format rows.
 
@@ -125,6 +131,8 @@ def probe_items(
         tokens_seen: training tokens the model has seen (the store's ``tokens_seen`` column).
         bos_id: token placed before every scored text (see the module docstring), or ``None``.
         canary_references: canary set → reference secrets, needed by ``exposure``.
+        generate: the model's greedy decoder, needed by probes that generate (``generation``,
+            ``biography_generation``); decoding runs only for them.
 
     Returns:
         ``pipeline.store.PROBE_SCHEMA`` rows, sorted by item, probe and metric, each with the
@@ -173,10 +181,17 @@ def probe_items(
 
     out: list[dict] = []
     for name, probe in probes.items():
+        if probe.views is not None:
+            out += _view_rows(
+                name, probe, layouts, logits_fn, tokenize, bos_id, batch_items, generate
+            )
+            continue
         by_set: dict[str, tuple[list[Item], list[Metrics]]] = {}
         for i, lay in enumerate(layouts):
             if not probe.applies_to(lay.row.kind):
                 continue
+            suffix = lay.suffix(prefix_tokens, suffix_tokens)
+            generated = _generate_suffix(lay, suffix, bos_id, generate) if probe.generates else None
             item = Item(
                 row=lay.row,
                 target=scores[i],
@@ -185,6 +200,8 @@ def probe_items(
                 spans=[scores[i][s] for s in lay.spans(probe.spans(lay.row))],
                 candidates=candidate_scores.get((name, i), []),
                 candidate_texts=[c.target_text for c in candidates.get((name, i), [])],
+                generated=generated and generated[0],
+                reference=generated and generated[1],
             )
             item_metrics = probe.item_metrics(item)
             out += _rows(
@@ -229,6 +246,88 @@ class _Progress:
         self.last = now
         rate = done / max(now - self.start, 1e-9)
         log.info("probe: scored %d of %d %s (%.0f/s)", done, self.total, self.what, rate)
+
+
+def _need_decoder(row: ItemRow, probe: str) -> DataError:
+    return DataError(
+        f"item {row.item_id}: the {probe} probe generates text and needs the model's greedy "
+        "decoder; pass `generate` (hf.HFModel.generate, native.Checkpoint.generate)"
+    )
+
+
+def _generate_suffix(
+    lay: _Layout, suffix: slice, bos_id: int | None, generate: Greedy | None
+) -> tuple[str, str]:
+    """``(generated, reference)``: the greedy continuation of the item's tokens before its
+    suffix, as many tokens as the suffix has (stopping at the end of document), and the suffix's
+    tokens, both decoded."""
+    if generate is None:
+        raise _need_decoder(lay.row, "generation")
+    sequence = lay.sequence(bos_id)
+    start = lay.first + (bos_id is not None) + suffix.start
+    reference = sequence[start : start + suffix.stop - suffix.start]
+    generated = generate(sequence[:start].tolist(), len(reference))
+    return generated.text, generate.decode(reference.tolist())
+
+
+def _view_rows(
+    name: str,
+    probe: registry.Probe,
+    layouts: list[_Layout],
+    logits_fn: scoring.LogitsFn,
+    tokenize: Tokenize | None,
+    bos_id: int | None,
+    batch_items: int,
+    generate: Greedy | None,
+) -> list[dict]:
+    """Rows of a probe with views: each view's choices scored (log-probs after its prompt, in
+    batches) and, where it asks, the greedy generation from its prompt's tokens."""
+    asked = []  # (item layout, view, [choice layouts])
+    for lay in layouts:
+        if not probe.applies_to(lay.row.kind):
+            continue
+        if tokenize is None:
+            raise _need_tokenizer(lay.row, f"the {name} probe (it scores other texts)")
+        for view in probe.views(lay.row):
+            row = dataclasses.replace(lay.row, prefix_chars=len(view.prompt))
+            prompt_ids = tokenize(view.prompt)
+            choices = [
+                _Layout.of(row, None, tokenize, bos_id, view.prompt + c, prompt_ids)
+                for c in view.choices
+            ]
+            asked.append((lay, view, choices))
+    scored = [c for _, view, cs in asked if len(view.choices) > 1 for c in cs]
+    logprobs = iter(
+        scoring.score_logprob(
+            logits_fn,
+            [c.sequence(bos_id) for c in scored],
+            [c.first + (bos_id is not None) for c in scored],
+            batch_items,
+            progress=_Progress(f"{name} choices", len(scored)),
+        )
+    )
+    out = []
+    for lay, view, choices in asked:
+        values: Metrics = {}
+        if len(view.choices) > 1:
+            lps = [next(logprobs) for _ in choices]
+            values.update(views.choice_metrics(lps, view.choices, view.answer))
+        if view.max_new_tokens:
+            if generate is None:
+                raise _need_decoder(lay.row, name)
+            truth = choices[view.answer]
+            prompt = truth.sequence(bos_id)[: truth.first + (bos_id is not None)].tolist()
+            generated = generate(prompt, view.max_new_tokens, stop_at_newline=True)
+            values.update(views.generation_metrics(view, generated.text))
+        out += _rows(
+            lay.row,
+            lay.row.item_id,
+            lay.row.dup_level,
+            name,
+            probe.version,
+            views.named(view, values),
+        )
+    return out
 
 
 def _rows(
