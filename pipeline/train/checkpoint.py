@@ -129,40 +129,40 @@ class Saver:
     writes its commit record (rank 0), then, for a full one, the tracker (rank 0), then calls
     ``on_commit(step)`` on every rank.
 
-    Synchronous (CPU): ``save`` returns once the step is committed; megatron's default
-    ``torch_dist`` strategy, each shard written by its first data-parallel replica.
+    Who writes: by default megatron's ``torch_dist`` strategy, each shard by its first
+    data-parallel replica. With ``fully_parallel_group`` (a data-parallel group), every replica
+    in it writes an equal share of the replicated shards (megatron's
+    ``FullyParallelSaveStrategyWrapper``, as Megatron-LM's ``--ckpt-fully-parallel-save``).
 
-    Asynchronous (GPU, ``asynchronous=True``; never run on a GPU yet): every data-parallel replica
-    writes an equal share of the replicated shards (megatron's
-    ``FullyParallelSaveStrategyWrapper`` over ``parallel_group``), and ``save`` returns once the
-    tensors are staged in host memory; a forked process writes them while training goes on.
-    ``poll()`` (every rank, e.g. once a step) commits the saves every rank has finished, in step
-    order; ``poll(blocking=True)`` waits for all of them. A step is readable only once committed,
-    so an interrupted background write leaves an uncommitted folder as a crash does.
+    When: synchronous by default (``save`` returns once the step is committed). Asynchronous
+    (``asynchronous=True``, CUDA only: megatron's ``AsyncCallsQueue`` syncs over CUDA tensors;
+    never run on a GPU yet): ``save`` returns once the tensors are staged in host memory and a
+    forked process writes them while training goes on. ``poll()`` (every rank, e.g. once a step)
+    commits the saves every rank has finished, in step order; ``poll(blocking=True)`` waits for
+    all of them. A step is readable only once committed, so an interrupted background write
+    leaves an uncommitted folder, as a crash does.
     """
 
     def __init__(
         self,
         run_dir: str,
         on_commit: Callable[[int], None] | None = None,
+        fully_parallel_group: Any = None,
         asynchronous: bool = False,
-        parallel_group: Any = None,
     ):
-        self.run_dir, self._on_commit = run_dir, on_commit
-        self._strategy = self._queue = None
-        if asynchronous:
-            from megatron.core.dist_checkpointing.serialization import (
-                get_default_save_sharded_strategy,
-            )
-            from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
-            from megatron.core.dist_checkpointing.strategies.fully_parallel import (
-                FullyParallelSaveStrategyWrapper,
-            )
+        from megatron.core.dist_checkpointing.serialization import (
+            get_default_save_sharded_strategy,
+        )
+        from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+        from megatron.core.dist_checkpointing.strategies.fully_parallel import (
+            FullyParallelSaveStrategyWrapper,
+        )
 
-            self._strategy = FullyParallelSaveStrategyWrapper(
-                get_default_save_sharded_strategy(), parallel_group
-            )
-            self._queue = AsyncCallsQueue()
+        self.run_dir, self._on_commit = run_dir, on_commit
+        self._strategy = get_default_save_sharded_strategy()
+        if fully_parallel_group is not None:
+            self._strategy = FullyParallelSaveStrategyWrapper(self._strategy, fully_parallel_group)
+        self._queue = AsyncCallsQueue() if asynchronous else None
 
     def save(self, step: int, state: dict[str, Any], record: dict[str, Any], kind: str) -> None:
         """Save ``state`` (a megatron sharded state dict: ``model`` only for a ``WEIGHTS``

@@ -232,15 +232,14 @@ class Trainer:
         self._full_steps = set(
             full_checkpoint_steps(sorted(config.checkpoint_steps), config.resume_every_steps)
         )
+        # Fully parallel saves (data-parallel replicas share the writing), asynchronous on GPUs
+        # (Megatron-LM's recipe; unproven on a GPU here); synchronous on CPU, as megatron's async
+        # queue syncs over CUDA tensors.
         self._saver = checkpoint.Saver(
             run_dir,
             on_commit,
+            fully_parallel_group=parallel_state.get_data_parallel_group(with_context_parallel=True),
             asynchronous=uses_cuda(),
-            parallel_group=(
-                parallel_state.get_data_parallel_group(with_context_parallel=True)
-                if uses_cuda()
-                else None
-            ),
         )
         self.step = 0
         resume = checkpoint.resume_step(run_dir)

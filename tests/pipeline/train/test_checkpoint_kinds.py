@@ -1,7 +1,8 @@
 """Full and weights-only checkpoints (``checkpoints.resume_every_steps``) in this process (world
 size 1, gloo): which steps hold the optimizer, their bytes on disk, probes and the HF mapping on a
 weights-only checkpoint, and a resume from the newest full one that keeps the weights-only
-checkpoints committed after it."""
+checkpoints committed after it. On two gloo ranks: a fully parallel save splits the writing of
+replicated weights between the data-parallel replicas (the GPU path's strategy, run on CPU)."""
 
 import os
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 
 from taggant.pipeline.train import checkpoint, hf
 from taggant.pipeline.train.schedule import full_checkpoint_steps
-from tests.pipeline.train.ranks import changelog_samples
+from tests.pipeline.train.ranks import changelog_samples, run_ranks
 from tests.pipeline.train.test_loop import SEQ, VOCAB, config
 
 pytestmark = pytest.mark.slow  # each test trains a tiny model for a few steps
@@ -95,3 +96,46 @@ def test_a_run_resumes_from_its_newest_full_checkpoint(samples, trainers, tmp_pa
     assert checkpoint.committed_steps(run_dir) == [2, 3, 5, 6, 8]
     assert os.stat(six).st_mtime_ns == committed_at  # kept, not written again
     assert checkpoint.full_steps(run_dir) == [5, 8]
+
+
+def save_replicated_weights(run_dir: str, fully_parallel: bool) -> None:
+    """One data-parallel rank of two: save its (replicated) initial weights at step 1."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state
+
+    from taggant.pipeline.train.model import build_model, init_parallel
+
+    init_parallel()
+    model_config = config(1, ()).model
+    group = parallel_state.get_data_parallel_group() if fully_parallel else None
+    checkpoint.Saver(run_dir, fully_parallel_group=group).save(
+        1,
+        {"model": build_model(model_config, seed=0).sharded_state_dict()},
+        {"model": model_config.to_dict()},
+        checkpoint.WEIGHTS,
+    )
+    parallel_state.destroy_model_parallel()
+    dist.destroy_process_group()
+
+
+def test_a_fully_parallel_save_splits_the_writing_between_replicas(tmp_path):
+    from taggant.pipeline.train.model import build_model
+
+    written = {}
+    for fully_parallel in (False, True):
+        run_dir = str(tmp_path / str(fully_parallel))
+        os.makedirs(run_dir)
+        run_ranks(2, save_replicated_weights, run_dir, fully_parallel)
+        folder = Path(checkpoint.step_dir(run_dir, 1))
+        written[fully_parallel] = [
+            sum(f.stat().st_size for f in folder.glob(f"__{rank}_*.distcp")) for rank in (0, 1)
+        ]
+        loaded = checkpoint.load_model(run_dir, 1).state_dict()
+        initial = build_model(config(1, ()).model, seed=0).state_dict()
+        for name, value in initial.items():
+            if torch.is_tensor(value):
+                assert torch.equal(loaded[name], value), name
+    print(f"bytes written by rank 0, rank 1: {written}")
+    assert written[False][1] < 0.05 * written[False][0]  # the first replica writes everything
+    low, high = sorted(written[True])
+    assert low > 0.3 * (low + high)  # each replica writes a share
