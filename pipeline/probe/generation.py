@@ -12,6 +12,8 @@ is the argmax of the float32 logits (ties to the lowest id, as ``transformers``'
 
 * the end-of-document token (``eod_id``; taggant's EOD, or the HF model's EOS);
 * a token whose text holds a newline, when the caller asks (``stop_at_newline``);
+* (after) the token whose addition makes the decoded text hold ``stop_text``, when given: the
+  caller cuts the text there (a biography value ends at ``". "``), so later tokens are not paid for;
 * ``max_new_tokens`` tokens.
 """
 
@@ -34,12 +36,12 @@ class Generation:
     Attributes:
         ids: the generated tokens, the stopping token excluded.
         text: their decoded text.
-        stop: why decoding stopped: ``eod``, ``newline`` or ``max_tokens``.
+        stop: why decoding stopped: ``eod``, ``newline``, ``stop_text`` or ``max_tokens``.
     """
 
     ids: list[int]
     text: str
-    stop: Literal["eod", "newline", "max_tokens"]
+    stop: Literal["eod", "newline", "stop_text", "max_tokens"]
 
 
 class Greedy:
@@ -75,7 +77,11 @@ class Greedy:
         return self._newlines
 
     def __call__(
-        self, prompt_ids: Sequence[int], max_new_tokens: int, stop_at_newline: bool = False
+        self,
+        prompt_ids: Sequence[int],
+        max_new_tokens: int,
+        stop_at_newline: bool = False,
+        stop_text: str | None = None,
     ) -> Generation:
         """Greedily continue ``prompt_ids`` (at least one token) under the stop rule above."""
         if not prompt_ids:
@@ -84,7 +90,7 @@ class Greedy:
             self._model = self._load().to(self.device).eval()
         newlines = self.newline_ids() if stop_at_newline else frozenset()
         ids: list[int] = []
-        stop: Literal["eod", "newline", "max_tokens"] = "max_tokens"
+        stop: Literal["eod", "newline", "stop_text", "max_tokens"] = "max_tokens"
         with torch.inference_mode():
             tokens = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
             out = self._model(input_ids=tokens, use_cache=True)
@@ -97,6 +103,9 @@ class Greedy:
                     stop = "newline"
                     break
                 ids.append(token)
+                if stop_text is not None and stop_text in self.decode(ids):
+                    stop = "stop_text"
+                    break
                 if len(ids) == max_new_tokens:
                     break
                 out = self._model(

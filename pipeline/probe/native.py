@@ -91,20 +91,27 @@ def open_checkpoint(run_dir: str, step: int, inputs: RunInputs) -> Checkpoint:
 
 
 def as_llama(run_dir: str, step: int, eod_id: int):
-    """The committed checkpoint at ``step`` as a ``transformers`` ``LlamaForCausalLM`` (float32,
-    tied embeddings), through the same mapping as ``taggant export-hf``."""
-    from transformers import LlamaForCausalLM
-
-    from taggant.pipeline.train import checkpoint, hf
+    """The committed checkpoint at ``step`` as a ``transformers`` ``LlamaForCausalLM``."""
+    from taggant.pipeline.train import checkpoint
     from taggant.pipeline.train.model import ModelConfig
 
     config = ModelConfig(**checkpoint.read_commit(run_dir, step)["model"])
-    tensors = hf.to_hf(checkpoint.load_model(run_dir, step).state_dict(), config)
-    model = LlamaForCausalLM(hf.llama_config(config, eod_id))
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    return llama_of(checkpoint.load_model(run_dir, step), config, eod_id)
+
+
+def llama_of(model, config, eod_id: int):
+    """A megatron ``GPTModel`` of ``config`` (a ``ModelConfig``) as a ``transformers``
+    ``LlamaForCausalLM`` (float32, tied embeddings, eval mode), through the same mapping as
+    ``taggant export-hf`` (``pipeline.train.hf.to_hf``)."""
+    from transformers import LlamaForCausalLM
+
+    from taggant.pipeline.train import hf
+
+    llama = LlamaForCausalLM(hf.llama_config(config, eod_id))
+    missing, unexpected = llama.load_state_dict(hf.to_hf(model.state_dict(), config), strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
-    model.tie_weights()
-    return model.eval()
+    llama.tie_weights()
+    return llama.eval()
 
 
 @dataclass(frozen=True)

@@ -317,7 +317,9 @@ def _view_rows(
                 raise _need_decoder(lay.row, name)
             truth = choices[view.answer]
             prompt = truth.sequence(bos_id)[: truth.first + (bos_id is not None)].tolist()
-            generated = generate(prompt, view.max_new_tokens, stop_at_newline=True)
+            generated = generate(
+                prompt, view.max_new_tokens, stop_at_newline=True, stop_text=view.stop
+            )
             values.update(views.generation_metrics(view, generated.text))
         out += _rows(
             lay.row,

@@ -34,9 +34,10 @@ class View:
         max_new_tokens: above 0, the model greedily continues ``prompt`` (stopping at a newline,
             the end of document or this many tokens) and the generation is scored against the
             true continuation.
-        stop: the generation is cut before the first occurrence of this text (the text that
-            follows the true continuation in the item), searched in the generation plus a
-            space so that a final ``"."`` matches ``". "``.
+        stop: decoding stops once the generation holds this text (the text that follows the
+            true continuation in the item), and the generation is cut before its first
+            occurrence, searched in the generation plus a space so that a final ``"."``
+            matches ``". "``.
     """
 
     name: str

@@ -87,3 +87,49 @@ def test_the_newline_stop_ends_before_the_first_newline_token(smollm2):
     assert any(t in newlines for t in free.ids), free.text
     first = next(i for i, t in enumerate(free.ids) if t in newlines)
     assert stopped.ids == free.ids[:first] and stopped.stop == "newline"
+
+
+@pytest.mark.slow
+def test_the_stop_text_ends_at_the_token_that_completes_it(smollm2):
+    ids = smollm2.tokenize("Beautiful is better than ugly. Explicit is better than")
+    free = smollm2.generate(ids, 30)
+    stopped = smollm2.generate(ids, 30, stop_text=". ")
+    assert ". " in free.text, free.text
+    assert stopped.stop == "stop_text" and ". " in stopped.text
+    assert free.ids[: len(stopped.ids)] == stopped.ids
+    assert ". " not in smollm2.generate.decode(stopped.ids[:-1])
+
+
+def test_a_taggant_model_decodes_with_its_cache_as_by_full_recompute():
+    """Greedy decoding of a (random) taggant GPT through its Llama form and KV cache gives the
+    tokens of argmax decoding by full megatron forward passes, recomputed at every step."""
+    import numpy as np
+    import torch
+
+    from taggant.pipeline.probe import native
+    from taggant.pipeline.probe.generation import Greedy
+    from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel
+
+    init_parallel()
+    config = ModelConfig(
+        num_layers=2,
+        hidden_size=64,
+        num_attention_heads=4,
+        ffn_hidden_size=176,
+        vocab_size=300,
+        seq_length=64,
+        num_query_groups=2,
+    )
+    model = build_model(config, seed=7).eval()
+    with torch.no_grad():  # sharper logits than the init's, so greedy paths differ by prompt
+        model.embedding.word_embeddings.weight.mul_(30)
+    greedy = Greedy(lambda: native.llama_of(model, config, 0), str, 300, eod_id=None)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        ids = rng.integers(1, 300, 6).tolist()
+        expected = []
+        with torch.no_grad():
+            for _ in range(12):
+                logits = model(torch.tensor([ids + expected]), None, None)[0, -1, :300]
+                expected.append(int(logits.argmax()))
+        assert greedy(ids, 12).ids == expected

@@ -109,7 +109,7 @@ def _probe(model: hf.HFModel, rows: list[dict], names: list[str], **shape) -> li
 @pytest.mark.slow
 def test_biography_rows_one_per_item_field_prefix_and_metric(smollm2):
     pset = biography.BiographySpec(name="bio", count=2, dup_levels=[1])
-    drafts = registry.make_source(pset, 3, None).draw(0, 2)
+    drafts = registry.make_source(pset, 3, None).draw(0, 1)
     rows = [
         {
             "item_id": f"bio/{i}",
@@ -125,7 +125,7 @@ def test_biography_rows_one_per_item_field_prefix_and_metric(smollm2):
     keys = [(r["item_id"], r["probe"], r["metric"]) for r in out]
     assert len(keys) == len(set(keys))
     per_view = {"biography_choice": 4, "biography_generation": 7}
-    assert len(out) == 2 * len(biography.FIELDS) * len(biography.PREFIXES) * sum(per_view.values())
+    assert len(out) == len(biography.FIELDS) * len(biography.PREFIXES) * sum(per_view.values())
     pattern = re.compile(
         r"(\w+)\.(full|intro|name_only)\.(choice_\w+|answer_logprob|choices|gen_\w+)"
     )
@@ -133,7 +133,7 @@ def test_biography_rows_one_per_item_field_prefix_and_metric(smollm2):
         field = pattern.fullmatch(r["metric"]).group(1)
         assert field in biography.FIELDS
     by = {(r["item_id"], r["metric"]): r["value"] for r in out}
-    for i in range(2):
+    for i in range(1):
         for field in biography.FIELDS:
             for prefix in biography.PREFIXES:
                 name = f"bio/{i}", f"{field}.{prefix}"
@@ -153,7 +153,7 @@ def _zen_lines() -> list[str]:
 def test_an_exact_suffix_is_generated_exactly(smollm2):
     # 20 items: each Zen line, and each line with the next, split after 4 tokens.
     lines = _zen_lines()
-    texts = (lines + [a + " " + b for a, b in zip(lines, lines[1:])])[:20]
+    texts = [t for t in lines + [a + " " + b for a, b in zip(lines, lines[1:])] if len(t) > 40][:20]
     rows = [
         {
             "item_id": f"z/{i:02d}",
