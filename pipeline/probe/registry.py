@@ -9,9 +9,12 @@ Every probe reads the same teacher-forced pass (``scoring``) over each item. Reg
   prompt, ``prefix_chars == 0``, every token that has context). Loss and MIA scores cover it.
 * **suffix**: the extraction span, the first ``suffix_tokens`` target tokens; an item without a
   prompt is split Carlini-style at ``prefix_tokens`` instead. Greedy generation from the true
-  prompt reproduces the suffix iff every suffix token is the argmax given the true context, so no
-  probe here needs real generation: that is only needed by metrics that look past the first
-  mistake (ROUGE, edit distance, Pythia's match fraction), which are not offered.
+  prompt reproduces the suffix iff every suffix token is the argmax given the true context, so
+  the extraction probes need no real generation. Metrics that look past the first mistake
+  (ROUGE-L, token F1, edit similarity) do: only the probes that say ``generates`` or whose views
+  ask for it decode (``pipeline.probe.generation``, KV-cached greedy).
+* **views**: questions measured in place of the item (``pipeline.probe.views``): biography fields
+  under three prefixes, test-set questions in formats never inserted.
 * **candidates**: other texts with the item's prompt and a different target (canary references,
   test-set choices), scored on their own target tokens.
 * **spans**: character ranges of the text mapped to the target tokens that cover them.
