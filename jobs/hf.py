@@ -3,7 +3,8 @@
 Both read or build a model at parallel size 1 (``pipeline.train.hf``), which a rank actor cannot do
 inside its own model-parallel group, so each runs as a Ray task in a worker process of its own, on
 CPU in float32 (``CUDA_VISIBLE_DEVICES`` empty: the GPUs stay with the ranks). The tasks take no
-CPU from the cluster's count: a run's ranks hold the CPUs and wait for them.
+CPU from the cluster's count: a run's ranks hold the CPUs. An import runs before training; exports
+run beside it (``Exporter``).
 """
 
 from __future__ import annotations
@@ -26,16 +27,43 @@ def missing_exports(run_dir: str) -> list[int]:
     return [s for s in checkpoint.committed_steps(run_dir) if s not in done]
 
 
-def export_missing(experiment: str, run_dir: str) -> list[int]:
-    """Export every committed checkpoint of ``run_dir`` not exported yet (``hf.export_dir``);
-    returns the steps exported. Idempotent, so rank 0 calls it after each commit and after a
-    restart, which catches up on an export that a crash cut off."""
-    import ray
+class Exporter:
+    """Exports a run's committed checkpoints (``hf.export_dir``) in Ray tasks that training does
+    not wait for: rank 0 calls ``start`` after each commit and ``finish`` once it has trained.
 
-    steps = missing_exports(run_dir)
-    if steps:
-        _get(ray.remote(_export).options(**_TASK_OPTIONS).remote(experiment, run_dir, steps))
-    return steps
+    At most one export task runs at a time, and it takes every committed step not exported yet:
+    exports slower than checkpoints fall behind but never pile up tasks (each holds a float32
+    model). Idempotent over restarts: the first ``start`` of a new rank 0 catches up on an export
+    a crash cut off.
+    """
+
+    def __init__(self, experiment: str, run_dir: str):
+        self.experiment, self.run_dir = experiment, run_dir
+        self._running = None
+
+    def start(self) -> None:
+        """Export the committed steps not exported yet, unless an export is still running (the
+        next call takes them). Raises the failure of a finished export."""
+        import ray
+
+        if self._running is not None:
+            done, _ = ray.wait([self._running], timeout=0)
+            if not done:
+                return
+            _get(self._running)
+            self._running = None
+        steps = missing_exports(self.run_dir)
+        if steps:
+            task = ray.remote(_export).options(**_TASK_OPTIONS)
+            self._running = task.remote(self.experiment, self.run_dir, steps)
+
+    def finish(self) -> None:
+        """Wait until every step committed so far is exported."""
+        for _ in range(2):  # the running export, then one for the steps committed meanwhile
+            if self._running is not None:
+                _get(self._running)
+                self._running = None
+            self.start()
 
 
 def _export(experiment: str, run_dir: str, steps: list[int]) -> None:

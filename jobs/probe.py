@@ -114,6 +114,8 @@ class Target:
     store_url: str
     probes: ProbesSpec
     keep_last: int
+    export_hf: bool = False
+    """Whether the run exports its checkpoints (``retain`` keeps them until they are)."""
 
 
 def targets(
@@ -137,6 +139,7 @@ def targets(
             store_url=spec.store.url,
             probes=spec.probes,
             keep_last=spec.checkpoints.keep_last,
+            export_hf=spec.checkpoints.export_hf,
         )
         for run in spec.runs.grid()
     ]
@@ -286,15 +289,19 @@ def probed_steps(target: Target) -> set[int]:
 
 def retain(target: Target, probed: set[int]) -> None:
     """Delete probed checkpoints beyond the newest ``keep_last``; the newest full one (the resume
-    point) stays whatever its age."""
+    point) stays whatever its age, and so does one not exported yet (``export_hf``: exports run
+    beside training, ``jobs.hf.Exporter``)."""
     from taggant.pipeline.train.checkpoint import committed_steps, resume_step, step_dir
+    from taggant.pipeline.train.hf import exported_steps
 
     if not target.keep_last:
         return
     committed = committed_steps(target.run_dir)
-    resume = resume_step(target.run_dir)
+    keep = {resume_step(target.run_dir)}
+    if target.export_hf:
+        keep |= set(committed) - set(exported_steps(target.run_dir))
     for step in committed[: -target.keep_last]:
-        if step in probed and step != resume:
+        if step in probed and step not in keep:
             shutil.rmtree(step_dir(target.run_dir, step), ignore_errors=True)
 
 

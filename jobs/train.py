@@ -249,18 +249,20 @@ class RankWorker:
             samples.vocab_size,
             jobs_hf.init_checkpoint(self.spec, self.run_dir),
         )
-        on_commit = None
+        # Rank 0 starts the exports and training goes on without waiting for them.
+        self.exporter = None
         if self.spec.checkpoints.export_hf and os.environ["RANK"] == "0":
-            on_commit = self._export
-            self._export(0)  # checkpoints committed before a restart whose export was cut off
+            self.exporter = jobs_hf.Exporter(self.spec.name, self.run_dir)
+            self.exporter.start()  # checkpoints committed before a restart whose export was cut off
+        on_commit = (lambda step: self.exporter.start()) if self.exporter else None
         self.trainer = Trainer(config, samples, self.run_dir, on_commit)
 
-    def _export(self, step: int) -> None:
-        jobs_hf.export_missing(self.spec.name, self.run_dir)
-
     def train_until(self, step: int) -> dict[str, Any]:
-        """``Trainer.train_until`` without the per-step losses (they are in the train log)."""
+        """``Trainer.train_until`` without the per-step losses (they are in the train log); on
+        rank 0 of a run that exports, it returns once every checkpoint is exported."""
         status = self.trainer.train_until(step)
+        if self.exporter is not None:
+            self.exporter.finish()
         status.pop("losses")
         return status
 

@@ -301,8 +301,9 @@ class CheckpointsSpec(_Spec):
     export_hf: bool = False
     """Also write each committed checkpoint as a Hugging Face ``LlamaForCausalLM`` folder
     (safetensors, config, the run's tokenizer, ``taggant_export.json``) in
-    ``<run_dir>/hf/iter_<step>/``, before the next training step. ``keep_last`` deletes
-    checkpoints, never exports."""
+    ``<run_dir>/hf/iter_<step>/``, in a Ray task that training does not wait for (one at a time,
+    each taking every step not exported yet); all are written when the run's training ends.
+    ``keep_last`` deletes checkpoints once exported, never exports."""
 
 
 class WatcherSpec(_Spec):

@@ -8,8 +8,9 @@ test_checkpoint_kinds.py``) and the embedding's padding to 128 ids adds under 1%
 neither is counted. Which checkpoints are full follows ``schedule.full_checkpoint_steps``.
 
 With ``keep_last`` = k > 0 the watchers delete probed checkpoints beyond the newest k, except the
-newest full one (``jobs.probe.retain``); the estimate assumes they keep pace with training, so the
-most on disk at once is that kept set plus the checkpoint being written. HF exports
+newest full one and those not exported yet (``jobs.probe.retain``); the estimate assumes watchers
+and exports keep pace with training, so the most on disk at once is that kept set plus the
+checkpoint being written. HF exports
 (``export_hf``, float32) are never deleted. Needs neither torch nor megatron.
 """
 

@@ -1,9 +1,12 @@
 """The disk estimate of a spec's checkpoints (``pipeline.train.disk``): its peak under
 ``keep_last`` against the watchers' real retention on a run folder, its counts per kind, the
-budget check, and ``taggant plan`` printing it and refusing a plan over budget."""
+budget check, and ``taggant plan`` printing it and refusing a plan over budget; retention keeps
+checkpoints whose export has not run yet."""
 
+import dataclasses
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from taggant.jobs.cli import main
 from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.models import MODEL_PRESETS
 from taggant.pipeline.spec import ExperimentSpec, ProbesSpec
-from taggant.pipeline.train import checkpoint, disk
+from taggant.pipeline.train import checkpoint, disk, hf
 from taggant.pipeline.train.schedule import full_checkpoint_steps
 from tests.conftest import TINY_SPEC
 
@@ -116,3 +119,17 @@ def test_taggant_plan_prints_the_disk_and_refuses_a_plan_over_budget(tmp_path, c
     assert f"{need / 1e9:,.3f} GB (budget: none" in out and "tiny-2m" in out
     assert main(["plan", str(path), "--set", f"checkpoints.disk_budget_bytes={need - 1}"]) == 2
     assert "checkpoints.disk_budget_bytes: the 2 runs' checkpoints need" in capsys.readouterr().err
+
+
+def test_retention_keeps_checkpoints_not_exported_yet(tmp_path):
+    run_dir = str(tmp_path)
+    for step in (1, 2, 3, 4):
+        commit(run_dir, step, "weights")  # no full one: the resume point is the start
+    for step in (1, 3):  # exports run beside training and may lag behind (jobs.hf.Exporter)
+        os.makedirs(hf.export_dir(run_dir, step))
+        Path(hf.export_dir(run_dir, step), hf.EXPORT_META).write_text("{}")
+    target = probe_job.Target("e", None, run_dir, None, "s", ProbesSpec(), 1, export_hf=True)
+    probe_job.retain(target, {1, 2, 3, 4})
+    assert checkpoint.committed_steps(run_dir) == [2, 4]  # 2 awaits its export, 4 is the newest
+    probe_job.retain(dataclasses.replace(target, export_hf=False), {1, 2, 3, 4})
+    assert checkpoint.committed_steps(run_dir) == [4]
