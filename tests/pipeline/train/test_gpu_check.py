@@ -81,6 +81,7 @@ def test_this_virtualenv_lacks_nothing():
 
 
 @pytest.mark.slow
+@pytest.mark.venv  # ~4 minutes of pip: outside `make test`, run with `pytest -m venv`
 def test_a_bare_virtualenv_with_only_torch_starts_and_passes(tmp_path):
     """The bare-machine start: a fresh virtualenv holding only torch (the CPU wheel standing in
     for a GPU image's CUDA build) runs gpu_check.sh, which installs the rest itself; both phases,
