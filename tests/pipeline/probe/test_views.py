@@ -151,9 +151,11 @@ def _zen_lines() -> list[str]:
 
 @pytest.mark.slow
 def test_an_exact_suffix_is_generated_exactly(smollm2):
-    # 20 items: each Zen line, and each line with the next, split after 4 tokens.
-    lines = _zen_lines()
-    texts = [t for t in lines + [a + " " + b for a, b in zip(lines, lines[1:])] if len(t) > 40][:20]
+    # 20 items: 10 counts (which SmolLM2 continues exactly) and 10 Zen lines (which it does not
+    # all), split after 4 tokens.
+    counts = [", ".join(str(n) for n in range(start, start + 14)) for start in range(1, 11)]
+    texts = counts + [t for t in _zen_lines() if len(t) > 30][:10]
+    assert len(texts) == 20
     rows = [
         {
             "item_id": f"z/{i:02d}",
