@@ -79,11 +79,14 @@ def test_a_half_written_stage_is_cleared_and_redone(debian_corpus, tmp_path, loc
 
 
 def stage_digests(work: Path) -> dict[str, str]:
-    """Digest of every stage output file (the resolved spec names the work dir, so it differs)."""
+    """Digest of every stage output file (the resolved spec names the work dir, so it differs;
+    so does the run's record under ``experiments/``, which lists the stage folders by path)."""
     return {
         str(p.relative_to(work)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(work.rglob("*"))
-        if p.is_file() and p.name != "spec.yaml" and "logs" not in p.parts
+        if p.is_file()
+        and p.name != "spec.yaml"
+        and not {"logs", "experiments"} & set(p.relative_to(work).parts[:1])
     }
 
 
