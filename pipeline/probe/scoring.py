@@ -130,9 +130,11 @@ def score_logprob(
 ) -> list[np.ndarray]:
     """``score``, keeping only each scored token's ``logprob`` (float32, nats): what probes read
     of candidate texts, at a fraction of the cost of the other fields."""
-    stats = functools.partial(token_stats, fields=frozenset({"logprob"}))
-    columns = _score(logits_fn, sequences, starts, batch_size, chunk_rows, stats, progress)
-    return [c["logprob"] for c in columns]
+    scored = score(logits_fn, sequences, starts, batch_size, chunk_rows, progress, LOGPROB)
+    return [s.logprob for s in scored]
+
+
+LOGPROB = frozenset({"logprob"})
 
 
 Stats = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
