@@ -47,6 +47,8 @@ MAX_RESTARTS = 3
 CPUS_PER_RANK = 1
 """CPU cores per rank actor; torch uses as many threads. One on CPU: two-thread processes
 collapse when anything else takes a core (research/demo-feasibility.md)."""
+RUNS_NOT_TRAINED = {"log_interval_steps", "tensorboard", "prefetch_steps"}
+"""``runs`` fields outside the train stage's key: they never change the weights."""
 POLL_S = 0.5
 """How often a run's thread checks, while it waits on Ray, whether the driver is stopping."""
 
@@ -57,8 +59,9 @@ def stage_config(spec: ExperimentSpec) -> dict[str, Any]:
     """The spec fields the train output depends on, for its ``StageKey`` (with ``TRAIN_VERSION``;
     the tokenize stage's hash goes in ``inputs``)."""
     return {
-        # How training is watched (progress lines, TensorBoard) never changes what is trained.
-        "runs": section_config(spec.runs, exclude={"log_interval_steps", "tensorboard"}),
+        # How training is watched (progress lines, TensorBoard) and how its samples are read
+        # (ahead of the step) never change what is trained.
+        "runs": section_config(spec.runs, exclude=RUNS_NOT_TRAINED),
         "models": (
             {m: dataclasses.asdict(MODEL_PRESETS[m]) for m in spec.runs.model_sizes}
             if spec.runs.init_from_hf is None

@@ -193,6 +193,10 @@ class RunsSpec(_Spec):
     tensorboard: bool = False
     """Also write the progress scalars as TensorBoard events in ``<run_dir>/tensorboard/`` (needs
     the ``tensorboard`` extra). The store stays the source of truth; this is for watching."""
+    prefetch_steps: int = Field(default=2, ge=0, le=8)
+    """Optimizer steps whose samples each rank reads ahead on a background thread while the
+    current step computes (pinned host memory on GPUs); 0 reads them at the step's start in the
+    training thread. Never changes which samples are read or in what order."""
 
     @field_validator("model_sizes")
     @classmethod

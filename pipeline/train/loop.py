@@ -56,6 +56,7 @@ from taggant.pipeline.errors import DataError
 from taggant.pipeline.spec import ExperimentSpec, RunId
 from taggant.pipeline.train import checkpoint, cpu_shim, hf
 from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel, uses_cuda
+from taggant.pipeline.train.prefetch import Prefetcher
 from taggant.pipeline.train.progress import METRICS, Progress
 from taggant.pipeline.train.schedule import full_checkpoint_steps, run_checkpoint_steps
 
@@ -101,6 +102,9 @@ class TrainConfig:
     resume_every_steps: int = 0
     """``checkpoints.resume_every_steps``: which checkpoints hold the optimizer state
     (``schedule.full_checkpoint_steps``; 0: all)."""
+    prefetch_steps: int = 2
+    """``runs.prefetch_steps``: steps whose samples are read ahead on a background thread (0:
+    read at the step's start, in the training thread); never changes what is read."""
 
     @classmethod
     def from_spec(
@@ -133,6 +137,7 @@ class TrainConfig:
             init_checkpoint=init_checkpoint,
             transformer_engine=runs.transformer_engine,
             resume_every_steps=spec.checkpoints.resume_every_steps,
+            prefetch_steps=runs.prefetch_steps,
         )
 
 
@@ -273,16 +278,20 @@ class Trainer:
         losses = []
         if self.progress is not None:
             self.progress.start()
-        while self.step < step:
-            record = self._train_step()
-            losses.append([record["step"], record["loss"]])
-            if self.progress is not None:
-                self.progress.step_done(record)
-            self._saver.poll()  # commits the background saves that finished
-            if self.step in self.config.checkpoint_steps:
-                self._save()
+        # Step s + 1's samples are read while step s computes (and while checkpoints save).
+        with Prefetcher(
+            self._read_rows, range(self.step, step), self.config.prefetch_steps, "samples"
+        ) as reader:
+            while self.step < step:
+                record = self._train_step(reader.get(self.step))
+                losses.append([record["step"], record["loss"]])
                 if self.progress is not None:
-                    self.progress.start()  # the save is not training time
+                    self.progress.step_done(record)
+                self._saver.poll()  # commits the background saves that finished
+                if self.step in self.config.checkpoint_steps:
+                    self._save()
+                    if self.progress is not None:
+                        self.progress.start()  # the save is not training time
         self._saver.poll(blocking=True)  # every checkpoint trained so far is committed on return
         return {**self.status(), "losses": losses}
 
@@ -331,23 +340,30 @@ class Trainer:
                 f"{c.num_steps} steps need {needed}; rebuild the run folder from this spec"
             )
 
-    def _microbatches(self, step: int) -> Iterator[dict[str, torch.Tensor]]:
+    def _read_rows(self, step: int) -> torch.Tensor:
+        """This rank's samples of ``step`` (int64, on the host; pinned on GPUs, so that the copy
+        to the device can overlap); runs on the prefetch thread."""
         start = step * self.config.global_batch_sequences + self._dp_rank * self._rank_sequences
-        rows = self.samples.read(start, start + self._rank_sequences)
-        rows = torch.from_numpy(rows.astype(np.int64))
+        rows = torch.from_numpy(
+            self.samples.read(start, start + self._rank_sequences).astype(np.int64)
+        )
+        return rows.pin_memory() if uses_cuda() else rows
+
+    def _microbatches(self, rows: torch.Tensor) -> Iterator[dict[str, torch.Tensor]]:
         if uses_cuda():
             rows = rows.cuda(non_blocking=True)
         for micro in rows.split(self.config.micro_batch_sequences):
             yield {"tokens": micro[:, :-1], "labels": micro[:, 1:]}
 
-    def _train_step(self) -> dict[str, Any]:
+    def _train_step(self, rows: torch.Tensor) -> dict[str, Any]:
+        """One optimizer step on ``rows``, this rank's samples of step ``self.step``."""
         c = self.config
         first_sample = self.step * c.global_batch_sequences
         self.model.zero_grad_buffer()
         self.optimizer.zero_grad()
         outputs = self._forward_backward(
             forward_step_func=_forward_step,
-            data_iterator=self._microbatches(self.step),
+            data_iterator=self._microbatches(rows),
             model=self.model,
             num_microbatches=self._rank_sequences // c.micro_batch_sequences,
             seq_length=c.model.seq_length,
