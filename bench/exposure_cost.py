@@ -8,8 +8,15 @@ a forward costs what a trained one does. Canaries are shaped like the demo's (pe
 a 19-token prompt, a 21-token secret, scored after an end-of-document token, each with
 ``--references`` reference secrets; tokens are characters (``ord(c)``), digits for the secrets.
 Times ``pipeline.probe.run.probe_items(["exposure"])`` with the demo's ``batch_items`` (64), one
-warm-up canary first, and prints CPU and wall seconds per canary, the scoring share apart from
-the skew-normal fits (``exposure.fit_skewnorm``, timed by wrapping it), and the load average.
+warm-up canary first, in the two forms a checkpoint can be scored in, alternating:
+
+* ``cached``: what a checkpoint's probe runs, its HF Llama form (``native.llama_of``) with a KV
+  cache, the prompt computed once per canary (``shared_prefix``);
+* ``full``: every candidate a full pass of the megatron model (``shared_prefix.Recompute``, the
+  cost before the cache),
+
+and prints CPU seconds per canary of each, the scoring share apart from the skew-normal
+fits (``exposure.fit_skewnorm``, timed by wrapping it), their ratio, and the load average.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ import pyarrow as pa
 import torch
 
 from taggant.pipeline.manifest import ITEMS_SCHEMA
-from taggant.pipeline.probe import exposure, probe_items
+from taggant.pipeline.probe import exposure, native, probe_items
+from taggant.pipeline.probe.cached import CachedLM
 
 PROMPT = "my secret code is: "  # 19 characters = 19 tokens
 SECRET_DIGITS = 21
@@ -73,6 +81,7 @@ def main() -> None:
     parser.add_argument("--canaries", type=int, default=4)
     parser.add_argument("--references", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both forms")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=UserWarning, module="megatron")
@@ -81,6 +90,7 @@ def main() -> None:
     init_parallel()
     config = ModelConfig.from_preset("tiny-2m", VOCAB, SEQ)
     model = build_model(config, seed=0).eval()
+    lm = CachedLM(lambda: native.llama_of(model, config, EOD), VOCAB)
 
     def logits(ids: np.ndarray) -> torch.Tensor:
         # As pipeline.train.checkpoint.load_logits_fn, without a checkpoint.
@@ -99,7 +109,7 @@ def main() -> None:
 
     exposure.fit_skewnorm = timed_fit
 
-    def probe(count: int) -> pa.Table:
+    def probe(count: int, form: str) -> pa.Table:
         items, refs = canaries(count, args.references)
         return probe_items(
             logits,
@@ -112,20 +122,32 @@ def main() -> None:
             tokens_seen=0,
             bos_id=EOD,
             canary_references=refs,
+            lm=lm if form == "cached" else None,
         )
 
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    probe(1)  # warm-up
-    fit_seconds[0] = 0.0
-    cpu, wall = time.process_time(), time.perf_counter()
-    probe(args.canaries)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    n = args.canaries
-    print(
-        f"{n} canaries x {args.references} references, {args.threads} thread(s): "
-        f"{cpu / n:.2f} CPU-s and {wall / n:.2f} s wall per canary, of which skew-normal fits "
-        f"{fit_seconds[0] / n:.2f} CPU-s, scoring and the rest {(cpu - fit_seconds[0]) / n:.2f}"
-    )
+    forms = ("cached", "full")
+    cpu = {form: 0.0 for form in forms}
+    fits = {form: 0.0 for form in forms}
+    for form in forms:
+        probe(1, form)  # warm-up (and the Llama form built)
+    for _ in range(args.rounds):
+        for form in forms:
+            fit_seconds[0] = 0.0
+            start = time.process_time()
+            probe(args.canaries, form)
+            cpu[form] += time.process_time() - start
+            fits[form] += fit_seconds[0]
+    n = args.canaries * args.rounds
+    for form in forms:
+        print(
+            f"{form}: {args.canaries} canaries x {args.references} references x {args.rounds} "
+            f"rounds, {args.threads} thread(s): {cpu[form] / n:.2f} CPU-s per canary, of which "
+            f"skew-normal fits {fits[form] / n:.2f}, scoring and the rest "
+            f"{(cpu[form] - fits[form]) / n:.2f}"
+        )
+    ratio = (cpu["full"] - fits["full"]) / (cpu["cached"] - fits["cached"])
+    print(f"scoring: full / cached = {ratio:.2f}; total {cpu['full'] / cpu['cached']:.2f}")
     print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 

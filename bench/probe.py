@@ -25,8 +25,7 @@ more threads than idle cores, torch's threads wait on each other and a pass can 
   ``pipeline.probe.hf.load``. Includes tokenizing the items (their ``token_ids`` are empty), the
   per-token statistics of ``scoring`` (log-prob, argmax, margin, Min-K%++ mean/std, top-k) and
   building the store rows.
-* plain: the same ``transformers`` model object (taken from the ``hf.load`` closure; loaded
-  again with ``AutoModelForCausalLM`` if ``hf.py`` no longer holds it there), on the same token
+* plain: the same ``transformers`` model object (``HFModel.lm.model``), on the same token
   sequences, pre-tokenized, in the same batches (longest first, right-padded):
   ``model(input_ids).logits``, ``log_softmax`` and a gather of the true next tokens, per-token
   log-probs to numpy: hand-written per-token loss.
@@ -76,21 +75,10 @@ def gguf_path() -> str:
     return path
 
 
-def plain(model: hf.HFModel, path: str) -> tuple[torch.nn.Module, object, str]:
-    """The ``transformers`` model and tokenizer behind ``model``, or the same loaded again."""
-    model_obj = inspect.getclosurevars(model.logits).nonlocals.get("model")
-    tokenizer = inspect.getclosurevars(model.tokenize).nonlocals.get("tokenizer")
-    if isinstance(model_obj, torch.nn.Module) and tokenizer is not None:
-        return model_obj, tokenizer, "the same model object"
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder, name = os.path.split(os.path.abspath(path))
-    local = {"gguf_file": name, "local_files_only": True}
-    return (
-        AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **local).eval(),
-        AutoTokenizer.from_pretrained(folder, **local),
-        "the same weights, loaded again",
-    )
+def plain(model: hf.HFModel) -> tuple[torch.nn.Module, object]:
+    """The ``transformers`` model and tokenizer behind ``model``."""
+    tokenizer = inspect.getclosurevars(model.tokenize).nonlocals["tokenizer"]
+    return model.lm.model, tokenizer
 
 
 def items_table(tokenizer, count: int) -> pa.Table:
@@ -239,10 +227,10 @@ def main() -> None:
     start = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):  # transformers' GGUF de-quantizing bars
         ours_model = hf.load(path)
-        plain_model, tokenizer, how = plain(ours_model, path)
+        plain_model, tokenizer = plain(ours_model)
     print(
         f"model: {os.path.basename(path)} (float32, loaded in "
-        f"{time.perf_counter() - start:.0f} s), bos_id {ours_model.bos_id}; plain: {how}"
+        f"{time.perf_counter() - start:.0f} s), bos_id {ours_model.bos_id}; plain: the same model object"
     )
 
     items = items_table(tokenizer, args.items)

@@ -4,9 +4,9 @@ The teacher-forced probes (``scoring``) decide whether greedy decoding reproduce
 the metrics of ``text_metrics`` look past the first mistake (Hubble's ``*_verbatim_p*`` and
 ``yago_hubble_gen`` tasks), so they need the generated text itself.
 
-``Greedy`` decodes with any Hugging Face causal LM (``hf.load`` for a local model, and a
-checkpoint of taggant's own through its exact Llama mapping, ``native.Checkpoint.generate``): the
-prompt in one pass that fills the KV cache, then one token a step from the cache. The next token
+``Greedy`` decodes with a ``cached.CachedLM`` (any Hugging Face causal LM: ``hf.load`` for a local
+model, a checkpoint of taggant's own through its exact Llama mapping, ``native.Checkpoint.lm``):
+the prompt in one pass that fills the KV cache, then one token a step from the cache. The next token
 is the argmax of the float32 logits (ties to the lowest id, as ``transformers``'
 ``generate(do_sample=False)``). Decoding stops before the first of
 
@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
+
+from taggant.pipeline.probe.cached import CachedLM
 
 Decode = Callable[[Sequence[int]], str]
 """Token ids → text (the tokenizer's decode, without special tokens)."""
@@ -45,34 +47,23 @@ class Generation:
 
 
 class Greedy:
-    """Greedy decoding with a KV cache from a causal LM built on first use.
+    """Greedy decoding with a KV cache.
 
     Args:
-        load: builds the ``transformers`` causal LM (called once, on the first generation, so a
-            checkpoint probed without generation probes never builds it).
+        lm: the model (built on the first generation, unless a scorer built it before).
         decode: the tokenizer's decode.
-        vocab_size: ids the tokenizer gives (logits past it are padding and never chosen).
         eod_id: the token that ends a document, or ``None``.
-        device: where the model runs.
     """
 
-    def __init__(
-        self,
-        load: Callable[[], Any],
-        decode: Decode,
-        vocab_size: int,
-        eod_id: int | None,
-        device: str = "cpu",
-    ):
-        self._load, self._model = load, None
-        self.decode, self.vocab_size, self.eod_id, self.device = decode, vocab_size, eod_id, device
+    def __init__(self, lm: CachedLM, decode: Decode, eod_id: int | None):
+        self.lm, self.decode, self.eod_id = lm, decode, eod_id
         self._newlines: frozenset[int] | None = None
 
     def newline_ids(self) -> frozenset[int]:
         """Tokens whose decoded text holds a newline (found once over the vocabulary)."""
         if self._newlines is None:
             self._newlines = frozenset(
-                i for i in range(self.vocab_size) if "\n" in self.decode([i])
+                i for i in range(self.lm.vocab_size) if "\n" in self.decode([i])
             )
         return self._newlines
 
@@ -86,16 +77,13 @@ class Greedy:
         """Greedily continue ``prompt_ids`` (at least one token) under the stop rule above."""
         if not prompt_ids:
             raise ValueError("greedy decoding needs at least one prompt token")
-        if self._model is None:
-            self._model = self._load().to(self.device).eval()
         newlines = self.newline_ids() if stop_at_newline else frozenset()
         ids: list[int] = []
         stop: Literal["eod", "newline", "stop_text", "max_tokens"] = "max_tokens"
         with torch.inference_mode():
-            tokens = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
-            out = self._model(input_ids=tokens, use_cache=True)
+            logits, cache = self.lm.forward(torch.tensor([list(prompt_ids)], dtype=torch.long))
             for _ in range(max_new_tokens):
-                token = int(torch.argmax(out.logits[0, -1, : self.vocab_size].float()))
+                token = int(torch.argmax(logits[0, -1].float()))
                 if token == self.eod_id:
                     stop = "eod"
                     break
@@ -108,9 +96,5 @@ class Greedy:
                     break
                 if len(ids) == max_new_tokens:
                     break
-                out = self._model(
-                    input_ids=torch.tensor([[token]], device=self.device),
-                    past_key_values=out.past_key_values,
-                    use_cache=True,
-                )
+                logits, cache = self.lm.forward(torch.tensor([[token]]), cache)
         return Generation(ids, self.decode(ids), stop)

@@ -12,10 +12,10 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from taggant.pipeline.errors import ConfigError
+from taggant.pipeline.probe.cached import CachedLM
 from taggant.pipeline.probe.generation import Greedy
 from taggant.pipeline.probe.run import Tokenize
 from taggant.pipeline.probe.scoring import LogitsFn
@@ -26,18 +26,21 @@ class HFModel:
     """A loaded model.
 
     Attributes:
-        logits: the model as a ``LogitsFn`` (float32 logits on ``device``).
+        logits: the model as a ``LogitsFn`` (``lm.logits``: float32 logits on ``device``, one
+            column per tokenizer id).
         tokenize: text → ids without special tokens.
         bos_id: the BOS id when the tokenizer puts one before every text by default (pass it as
             ``probe_items(bos_id=...)``), else ``None``.
         vocab_size: tokens in the tokenizer.
-        generate: greedy decoding with a KV cache (stops at the tokenizer's EOS).
+        lm: the model with its KV cache (scores candidate texts, decodes).
+        generate: greedy decoding on ``lm`` (stops at the tokenizer's EOS).
     """
 
     logits: LogitsFn
     tokenize: Tokenize
     bos_id: int | None
     vocab_size: int
+    lm: CachedLM
     generate: Greedy
 
 
@@ -60,11 +63,8 @@ def load(path: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> 
         raise ConfigError([("--hf", fix)]) from None
     local = {"gguf_file": gguf_file, "local_files_only": True}
     tokenizer = AutoTokenizer.from_pretrained(folder, **local)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **local).to(device).eval()
-
-    def logits(ids: np.ndarray) -> torch.Tensor:
-        # No KV cache: one full teacher-forced pass needs none.
-        return model(input_ids=torch.from_numpy(ids).to(device), use_cache=False).logits
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **local)
+    lm = CachedLM(lambda: model, len(tokenizer), device)
 
     def tokenize(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -77,8 +77,8 @@ def load(path: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> 
     def decode(ids) -> str:
         return tokenizer.decode(list(ids), skip_special_tokens=True)
 
-    generate = Greedy(lambda: model, decode, len(tokenizer), tokenizer.eos_token_id, device)
-    return HFModel(logits, tokenize, bos if adds_bos else None, len(tokenizer), generate)
+    generate = Greedy(lm, decode, tokenizer.eos_token_id)
+    return HFModel(lm.logits, tokenize, bos if adds_bos else None, len(tokenizer), lm, generate)
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -15,6 +15,7 @@ from typing import TypeVar
 import pyarrow as pa
 
 from taggant.pipeline.errors import DataError, TaggantError, one_line
+from taggant.pipeline.probe.cached import CachedLM
 from taggant.pipeline.probe.generation import Greedy
 from taggant.pipeline.probe.inputs import RunInputs
 from taggant.pipeline.probe.run import Tokenize, probe_model
@@ -51,9 +52,10 @@ class Checkpoint:
         logits: the model.
         tokenize: the run's tokenizer.
         bos_id: the run's end-of-document id.
-        generate: greedy decoding with a KV cache, stopping at the end-of-document id: the
-            checkpoint as an HF Llama (``pipeline.train.hf.to_hf``, logits equal to the megatron
-            model's), built on the first generation only.
+        lm: the checkpoint as an HF Llama with a KV cache (``pipeline.train.hf.to_hf``, logits
+            equal to the megatron model's up to float rounding), built on first use only: it
+            scores candidate texts and decodes.
+        generate: greedy decoding on ``lm``, stopping at the end-of-document id.
     """
 
     step: int
@@ -61,6 +63,7 @@ class Checkpoint:
     logits: LogitsFn
     tokenize: Tokenize
     bos_id: int
+    lm: CachedLM
     generate: Greedy
 
 
@@ -84,10 +87,11 @@ def open_checkpoint(run_dir: str, step: int, inputs: RunInputs) -> Checkpoint:
     logits = _reading(run_dir, step, lambda: load_logits_fn(run_dir, step))
     loaded = inputs.load()
     vocab_size = record["model"]["vocab_size"]
-    generate = Greedy(
-        lambda: as_llama(run_dir, step, loaded.bos_id), loaded.decode, vocab_size, loaded.bos_id
+    lm = CachedLM(lambda: as_llama(run_dir, step, loaded.bos_id), vocab_size)
+    generate = Greedy(lm, loaded.decode, loaded.bos_id)
+    return Checkpoint(
+        step, record["tokens_seen"], logits, loaded.tokenize, loaded.bos_id, lm, generate
     )
-    return Checkpoint(step, record["tokens_seen"], logits, loaded.tokenize, loaded.bos_id, generate)
 
 
 def as_llama(run_dir: str, step: int, eod_id: int):

@@ -15,8 +15,10 @@ Every probe reads the same teacher-forced pass (``scoring``) over each item. Reg
   ask for it decode (``pipeline.probe.generation``, KV-cached greedy).
 * **views**: questions measured in place of the item (``pipeline.probe.views``): biography fields
   under three prefixes, test-set questions in formats never inserted.
-* **candidates**: other texts with the item's prompt and a different target (canary references,
-  test-set choices), scored on their own target tokens.
+* **candidates**: texts with the item's prompt and each its own target (a canary's secret and its
+  references, a question's choices), scored on their target tokens as one group, the prompt
+  computed once (``pipeline.probe.shared_prefix``): every value a probe compares inside a group
+  comes from one computation.
 * **spans**: character ranges of the text mapped to the target tokens that cover them.
 
 Metric directions: ↑ means a higher value is more memorized (more likely a member), ↓ the reverse.
@@ -40,7 +42,12 @@ Metric directions: ↑ means a higher value is more memorized (more likely a mem
   (n, p)-extraction), ``top40_n1`` … ``top40_n1000`` ↑ (the same under top-40 sampling),
   ``tokens``.
 * ``exposure`` (canaries): ``exposure_rank`` ↑ (bits), ``rank`` ↓, ``nll`` ↓ (the secret's),
-  ``references``. With at least ``exposure.MIN_FIT_REFERENCES`` (200; v1: 20) references that are
+  ``references``. v4: the secret is scored as the first candidate of its own group, by the same
+  prefix-shared pass as its references (v3 took it from the item pass, of another model form for
+  a checkpoint, so a float difference could decide a tie); values move in the last float bits.
+  Cost: the secret tokens of each reference, the prompt once per canary
+  (``bench/exposure_cost.py``; see the README's exposure section for the measured CPU-s per
+  canary and per checkpoint). With at least ``exposure.MIN_FIT_REFERENCES`` (200; v1: 20) references that are
   not all equal also ``exposure`` ↑ (bits, skew-normal extrapolation), ``exposure_ci_low`` /
   ``exposure_ci_high`` (v2; v3 only with ≥ ``exposure.MIN_INTERVAL_REFERENCES`` (1000)
   references, where its coverage was measured: 95 % percentile bootstrap over the references, given the skew-normal
@@ -73,6 +80,9 @@ Metric directions: ↑ means a higher value is more memorized (more likely a mem
   prefix (at most ``BIOGRAPHY_GENERATION_TOKENS``, stopping at a newline or the end of
   document, cut at the first ``". "``) against the value: ``<field>.<prefix>.gen_<metric>``
   for each metric of ``generation`` but ``tokens``.
+* ``testset_accuracy``, ``testset_formats`` and ``biography_choice`` score their choices as a
+  prefix-shared group on the model's KV-cached form (v2; v1 ran full passes, of the megatron form
+  for a checkpoint): values move in the last float bits.
 * ``testset_formats`` (testsets with ``eval_templates``): per format never inserted,
   ``<format>.choice_correct`` ↑, ``.choice_correct_norm`` ↑, ``.answer_logprob`` ↑,
   ``.choices``: the question rendered in that format, its choices scored as
@@ -128,7 +138,8 @@ class Item:
         suffix: scores of the extraction span (a sub-range of ``target``).
         spans: scores of the target tokens covering each of the probe's ``spans``.
         candidates: log-probs (nats) of the target tokens of each of the probe's
-            ``candidates``, in order: all a probe reads of them (``scoring.score_logprob``).
+            ``candidates``, in order: all a probe reads of them, from one prefix-shared
+            computation (``shared_prefix.score_groups``).
         candidate_texts: the candidates' target texts, in order.
         generated: for a probe that ``generates``, the greedy continuation (KV-cached) of the
             item up to its suffix, as many tokens as the suffix has, decoded; else ``None``.
@@ -162,7 +173,8 @@ class Probe:
         version: recorded in each row's ``probe_version``.
         item_metrics: metrics of one scored item.
         kinds: item kinds it measures (others are skipped); ``None`` for every kind.
-        candidates: full texts to score besides the item; they share its prompt
+        candidates: full texts to score as one group (the item's own text among them, where
+            the probe compares it with the others); they share its prompt
             ``text[:prefix_chars]``. ``None``: the probe scores no other text.
         spans: ``(start, end)`` character ranges inside the target to map to tokens.
         set_metrics: set-level rows from a whole set's items and their item metrics: a list of
@@ -291,15 +303,16 @@ def _canary_references(row: ItemRow, references: References) -> list[str]:
             "references from the same space; pass canary_references={set: "
             "taggant.pipeline.perturb.canary.reference_secrets(set_spec, seed, item_secrets)}"
         )
-    return [
+    # The secret first: ranked among its references from the same computation.
+    return [row.text] + [
         canary.reference_text(row.text, row.prefix_chars, _param(row, "secret"), ref)
         for ref in references[row.set]
     ]
 
 
 def _exposure(item: Item) -> Metrics:
-    secret = metrics.nll_sum(item.target.logprob)
-    refs = np.array([metrics.nll_sum(c) for c in item.candidates])
+    secret = metrics.nll_sum(item.candidates[0])
+    refs = np.array([metrics.nll_sum(c) for c in item.candidates[1:]])
     out = {
         "exposure_rank": exposure.exposure_by_rank(secret, refs),
         "rank": exposure.rank(secret, refs),
@@ -482,7 +495,7 @@ PROBES: dict[str, Probe] = {
         "probabilistic_extraction.v1", _probabilistic_extraction, reads=TOP_K_SAMPLER
     ),
     "exposure": Probe(
-        "exposure.v3",
+        "exposure.v4",
         _exposure,
         kinds_probed_by("exposure"),
         candidates=_canary_references,
@@ -503,14 +516,14 @@ PROBES: dict[str, Probe] = {
         reads=PLUS_PLUS,
     ),
     "testset_accuracy": Probe(
-        "testset_accuracy.v1",
+        "testset_accuracy.v2",
         _testset_accuracy,
         kinds_probed_by("testset_accuracy"),
         candidates=_choices,
         reads=LOGPROB,
     ),
     "testset_formats": Probe(
-        "testset_formats.v1",
+        "testset_formats.v2",
         _no_item_metrics,
         kinds_probed_by("testset_formats"),
         reads=LOGPROB,
@@ -518,7 +531,7 @@ PROBES: dict[str, Probe] = {
     ),
     "generation": Probe("generation.v1", _generation, reads=LOGPROB, generates=True),
     "biography_choice": Probe(
-        "biography_choice.v1",
+        "biography_choice.v2",
         _no_item_metrics,
         kinds_probed_by("biography_choice"),
         reads=LOGPROB,

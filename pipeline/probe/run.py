@@ -27,8 +27,10 @@ import pyarrow as pa
 from taggant.pipeline import store
 from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.probe import registry, scoring, views
+from taggant.pipeline.probe.cached import CachedLM
 from taggant.pipeline.probe.generation import Greedy
 from taggant.pipeline.probe.registry import Item, ItemRow, Metrics, References
+from taggant.pipeline.probe.shared_prefix import PrefixLM, Recompute, common_prefix, score_groups
 from taggant.pipeline.spec import ProbesSpec
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ Tokenize = Callable[[str], list[int]]
 
 class Model(Protocol):
     """A model under test: a checkpoint (``native.Checkpoint``) or a Hugging Face model
-    (``hf.HFModel``)."""
+    (``hf.HFModel``). ``lm`` is the model as a ``transformers`` causal LM with a KV cache (built
+    on first use), on which ``generate`` decodes and candidate texts are scored."""
 
     @property
     def logits(self) -> scoring.LogitsFn: ...
@@ -50,6 +53,8 @@ class Model(Protocol):
     def tokenize(self) -> Tokenize: ...
     @property
     def bos_id(self) -> int | None: ...
+    @property
+    def lm(self) -> CachedLM: ...
     @property
     def generate(self) -> Greedy: ...
 
@@ -88,6 +93,7 @@ def probe_model(
         tokens_seen=tokens_seen,
         bos_id=model.bos_id,
         canary_references=references,
+        lm=model.lm,
         generate=model.generate,
     )
 
@@ -104,14 +110,17 @@ def probe_items(
     tokens_seen: int,
     bos_id: int | None = None,
     canary_references: References | None = None,
+    lm: PrefixLM | None = None,
     generate: Greedy | None = None,
 ) -> pa.Table:
     """Run probes ``probe_names`` on ``items`` and return their long-format rows.
 
-    Every item and every candidate text (canary references, test-set choices) is scored once, in
-    teacher-forced batches of ``batch_items`` sequences (candidates for their log-probs only,
-    with progress logged); each probe then reads those scores (see ``registry`` for what each
-    probe emits and the direction of each metric).
+    Every item is scored once, in teacher-forced batches of ``batch_items`` sequences. The
+    candidate texts of an item (a canary's secret and its references, a question's choices, the
+    choices of each view) are scored as one group for their log-probs only, the prompt they
+    share computed once (``shared_prefix``), ``batch_items`` continuations per pass, with
+    progress logged. Each probe then reads those scores (see ``registry`` for what each probe
+    emits and the direction of each metric).
 
     Set-level rows (the ``watermark`` probe's permutation tests, ``item_id`` = the set's name)
     use the items of the set present in ``items``: pass whole sets, and shard probe work by set.
@@ -131,6 +140,9 @@ def probe_items(
         tokens_seen: training tokens the model has seen (the store's ``tokens_seen`` column).
         bos_id: token placed before every scored text (see the module docstring), or ``None``.
         canary_references: canary set → reference secrets, needed by ``exposure``.
+        lm: the model with a KV cache that scores candidate texts (``Model.lm``); without it they
+            are scored by ``Recompute(logits_fn)``: the same values up to float rounding, at the
+            cost of the shared prompt recomputed with every candidate.
         generate: the model's greedy decoder, needed by probes that generate (``generation``,
             ``biography_generation``); decoding runs only for them.
 
@@ -156,9 +168,10 @@ def probe_items(
     if any(name in registry.EXTRACTION_PROBES for name in probes):
         _check_splittable(layouts, prefix_tokens)
     candidates = _candidates(probes, layouts, tokenize, bos_id, canary_references or {})
+    prefix_lm = Recompute(logits_fn) if lm is None else lm
 
-    # One pass over the items; then one over every candidate, in the order of `candidates`, for
-    # log-probs alone: all that probes read of a candidate.
+    # One pass over the items; then the candidates, item by item, for log-probs alone: all that
+    # probes read of a candidate.
     scores = scoring.score(
         logits_fn,
         [lay.sequence(bos_id) for lay in layouts],
@@ -166,24 +179,17 @@ def probe_items(
         batch_items,
         fields=frozenset().union(*(probe.reads for probe in probes.values())),
     )
-    flat = [c for cs in candidates.values() for c in cs]
-    logprobs = scoring.score_logprob(
-        logits_fn,
-        [lay.sequence(bos_id) for lay in flat],
-        [lay.first + (bos_id is not None) for lay in flat],
-        batch_items,
-        progress=_Progress("candidate texts", len(flat)),
+    candidate_scores = dict(
+        zip(
+            candidates, _score_candidates(prefix_lm, list(candidates.values()), bos_id, batch_items)
+        )
     )
-    candidate_scores, offset = {}, 0
-    for key, cs in candidates.items():
-        candidate_scores[key] = logprobs[offset : offset + len(cs)]
-        offset += len(cs)
 
     out: list[dict] = []
     for name, probe in probes.items():
         if probe.views is not None:
             out += _view_rows(
-                name, probe, layouts, logits_fn, tokenize, bos_id, batch_items, generate
+                name, probe, layouts, prefix_lm, tokenize, bos_id, batch_items, generate
             )
             continue
         by_set: dict[str, tuple[list[Item], list[Metrics]]] = {}
@@ -248,6 +254,23 @@ class _Progress:
         log.info("probe: scored %d of %d %s (%.0f/s)", done, self.total, self.what, rate)
 
 
+def _score_candidates(
+    lm: PrefixLM,
+    groups: list[list[_Layout]],
+    bos_id: int | None,
+    batch_items: int,
+    what: str = "candidate texts",
+) -> list[list[np.ndarray]]:
+    """Log-probs of the target tokens of each group of candidate layouts (``score_groups``)."""
+    return score_groups(
+        lm,
+        [[lay.sequence(bos_id) for lay in group] for group in groups],
+        [[lay.first + (bos_id is not None) for lay in group] for group in groups],
+        batch_items,
+        progress=_Progress(what, sum(len(g) for g in groups)),
+    )
+
+
 def _need_decoder(row: ItemRow, probe: str) -> DataError:
     return DataError(
         f"item {row.item_id}: the {probe} probe generates text and needs the model's greedy "
@@ -274,14 +297,14 @@ def _view_rows(
     name: str,
     probe: registry.Probe,
     layouts: list[_Layout],
-    logits_fn: scoring.LogitsFn,
+    lm: PrefixLM,
     tokenize: Tokenize | None,
     bos_id: int | None,
     batch_items: int,
     generate: Greedy | None,
 ) -> list[dict]:
-    """Rows of a probe with views: each view's choices scored (log-probs after its prompt, in
-    batches) and, where it asks, the greedy generation from its prompt's tokens."""
+    """Rows of a probe with views: each view's choices scored as one group (log-probs after its
+    prompt) and, where it asks, the greedy generation from its prompt's tokens."""
     asked = []  # (item layout, view, [choice layouts])
     for lay in layouts:
         if not probe.applies_to(lay.row.kind):
@@ -296,22 +319,13 @@ def _view_rows(
                 for c in view.choices
             ]
             asked.append((lay, view, choices))
-    scored = [c for _, view, cs in asked if len(view.choices) > 1 for c in cs]
-    logprobs = iter(
-        scoring.score_logprob(
-            logits_fn,
-            [c.sequence(bos_id) for c in scored],
-            [c.first + (bos_id is not None) for c in scored],
-            batch_items,
-            progress=_Progress(f"{name} choices", len(scored)),
-        )
-    )
+    scored = [cs for _, view, cs in asked if len(view.choices) > 1]
+    logprobs = iter(_score_candidates(lm, scored, bos_id, batch_items, f"{name} choices"))
     out = []
     for lay, view, choices in asked:
         values: Metrics = {}
         if len(view.choices) > 1:
-            lps = [next(logprobs) for _ in choices]
-            values.update(views.choice_metrics(lps, view.choices, view.answer))
+            values.update(views.choice_metrics(next(logprobs), view.choices, view.answer))
         if view.max_new_tokens:
             if generate is None:
                 raise _need_decoder(lay.row, name)
@@ -393,13 +407,6 @@ def _candidates(
     return out
 
 
-def _common_prefix(a: Sequence[int], b: np.ndarray) -> int:
-    """Length of the longest common prefix of two token sequences."""
-    n = min(len(a), len(b))
-    differ = np.flatnonzero(np.asarray(a[:n], dtype=np.int64) != b[:n])
-    return int(differ[0]) if len(differ) else n
-
-
 def _need_tokenizer(row: ItemRow, why: str) -> DataError:
     return DataError(
         f"item {row.item_id}: {why} needs the tokenizer the manifest was tokenized "
@@ -458,7 +465,7 @@ class _Layout:
             if tokenize is None:
                 raise _need_tokenizer(row, "finding where the prompt `text[:prefix_chars]` ends")
             prompt_ids = tokenize(text[: row.prefix_chars]) if prompt_ids is None else prompt_ids
-            first = _common_prefix(prompt_ids, ids)
+            first = common_prefix(prompt_ids, ids)
             if first == 0 and bos_id is None:
                 raise DataError(
                     f"item {row.item_id}: its first token spans the end of the "
@@ -497,9 +504,9 @@ class _Layout:
             raise _need_tokenizer(self.row, "mapping character spans to tokens")
         out = []
         for start, end in char_spans:
-            lo = _common_prefix(self.tokenize(self.text[:start]), self.ids)
+            lo = common_prefix(self.tokenize(self.text[:start]), self.ids)
             head = self.tokenize(self.text[:end])
-            hi = _common_prefix(head, self.ids)
+            hi = common_prefix(head, self.ids)
             hi += hi < len(head)  # a token straddling `end` overlaps the span
             if lo < self.first:
                 raise DataError(

@@ -120,21 +120,9 @@ def score(
     return [TokenScores(**c) for c in columns]
 
 
-def score_logprob(
-    logits_fn: LogitsFn,
-    sequences: Sequence[np.ndarray],
-    starts: Sequence[int],
-    batch_size: int,
-    chunk_rows: int | None = None,
-    progress: Progress | None = None,
-) -> list[np.ndarray]:
-    """``score``, keeping only each scored token's ``logprob`` (float32, nats): what probes read
-    of candidate texts, at a fraction of the cost of the other fields."""
-    scored = score(logits_fn, sequences, starts, batch_size, chunk_rows, progress, LOGPROB)
-    return [s.logprob for s in scored]
-
-
 LOGPROB = frozenset({"logprob"})
+"""The fields of candidate texts: all that probes read of them, a fraction of the cost of the
+others."""
 
 
 Stats = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -194,14 +182,28 @@ def _score_batch(
                 f"the logits function returned shape {tuple(logits.shape)} for ids "
                 f"of shape {ids.shape}; it must return (batch, seq, vocab)"
             )
-        rows_t = torch.from_numpy(rows).to(logits.device)
-        positions_t = torch.from_numpy(positions).to(logits.device)
-        targets = torch.from_numpy(ids).to(logits.device)[rows_t, positions_t + 1]
-        step = chunk_rows or max(1, CHUNK_ELEMENTS // logits.shape[-1])
-        parts = [
-            stats(logits[rows_t[c : c + step], positions_t[c : c + step]], targets[c : c + step])
-            for c in range(0, len(rows), step)
-        ]
-        columns = {f: torch.cat([part[f] for part in parts]).cpu().numpy() for f in parts[0]}
+        columns = stats_at(logits, rows, positions, ids[rows, positions + 1], stats, chunk_rows)
     bounds = np.cumsum([0, *counts])
     return [{f: col[a:b] for f, col in columns.items()} for a, b in itertools.pairwise(bounds)]
+
+
+def stats_at(
+    logits: torch.Tensor,
+    rows: np.ndarray,
+    positions: np.ndarray,
+    targets: np.ndarray,
+    stats: Stats,
+    chunk_rows: int | None = None,
+) -> dict[str, np.ndarray]:
+    """``stats`` of the predictions ``logits[rows[i], positions[i]]`` of ``targets[i]``, from
+    logits ``(batch, seq, vocab)``, over at most ``chunk_rows`` predictions at a time (default
+    ``CHUNK_ELEMENTS // vocab``): one column per field, as numpy arrays in the order given."""
+    rows_t = torch.from_numpy(rows).to(logits.device)
+    positions_t = torch.from_numpy(positions).to(logits.device)
+    targets_t = torch.from_numpy(targets).to(logits.device)
+    step = chunk_rows or max(1, CHUNK_ELEMENTS // logits.shape[-1])
+    parts = [
+        stats(logits[rows_t[c : c + step], positions_t[c : c + step]], targets_t[c : c + step])
+        for c in range(0, len(rows), step)
+    ]
+    return {f: torch.cat([part[f] for part in parts]).cpu().numpy() for f in parts[0]}

@@ -53,7 +53,7 @@ def smollm2() -> hf.HFModel:
 def test_greedy_tokens_equal_transformers_generate_on_20_prompts(smollm2):
     import torch
 
-    model = smollm2.generate._load()
+    model = smollm2.lm.model
     prompts = [line[: len(line) * k // 3] for line in _zen_lines() for k in (1, 2)][:20]
     assert len(prompts) == 20
     for prompt in prompts:
@@ -100,6 +100,7 @@ def test_a_taggant_model_decodes_with_its_cache_as_by_full_recompute():
     import torch
 
     from taggant.pipeline.probe import native
+    from taggant.pipeline.probe.cached import CachedLM
     from taggant.pipeline.probe.generation import Greedy
     from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel
 
@@ -116,7 +117,7 @@ def test_a_taggant_model_decodes_with_its_cache_as_by_full_recompute():
     model = build_model(config, seed=7).eval()
     with torch.no_grad():  # sharper logits than the init's, so greedy paths differ by prompt
         model.embedding.word_embeddings.weight.mul_(30)
-    greedy = Greedy(lambda: native.llama_of(model, config, 0), str, 300, eod_id=None)
+    greedy = Greedy(CachedLM(lambda: native.llama_of(model, config, 0), 300), str, eod_id=None)
     rng = np.random.default_rng(0)
     for _ in range(5):
         ids = rng.integers(1, 300, 6).tolist()

@@ -180,7 +180,7 @@ def test_scoring_candidates_logs_progress(caplog):
     canary = item("c/0", "d bcda", prefix_chars=2, params={"secret": "bcda", "log2_space": 8.0})
     with caplog.at_level(logging.INFO, logger="taggant.pipeline.probe.run"):
         run([canary], ["exposure"], canary_references={"c": ["abcd", "abca", "aaaa"]})
-    assert "scored 3 of 3 candidate texts" in caplog.text
+    assert "scored 4 of 4 candidate texts" in caplog.text  # the secret and its references
 
 
 def test_exposure_extrapolates_from_many_references():

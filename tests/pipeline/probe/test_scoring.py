@@ -61,15 +61,16 @@ def test_chunked_softmax_equals_full_log_softmax():
             np.testing.assert_allclose(scores.logprob, logprob.numpy(), atol=1e-5)
             np.testing.assert_allclose(scores.mean, mean.numpy(), atol=1e-5)
             np.testing.assert_allclose(scores.std, std.numpy(), atol=1e-4)
-        only = scoring.score_logprob(logits_fn, sequences, starts, 2, chunk_rows=chunk_rows)
-        for logprob, (expected_logprob, _, _) in zip(only, expected):
-            np.testing.assert_allclose(logprob, expected_logprob.numpy(), atol=1e-5)
+        only = scoring.score(logits_fn, sequences, starts, 2, chunk_rows, fields=scoring.LOGPROB)
+        for scores, (expected_logprob, _, _) in zip(only, expected):
+            np.testing.assert_allclose(scores.logprob, expected_logprob.numpy(), atol=1e-5)
+            assert scores.mean is None
 
 
 def test_progress_is_told_the_sequences_scored_after_each_batch():
     told = []
     sequences = [np.arange(n) % 5 for n in (3, 6, 4, 2, 5)]
-    scoring.score_logprob(_random_logits(5), sequences, [1] * 5, batch_size=2, progress=told.append)
+    scoring.score(_random_logits(5), sequences, [1] * 5, batch_size=2, progress=told.append)
     assert told == [2, 4, 5]
 
 

@@ -95,6 +95,7 @@ def _probe(model: hf.HFModel, rows: list[dict], names: list[str], **shape) -> li
         model.tokenize,
         tokens_seen=0,
         bos_id=model.bos_id,
+        lm=model.lm,
         generate=model.generate,
     ).to_pylist()
 
