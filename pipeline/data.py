@@ -46,6 +46,7 @@ import pyarrow.compute as pc
 
 from taggant.pipeline import io, manifest, stage
 from taggant.pipeline.errors import DataError
+from taggant.pipeline.occurrence import max_item_tokens
 from taggant.pipeline.perturb import plan, rng
 from taggant.pipeline.spec import ExperimentSpec, RunId, RunsSpec
 from taggant.pipeline.tokenize import TokenizeFolder, TokenizerInfo, tokenize_items
@@ -56,9 +57,6 @@ RUN_FILE = "run.json"
 INDEX_CACHE = "index_cache"
 ORDER_SPLIT = "100,0,0"
 """The whole base corpus is the train split (Megatron-LM: ``--split 100,0,0``)."""
-RESERVED_TOKENS = 3
-"""Sample tokens an occurrence can never use: the shared first and last tokens and the EOD that
-precedes the item."""
 
 
 # --- sample order ------------------------------------------------------------------------------
@@ -181,11 +179,6 @@ class SampleStream:
 
 
 # --- overlay -----------------------------------------------------------------------------------
-
-
-def max_item_tokens(seq_length: int) -> int:
-    """Longest item (tokens, EOD not counted) an occurrence can place in a sample."""
-    return seq_length - RESERVED_TOKENS
 
 
 def overlay_rng(seed: int, item_id: str, sample_index: int) -> np.random.Generator:

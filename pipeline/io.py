@@ -10,12 +10,16 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
-import pyarrow as pa
-import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# The Parquet helpers import pyarrow themselves: `taggant validate` lists and sizes files through
+# this module and loads no pyarrow for a JSONL corpus (tests/test_startup.py).
 
 PARQUET_COMPRESSION = "zstd"
 
@@ -94,6 +98,8 @@ def read_json(url: str) -> Any:
 
 def write_table(url: str, table: pa.Table) -> None:
     """Atomically write a Parquet file; equal tables give byte-identical files."""
+    import pyarrow.parquet as pq
+
     sink = io.BytesIO()
     pq.write_table(table, sink, compression=PARQUET_COMPRESSION, write_statistics=True)
     write_bytes(url, sink.getvalue())
@@ -101,12 +107,16 @@ def write_table(url: str, table: pa.Table) -> None:
 
 def read_table(url: str, columns: list[str] | None = None) -> pa.Table:
     """Read one Parquet file or a folder of them."""
+    import pyarrow.parquet as pq
+
     fs, path = filesystem(url)
     return pq.read_table(path, columns=columns, filesystem=fs)
 
 
 def parquet_rows(url: str) -> int:
     """Rows of a Parquet file, from its footer alone."""
+    import pyarrow.parquet as pq
+
     fs, path = filesystem(url)
     with fs.open(path, "rb") as f:
         return pq.ParquetFile(f).metadata.num_rows
@@ -115,6 +125,8 @@ def parquet_rows(url: str) -> int:
 def write_row_groups(url: str, tables: list[pa.Table]) -> None:
     """Atomically write tables of one schema as one Parquet file, table i as row group i (empty
     ones included), so a reader can fetch any one with `read_row_group`."""
+    import pyarrow.parquet as pq
+
     sink = io.BytesIO()
     with pq.ParquetWriter(sink, tables[0].schema, compression=PARQUET_COMPRESSION) as writer:
         for table in tables:
@@ -124,6 +136,8 @@ def write_row_groups(url: str, tables: list[pa.Table]) -> None:
 
 def read_row_group(url: str, index: int) -> pa.Table:
     """Row group ``index`` of a Parquet file: reads the footer and that group's bytes only."""
+    import pyarrow.parquet as pq
+
     fs, path = filesystem(url)
     with fs.open(path, "rb") as f:
         return pq.ParquetFile(f).read_row_group(index)

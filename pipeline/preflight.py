@@ -3,7 +3,7 @@ to the spec's own field and cross-field rules, so that a run does not fail minut
 
 * **Corpus paths** that match no file are errors (``corpus.paths[i]``).
 * **Items too long for a sample** are errors, per set (``perturbations[i]``), naming its longest
-  item. An occurrence takes at most ``pipeline.data.max_item_tokens(seq_length_tokens)`` tokens.
+  item. An occurrence takes at most ``pipeline.occurrence.max_item_tokens(seq_length_tokens)`` tokens.
   Generated sets (canary, ghost, testset) are drawn as the plan stage draws their first ``count``
   candidates (at most ``MAX_MEASURED``) and measured with the configured tokenizer when it is a
   file. A BPE is trained only at tokenize, so without a file an item counts its byte-level
@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import zstandard
 
 from taggant.pipeline import io
-from taggant.pipeline.data import RESERVED_TOKENS, max_item_tokens
 from taggant.pipeline.errors import TaggantError
+from taggant.pipeline.occurrence import RESERVED_TOKENS, max_item_tokens
 from taggant.pipeline.perturb.watermark import WatermarkSpec
 from taggant.pipeline.spec import CorpusSpec, ExperimentSpec
 
@@ -164,7 +162,7 @@ def epochs(spec: ExperimentSpec) -> list[Problem]:
         for url in _glob_quietly(pattern):
             try:
                 size = text_bytes(url, spec.corpus)
-            except (OSError, ValueError, pa.ArrowException, zstandard.ZstdError):
+            except (OSError, ValueError, zstandard.ZstdError):
                 size = None  # a corrupt file: ingest names it; no estimate here
             if size is None:
                 return []
@@ -195,7 +193,11 @@ def _glob_quietly(pattern: str) -> list[str]:
 def text_bytes(url: str, corpus: CorpusSpec) -> int | None:
     """About the uncompressed bytes of a corpus file's text (JSON files count their syntax too),
     from its size or header; ``None`` when that is not recorded (a zstd frame without its content
-    size, a Parquet file without the text column) or the format is not one of these."""
+    size, a Parquet file without the text column) or the format is not one of these.
+
+    Raises:
+        OSError, ValueError, zstandard.ZstdError: the file cannot be read or is not in its format
+            (an unreadable Parquet footer is a ValueError)."""
     fs, path = io.filesystem(url)
     name = path.lower()
     if name.endswith((".jsonl", ".json")):
@@ -211,8 +213,15 @@ def text_bytes(url: str, corpus: CorpusSpec) -> int | None:
             size = zstandard.frame_content_size(f.read(18))
         return size if size >= 0 else None
     if name.endswith(".parquet") or corpus.format == "parquet":
-        with fs.open(path, "rb") as f:
-            meta = pq.ParquetFile(f).metadata
+        # pyarrow only for a Parquet corpus: validating a JSONL one loads none (tests/test_startup.py)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            with fs.open(path, "rb") as f:
+                meta = pq.ParquetFile(f).metadata
+        except pa.ArrowException as e:
+            raise ValueError(f"{url}: unreadable Parquet footer ({e})") from e
         column = meta.schema.to_arrow_schema().get_field_index(corpus.text_field)
         if column < 0:
             return None

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from taggant.pipeline.errors import DataError
-from taggant.sketches.hashing import exact_hash
 
 if TYPE_CHECKING:
     from taggant.pipeline.perturb.watermark import DocCandidate, Unigrams
@@ -191,6 +190,10 @@ class ItemPool:
         return [s.viable()[: s.count] for s in self._sets]
 
     def _add(self, set_index: int, s: _SetState, draft: Draft) -> None:
+        # sketches.hashing loads numba: only the plan stage pools items, while the spec (and
+        # `taggant validate`) imports this module for its types (tests/test_startup.py).
+        from taggant.sketches.hashing import exact_hash
+
         key = exact_hash(draft.text)
         c = Candidate(
             len(self._candidates), set_index, len(s.candidates), draft, duplicate=key in self._seen

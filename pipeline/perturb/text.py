@@ -30,8 +30,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import zstandard
 from pydantic import model_validator
 
@@ -158,6 +156,10 @@ def _jsonl_rows(pset: TextSpec, raw: bytes) -> list[tuple[str, int, Any]]:
 
 
 def _parquet_rows(path: str, raw: bytes) -> list[tuple[str, int, Any]]:
+    # pyarrow only for a Parquet file: the spec imports this module (tests/test_startup.py).
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(pa.BufferReader(raw))
     except pa.ArrowException as e:

@@ -5,9 +5,6 @@ starting without Ray, torch or megatron.
 """
 
 import dataclasses
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import fsspec
@@ -19,6 +16,7 @@ from taggant.jobs.cli import EXPERIMENTS
 from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.spec import ExperimentSpec, parse_spec
 from taggant.sketches import hashing, minhash, ngrams
+from tests.startup import demo_spec_file, run_cli
 
 CORPUS = "memory://pinned/corpus"
 
@@ -211,36 +209,15 @@ def test_ingest_refuses_corpus_files_changed_after_the_graph_was_built(memory_co
         ingest.execute()
 
 
-WRAPPER = """
-import json, sys
-from taggant.jobs.cli import main
-code = main(sys.argv[1:])
-print(json.dumps({"code": code, "packages": sorted({m.split(".")[0] for m in sys.modules})}))
-"""
-
-
 @pytest.mark.parametrize("command", ["plan", "status"])
 def test_plan_and_status_start_without_ray_torch_or_megatron(command, debian_corpus, tmp_path):
-    spec = yaml.safe_load((EXPERIMENTS / "demo.yaml").read_text())
-    spec.update(
-        corpus={"paths": [str(debian_corpus / "*.jsonl*")]},
-        work_dir=str(tmp_path / "w"),
-        store={"url": str(tmp_path / "store")},
-    )
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    done = subprocess.run(
-        [sys.executable, "-c", WRAPPER, command, str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    report = json.loads(done.stdout.splitlines()[-1])
-    assert report["code"] == 0
-    assert "pyarrow" in report["packages"]  # what the wrapper reports is what was imported
-    assert not {"torch", "megatron", "ray"} & set(report["packages"])
+    spec = demo_spec_file(tmp_path, str(debian_corpus / "*.jsonl*"))
+    run = run_cli(tmp_path, command, str(spec))
+    assert run.code == 0
+    assert "pyarrow" in run.packages  # what the wrapper reports is what was imported
+    assert not {"torch", "megatron", "ray"} & run.packages
     # one stage row each, pending (status adds a table of runs below the stages)
-    rows = [line.split("│") for line in done.stdout.splitlines() if line.startswith("│")]
+    rows = [line.split("│") for line in run.stdout.splitlines() if line.startswith("│")]
     states = {cells[1].strip(): cells[3].strip() for cells in rows if len(cells) > 4}
     assert {d.name: states.get(d.name) for d in graph.DECLARED} == {
         d.name: "pending" for d in graph.DECLARED

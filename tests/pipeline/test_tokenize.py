@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from taggant.pipeline import data, io, manifest, stage, tokenize
+from taggant.pipeline import data, io, manifest, occurrence, stage, tokenize
 from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.ingest import DOCS_SCHEMA
 from taggant.pipeline.perturb import canary, plan
@@ -236,7 +236,7 @@ def test_items_get_token_ids_and_too_long_ones_are_refused(tmp_path, bpe):
         io.join(plan_manifests(tmp_path / "plan", spec), perturbed_run(spec))
     )
     encoder = tokenize.tokenizer_from_str(bpe.to_str())
-    filled = tokenize.tokenize_items(encoder, items, data.max_item_tokens(SEQ))
+    filled = tokenize.tokenize_items(encoder, items, occurrence.max_item_tokens(SEQ))
     for text, ids in zip(filled["text"].to_pylist(), filled["token_ids"].to_pylist()):
         assert ids == encoder.encode(text).ids and 0 < len(ids) <= SEQ - 3
     longest = max(len(ids) for ids in filled["token_ids"].to_pylist())
