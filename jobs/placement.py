@@ -5,11 +5,14 @@ Ray decides where a ``PACK``ed placement group's bundles land, and bundle ``i`` 
 the node of bundle ``i - 1``. Megatron puts tensor parallel innermost (ranks ``[k·TP, (k+1)·TP)``
 form a group), then data parallel, then pipeline stages, so ranks are handed out over bundles
 sorted by node, and by GPU id within a node: consecutive ranks then share a node wherever Ray put
-a multiple of ``TP`` bundles on each node. A tiny task in every bundle reports where it runs
+a multiple of ``TP`` bundles on each node; where it did not, a tensor-parallel group would run its
+per-layer all-reduces over the network, and the run is refused (``order_ranks``). A tiny task in
+every bundle, holding the bundle's GPU, reports where it runs and which GPU Ray gave it
 (``probe_bundles``); the rest is a pure function of those reports (``rank_bundles``).
 
 The rendezvous address is rank 0's node IP as Ray knows it (reachable from the other nodes, never
-a loopback address), with a port that was free there.
+a loopback address); rank 0 itself binds the port there (``pipeline.train.model.rendezvous_store``)
+and holds it until the process group is built.
 
 Probe watchers get Ray options from ``probes.watcher`` (``watcher_options``): their own CPUs and
 GPUs, and, on a multi-node cluster, a label selector that keeps them off the head node.
@@ -17,14 +20,12 @@ GPUs, and, on a multi-node cluster, a label selector that keeps them off the hea
 
 from __future__ import annotations
 
-import logging
-import socket
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.spec import WatcherSpec
-
-log = logging.getLogger(__name__)
 
 HEAD_RESOURCE = "node:__internal_head__"
 """The resource Ray gives only the head node."""
@@ -34,12 +35,10 @@ NODE_ID_LABEL = "ray.io/node-id"
 
 @dataclass(frozen=True)
 class BundlePlacement:
-    """Where one bundle landed: its node's IP, the GPU ids Ray gave it (empty on CPU) and a port
-    that was free on that node when it was asked."""
+    """Where one bundle landed: its node's IP and the GPU ids Ray gave it (empty on CPU)."""
 
     node_ip: str
     gpu_ids: tuple[int, ...] = ()
-    free_port: int = 0
 
 
 def rank_bundles(placements: list[BundlePlacement]) -> list[int]:
@@ -72,13 +71,14 @@ def rank_coordinates(
     return tensor, rest % data_parallel_size, rest // data_parallel_size
 
 
-def probe_bundles(pg: Any, num_bundles: int) -> list[BundlePlacement]:
+def probe_bundles(pg: Any, num_bundles: int, gpus_per_bundle: float = 0) -> list[BundlePlacement]:
     """Run a zero-CPU task in every bundle of the ready placement group ``pg``; their reports in
-    bundle order."""
+    bundle order. Each task takes its bundle's ``gpus_per_bundle`` GPUs, so that Ray tells it
+    which ones they are (the rank actor started in that bundle later gets the same ones)."""
     import ray
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    task = ray.remote(num_cpus=0)(_where_am_i)
+    task = ray.remote(num_cpus=0, num_gpus=gpus_per_bundle)(_where_am_i)
     return ray.get(
         [
             task.options(
@@ -94,18 +94,30 @@ def probe_bundles(pg: Any, num_bundles: int) -> list[BundlePlacement]:
 def order_ranks(
     placements: list[BundlePlacement], tensor_parallel_size: int, run: str
 ) -> list[int]:
-    """``rank_bundles``, with a warning when Ray's placement leaves a tensor-parallel group split
-    over nodes (the run still trains, with its tensor-parallel traffic over the network)."""
+    """``rank_bundles``; refuses a placement that splits a tensor-parallel group over nodes.
+
+    Raises:
+        ConfigError: on ``runs.tensor_parallel_size``, naming the groups, the ranks each node
+            got, and the fix.
+    """
     order = rank_bundles(placements)
-    split = split_tensor_groups([placements[b].node_ip for b in order], tensor_parallel_size)
+    nodes = [placements[b].node_ip for b in order]
+    split = split_tensor_groups(nodes, tensor_parallel_size)
     if split:
-        log.warning(
-            "%s: tensor-parallel groups %s span nodes: Ray put a number of this run's "
-            "bundles on a node that is not a multiple of tensor_parallel_size %d; give "
-            "nodes a multiple of it in GPUs for faster runs",
-            run,
-            split,
-            tensor_parallel_size,
+        per_node = ", ".join(f"{n}: {c}" for n, c in Counter(nodes).items())
+        raise ConfigError(
+            [
+                (
+                    "runs.tensor_parallel_size",
+                    (
+                        f"run {run}: Ray placed its ranks {per_node} per node, so tensor-parallel "
+                        f"groups {split} would span nodes (every layer's all-reduce over the "
+                        f"network); give each node a multiple of {tensor_parallel_size} free "
+                        "GPUs (CPUs on a CPU cluster) for the run's ranks, or lower "
+                        "tensor_parallel_size to one that divides them"
+                    ),
+                )
+            ]
         )
     return order
 
@@ -113,11 +125,8 @@ def order_ranks(
 def _where_am_i() -> BundlePlacement:
     import ray
 
-    with socket.socket() as s:
-        s.bind(("", 0))
-        port = s.getsockname()[1]
     gpus = tuple(sorted(int(g) for g in ray.get_gpu_ids()))
-    return BundlePlacement(ray.util.get_node_ip_address(), gpus, port)
+    return BundlePlacement(ray.util.get_node_ip_address(), gpus)
 
 
 def watcher_options(watcher: WatcherSpec, nodes: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,10 +3,11 @@
 A run of world size ``W = data × tensor × pipeline parallel size`` gets a ``PACK``ed placement
 group with one bundle per rank (one GPU each on GPU clusters) and one ``RankWorker`` actor per
 bundle. Ranks go to bundles sorted by node (``jobs.placement``), so a tensor-parallel group shares
-a node and a run spreads over more nodes only when one is full; ``MASTER_ADDR``/``MASTER_PORT``
-are rank 0's node IP and a port free there. Each actor builds a ``pipeline.train.loop.Trainer``
-over the run's sample stream (``pipeline.data``) and the driver sends one idempotent command,
-"train until the last step".
+a node (a placement that splits one is refused) and a run spreads over more nodes only when one is
+full. Rank 0 opens the rendezvous store on its node on a port the OS picks and holds it; the other
+ranks join it there (``MASTER_ADDR`` is rank 0's node IP). Each actor builds a
+``pipeline.train.loop.Trainer`` over the run's sample stream (``pipeline.data``) and the driver
+sends one idempotent command, "train until the last step".
 
 Fault tolerance: a process group cannot take back one restarted rank, so the unit of recovery is
 the run's whole group. When any rank fails (its process or node died, or a collective broke), the
@@ -47,7 +48,7 @@ MAX_RESTARTS = 3
 CPUS_PER_RANK = 1
 """CPU cores per rank actor; torch uses as many threads. One on CPU: two-thread processes
 collapse when anything else takes a core (research/demo-feasibility.md)."""
-RUNS_NOT_TRAINED = {"log_interval_steps", "tensorboard", "prefetch_steps"}
+RUNS_NOT_TRAINED = {"log_interval_steps", "tensorboard", "prefetch_steps", "local_copy_dir"}
 """``runs`` fields outside the train stage's key: they never change the weights."""
 POLL_S = 0.5
 """How often a run's thread checks, while it waits on Ray, whether the driver is stopping."""
@@ -60,7 +61,7 @@ def stage_config(spec: ExperimentSpec) -> dict[str, Any]:
     the tokenize stage's hash goes in ``inputs``)."""
     return {
         # How training is watched (progress lines, TensorBoard) and how its samples are read
-        # (ahead of the step) never change what is trained.
+        # (ahead, from a node-local copy) never change what is trained.
         "runs": section_config(spec.runs, exclude=RUNS_NOT_TRAINED),
         "models": (
             {m: dataclasses.asdict(MODEL_PRESETS[m]) for m in spec.runs.model_sizes}
@@ -190,7 +191,7 @@ def train_run(
                 runs.tensor_parallel_size,
                 stop or Stop(),
             ) as group:
-                group.call("setup")
+                group.call("setup", group.port)
                 status = group.call("train_until", num_steps)[0]
                 digests = group.call("weights_digest")
             break
@@ -236,16 +237,37 @@ class RankWorker:
 
     def __init__(self, spec: ExperimentSpec, run_id: RunId, run_dir: str, threads: int):
         self.spec, self.run_id, self.run_dir, self.threads = spec, run_id, run_dir, threads
+        self.store: Any = None
+        """The rendezvous store; it must outlive the process group's set-up."""
 
-    def setup(self) -> None:
-        """Build the ``Trainer`` (joining the process group), resumed from the newest committed
-        checkpoint. Not in ``__init__``, so that a ``DataError`` reaches the driver as itself."""
+    def open_rendezvous(self) -> int:
+        """Rank 0: serve the process group's rendezvous store on this node, on a port the OS
+        picks and this actor holds from now on; returns the port for ``setup``."""
+        from taggant.pipeline.train.model import rendezvous_store
+
+        self.store = rendezvous_store(
+            os.environ["MASTER_ADDR"], 0, int(os.environ["WORLD_SIZE"]), master=True
+        )
+        return self.store.port
+
+    def setup(self, port: int) -> None:
+        """Open the run's samples (copying the base dataset to this node first with
+        ``runs.local_copy_dir``), join the process group through rank 0's store on ``port`` and
+        build the ``Trainer``, resumed from the newest committed checkpoint. Not in ``__init__``,
+        so that a ``DataError`` reaches the driver as itself."""
         import torch
 
         from taggant.pipeline.train.loop import TrainConfig, Trainer
+        from taggant.pipeline.train.model import init_parallel, rendezvous_store
 
         torch.set_num_threads(self.threads)
-        samples = data.open_training_samples(self.run_dir)
+        runs = self.spec.runs
+        samples = data.open_training_samples(self.run_dir, runs.local_copy_dir)
+        if os.environ["RANK"] != "0":
+            self.store = rendezvous_store(
+                os.environ["MASTER_ADDR"], port, int(os.environ["WORLD_SIZE"]), master=False
+            )
+        init_parallel(runs.tensor_parallel_size, runs.pipeline_parallel_size, store=self.store)
         config = TrainConfig.from_spec(
             self.spec,
             self.run_id,
@@ -300,7 +322,8 @@ class _RankGroup:
     """A placement group with one ``RankWorker`` per bundle, wired into one process group.
 
     A context manager: leaving it kills the actors and removes the placement group (see ``Stop``).
-    Its waits on Ray raise ``Stopped`` once ``stop`` is set.
+    Its waits on Ray raise ``Stopped`` once ``stop`` is set. ``port``: the rendezvous port rank 0
+    holds (``RankWorker.setup``'s argument).
 
     Args:
         bundle: resources of one rank.
@@ -341,12 +364,12 @@ class _RankGroup:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         self._wait([self.pg.ready()])
-        placements = placement.probe_bundles(self.pg, len(names))
+        placements = placement.probe_bundles(self.pg, len(names), bundle.get("GPU", 0))
         order = placement.order_ranks(placements, tensor_parallel_size, names[0])
         bundles = [
             PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=b) for b in order
         ]
-        address, port = placements[order[0]].node_ip, placements[order[0]].free_port
+        address = placements[order[0]].node_ip
         gpu = bool(bundle.get("GPU"))
         threads = str(int(bundle["CPU"]))
         actor = ray.remote(max_restarts=0)(RankWorker)
@@ -356,7 +379,6 @@ class _RankGroup:
                 "WORLD_SIZE": str(len(names)),
                 "LOCAL_RANK": "0",  # Ray shows each rank actor only its own GPU
                 "MASTER_ADDR": address,
-                "MASTER_PORT": str(port),
                 "OMP_NUM_THREADS": threads,
                 "MKL_NUM_THREADS": threads,
                 # CPU ranks must not pick up a GPU that happens to be on their node.
@@ -371,6 +393,9 @@ class _RankGroup:
                     runtime_env={"env_vars": env},
                 ).remote(*worker_args)
             )
+        rendezvous = self.actors[0].open_rendezvous.remote()
+        self._wait([rendezvous])
+        self.port: int = ray.get(rendezvous)
 
     def call(self, method: str, *args: Any) -> list[Any]:
         """Call ``method`` on every rank; the results in rank order. Raises the first failure at

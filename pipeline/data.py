@@ -112,9 +112,19 @@ class SampleStream:
         order: the run's sample-order config.
         info: the tokenizer the base was written with.
         cache_dir: where megatron-core keeps its index ``.npy`` files; built there when missing.
+        read_prefix: a byte-identical copy of ``prefix`` to read the tokens from (a node-local
+            copy, ``pipeline.train.local_copy``); megatron's index cache stays keyed by
+            ``prefix``, so both give the same samples.
     """
 
-    def __init__(self, prefix: str, order: SampleOrder, info: TokenizerInfo, cache_dir: str):
+    def __init__(
+        self,
+        prefix: str,
+        order: SampleOrder,
+        info: TokenizerInfo,
+        cache_dir: str,
+        read_prefix: str | None = None,
+    ):
         from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
         from megatron.core.datasets.utils import Split
 
@@ -130,7 +140,7 @@ class SampleStream:
             eod_mask_loss=False,
             create_attention_mask=False,
         )
-        indexed = GPTDataset.build_low_level_dataset(prefix, config)
+        indexed = GPTDataset.build_low_level_dataset(read_prefix or prefix, config)
         # Exactly the arguments BlendedMegatronDatasetBuilder passes for a single prefix and the
         # split 100,0,0 (all documents, in index order); built directly because the builder
         # synchronizes ranks with barriers whenever torch.distributed is initialized.
@@ -527,14 +537,17 @@ class TrainingSamples:
         return out
 
 
-def open_training_samples(run_dir: str) -> TrainingSamples:
+def open_training_samples(run_dir: str, local_copy_dir: str | None = None) -> TrainingSamples:
     """The samples of the run prepared in ``run_dir``: what the trainer, the audit and tests read.
 
     Checks the sample-order hash of ``run.json`` against its recorded config and against the
     manifest before anything is read (the twin checks its perturbed sibling's manifest too).
+    With ``local_copy_dir`` (``runs.local_copy_dir``) the tokens are read from a copy of the base
+    dataset there, made once per node (``pipeline.train.local_copy``); the samples are the same.
 
     Raises:
-        DataError: when ``run_dir`` is not prepared or any hash disagrees.
+        DataError: when ``run_dir`` is not prepared or any hash disagrees, or the local copy
+            cannot be made.
     """
     info = RunInfo.read(run_dir)
     runs = RunsSpec.model_validate(info.runs)
@@ -549,7 +562,12 @@ def open_training_samples(run_dir: str) -> TrainingSamples:
     if not os.path.isdir(cache):
         raise DataError(f"{run_dir} has no {INDEX_CACHE}/; call prepare_run_dir again")
     tokenizer = TokenizerInfo(**info.tokenizer)
-    stream = SampleStream(info.data_prefix, order, tokenizer, cache)
+    read_prefix = None
+    if local_copy_dir is not None:
+        from taggant.pipeline.train.local_copy import copy_dataset
+
+        read_prefix = copy_dataset(info.data_prefix, local_copy_dir).prefix
+    stream = SampleStream(info.data_prefix, order, tokenizer, cache, read_prefix)
     overlay = Overlay({})
     if info.perturbed:
         items, occurrences, _ = manifest.read(info.manifest)

@@ -197,6 +197,11 @@ class RunsSpec(_Spec):
     """Optimizer steps whose samples each rank reads ahead on a background thread while the
     current step computes (pinned host memory on GPUs); 0 reads them at the step's start in the
     training thread. Never changes which samples are read or in what order."""
+    local_copy_dir: str | None = None
+    """A node-local folder (NVMe, ``/tmp``) the base dataset (``.bin``/``.idx``) is copied into at
+    the start of training, once per node, so that ranks read their samples from local disk instead
+    of the shared volume; each copy is checked against its source's size and hash. None (the
+    default) reads the shared copy. Never changes which samples are read."""
 
     @field_validator("model_sizes")
     @classmethod

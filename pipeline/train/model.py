@@ -76,14 +76,40 @@ def uses_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+PROCESS_GROUP_TIMEOUT_S = 1800.0
+"""How long a collective (and a rank joining the group) may wait for its peers before it fails."""
+
+
+def rendezvous_store(address: str, port: int, world_size: int, master: bool) -> dist.TCPStore:
+    """The TCP store through which the ranks of a process group find each other.
+
+    The master (rank 0) serves it on ``address``'s node, on ``port`` or, with ``port`` 0, on a
+    port the OS picks (``.port``): bound from here on, so no other process can take it between
+    its choice and the group's rendezvous. The other ranks connect to ``address:port``, waiting
+    for the master up to ``PROCESS_GROUP_TIMEOUT_S``.
+    """
+    return dist.TCPStore(
+        address,
+        port,
+        world_size,
+        is_master=master,
+        wait_for_workers=False,
+        timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S),
+    )
+
+
 def init_parallel(
-    tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1, timeout_s: float = 1800.0
+    tensor_parallel_size: int = 1,
+    pipeline_parallel_size: int = 1,
+    timeout_s: float = PROCESS_GROUP_TIMEOUT_S,
+    store: dist.Store | None = None,
 ) -> None:
     """Join the process group and set up megatron's parallel state; idempotent.
 
-    Ranks come from the environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``,
-    as set by ``jobs.train`` or torchrun). Without ``WORLD_SIZE`` the process makes a private
-    world-size-1 group, which megatron's modules need even in one process (probes, tests).
+    Ranks come from the environment (``RANK``, ``WORLD_SIZE``, and, without ``store``,
+    ``MASTER_ADDR`` and ``MASTER_PORT`` as torchrun sets them); ``jobs.train`` passes the
+    ``rendezvous_store`` its rank 0 opened instead. Without ``WORLD_SIZE`` the process makes a
+    private world-size-1 group, which megatron's modules need even in one process (probes, tests).
     Backends: gloo on CPU; NCCL for CUDA tensors plus gloo for CPU ones on GPUs. ``timeout_s``
     bounds a collective, so a dead peer surfaces as an error instead of a hang. Megatron's rank
     order puts tensor parallel innermost, then data parallel, then pipeline stages (outermost), so
@@ -93,11 +119,16 @@ def init_parallel(
     if not dist.is_initialized():
         timeout = timedelta(seconds=timeout_s)
         backend = "cpu:gloo,cuda:nccl" if uses_cuda() else "gloo"
-        if uses_cuda():
-            # Ray gives each rank actor one visible GPU; torchrun gives LOCAL_RANK.
-            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        if "WORLD_SIZE" in os.environ:
+        if uses_cuda() and "LOCAL_RANK" in os.environ:
+            # torchrun's LOCAL_RANK; jobs.train sets 0: Ray shows each rank actor only its GPU.
+            # Without it the current device stays (a probe watcher picks Ray's GPU itself).
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
+        if store is not None:
+            rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+            dist.init_process_group(
+                backend, store=store, rank=rank, world_size=world, timeout=timeout
+            )
+        elif "WORLD_SIZE" in os.environ:
             dist.init_process_group(backend, timeout=timeout)
         else:
             dist.init_process_group(

@@ -1,6 +1,8 @@
-"""Rank placement: ranks go to bundles sorted by node so that tensor-parallel groups share a node,
-for several layouts Ray may hand out; and on the real local Ray, the bundles' reports lead to a
-rendezvous address that is the node's IP, never loopback."""
+"""Rank placement: ranks go to bundles sorted by node, and by GPU id inside a node, so that
+tensor-parallel groups share a node, for several layouts Ray may hand out; a placement that splits
+a group is refused with the fix; on the real local Ray, the bundles' reports lead to a rendezvous
+address that is the node's IP, never loopback; and rank 0's rendezvous store holds the port it
+was given."""
 
 import ipaddress
 
@@ -14,6 +16,7 @@ from taggant.jobs.placement import (
     rank_coordinates,
     split_tensor_groups,
 )
+from taggant.pipeline.errors import ConfigError
 
 
 def layout(*nodes: str) -> list[BundlePlacement]:
@@ -61,11 +64,61 @@ def test_gpu_ids_order_ranks_inside_a_node():
     assert rank_bundles(placements) == [1, 3, 0, 2]
 
 
-def test_an_uneven_placement_reports_the_split_group(caplog):
-    placements = layout("a", "a", "a", "b")  # 3 bundles on a: the second TP pair straddles
-    assert split_tensor_groups(nodes_by_rank(placements), 2) == [1]
-    order_ranks(placements, 2, "run-x")
-    assert "tensor-parallel groups [1] span nodes" in caplog.text
+def test_gpu_ids_order_ranks_on_every_node_of_an_interleaved_placement():
+    # Two nodes of four GPUs; Ray handed the bundles out interleaved and out of GPU order.
+    placements = [
+        BundlePlacement("a", (2,)),
+        BundlePlacement("b", (1,)),
+        BundlePlacement("a", (0,)),
+        BundlePlacement("b", (3,)),
+        BundlePlacement("a", (3,)),
+        BundlePlacement("b", (0,)),
+        BundlePlacement("a", (1,)),
+        BundlePlacement("b", (2,)),
+    ]
+    order = order_ranks(placements, 4, "run-x")
+    assert [(placements[b].node_ip, placements[b].gpu_ids[0]) for b in order] == [
+        ("a", 0),
+        ("a", 1),
+        ("a", 2),
+        ("a", 3),
+        ("b", 0),
+        ("b", 1),
+        ("b", 2),
+        ("b", 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bundles", "tp", "split"),
+    [
+        (("a", "a", "a", "b"), 2, [1]),  # 3 bundles on a: the second TP pair straddles
+        (("a", "b", "a", "b", "c", "c", "c", "c"), 4, [0]),  # 2 on a and on b: a group of 4 spans
+        (("a", "a", "a", "b", "b", "b", "c", "c"), 2, [1]),  # 3 on a and on b
+    ],
+)
+def test_a_placement_that_splits_a_tensor_group_is_refused_with_the_fix(bundles, tp, split):
+    placements = layout(*bundles)
+    assert split_tensor_groups(nodes_by_rank(placements), tp) == split
+    with pytest.raises(ConfigError) as raised:
+        order_ranks(placements, tp, "run-x")
+    [(field, message)] = raised.value.problems
+    assert field == "runs.tensor_parallel_size"
+    assert f"groups {split}" in message and f"a multiple of {tp}" in message
+    assert "run-x" in message
+
+
+def test_rank_zero_holds_its_rendezvous_port_until_the_group_binds_it():
+    import socket
+
+    from taggant.pipeline.train.model import rendezvous_store
+
+    master = rendezvous_store("127.0.0.1", 0, 2, master=True)
+    with socket.socket() as other, pytest.raises(OSError):
+        other.bind(("127.0.0.1", master.port))  # nobody else can take it meanwhile
+    worker = rendezvous_store("127.0.0.1", master.port, 2, master=False)
+    worker.set("rank1", "here")
+    assert master.get("rank1") == b"here"
 
 
 def test_rank_coordinates_follow_megatron_order():
@@ -97,5 +150,5 @@ def test_bundles_on_the_local_ray_report_the_node_ip(local_ray):
     node_ip = ipaddress.ip_address(placements[0].node_ip)
     assert node_ip.version in (4, 6)
     assert local_ray.util.get_node_ip_address() == placements[0].node_ip
-    assert all(p.free_port > 0 and p.gpu_ids == () for p in placements)
+    assert all(p.gpu_ids == () for p in placements)
     assert split_tensor_groups(nodes_by_rank(placements), 2) == []
