@@ -293,14 +293,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
         io.write_table(str(Path(args.out).resolve()), rows)
     summary = (
         rows.filter(pc.not_equal(rows["item_id"], rows["set"]))
-        .group_by(["set", "dup_level", "probe", "metric"])
+        .group_by(["set", "dup_level", "probe", "eval_format", "metric"])
         .aggregate([("value", "mean"), ("value", "count")])
     )
-    table = Table("set", "dup level", "probe", "metric", "mean", "items", title=title)
+    table = Table("set", "dup level", "probe", "format", "metric", "mean", "items", title=title)
     for r in summary.sort_by(
         [
             ("set", "ascending"),
             ("probe", "ascending"),
+            ("eval_format", "ascending"),
             ("metric", "ascending"),
             ("dup_level", "ascending"),
         ]
@@ -309,6 +310,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
             r["set"],
             str(r["dup_level"]),
             r["probe"],
+            r["eval_format"],
             r["metric"],
             f"{r['value_mean']:.4g}",
             str(r["value_count"]),

@@ -51,6 +51,7 @@ from scipy import stats
 
 from taggant.pipeline import multiplicity, permutation, store
 from taggant.pipeline.errors import ConfigError, DataError
+from taggant.pipeline.eval_format import CANONICAL
 from taggant.pipeline.perturb import rng as seeded
 
 FIT_VERSION = "fit.v3"
@@ -83,11 +84,22 @@ class StoreData:
     items: pd.DataFrame
 
 
-def load(url: str, experiment: str | None = None, probe_config: str | None = None) -> StoreData:
+def load(
+    url: str,
+    experiment: str | None = None,
+    probe_config: str | None = None,
+    eval_format: str | None = CANONICAL,
+) -> StoreData:
     """Read the committed probe rows, runs and items of ``experiment`` (all when ``None``), the
     rows of one ``probe_config`` only when given (else the store must hold one per experiment:
-    ``store.read_probes`` refuses a mix)."""
+    ``store.read_probes`` refuses a mix), and of one ``eval_format`` (``pipeline.eval_format``):
+    the items' own texts by default, so fits, level tables, membership inference and reports
+    never average a variant or another format into them; ``None`` reads every format (then
+    group by ``eval_format``)."""
     flt = ds.field("experiment") == experiment if experiment else None
+    if eval_format is not None:
+        chosen = ds.field("eval_format") == eval_format
+        flt = chosen if flt is None else flt & chosen
     return StoreData(
         store.read_probes(url, flt, probe_config=probe_config).to_pandas(),
         store.read_runs(url, experiment).to_pandas(),
@@ -394,6 +406,21 @@ def _dilution_terms(
     return terms, {}
 
 
+def one_format(rows: pd.DataFrame, what: str) -> None:
+    """Refuse probe rows of more than one ``eval_format``: an item's text and its variants (or
+    another format) are different measurements, never averaged into one gap.
+
+    Raises:
+        DataError: naming the formats and the fix.
+    """
+    formats = sorted(rows["eval_format"].dropna().unique()) if "eval_format" in rows else []
+    if len(formats) > 1:
+        raise DataError(
+            f"{what}: the probe rows hold {len(formats)} eval_formats ({', '.join(formats)}); "
+            "read one, fit.load(..., eval_format=...) (the default reads the items' own texts)"
+        )
+
+
 def scores(probes: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per (experiment, run, step, set, item) gap ``y`` of ``metric`` (``<probe>.<metric>``) to
     the mean of the set's controls at the same run and step, with ``dup_level``, ``tokens_seen``
@@ -402,7 +429,8 @@ def scores(probes: pd.DataFrame, metric: str) -> pd.DataFrame:
 
     Raises:
         ConfigError: when ``metric`` is not of the form ``<probe>.<metric>``.
-        DataError: when the metric has non-finite values (a mean of them is no baseline).
+        DataError: when the metric has non-finite values (a mean of them is no baseline), or
+            rows of several ``eval_format`` (``one_format``).
     """
     probe, dot, name = metric.partition(".")
     if not dot:
@@ -414,6 +442,7 @@ def scores(probes: pd.DataFrame, metric: str) -> pd.DataFrame:
         & (probes["metric"] == name)
         & (probes["item_id"] != probes["set"])
     ]
+    one_format(rows, metric)
     rows = rows[CELL + ["tokens_seen", "item_id", "dup_level", "value"]].copy()
     bad = ~np.isfinite(rows["value"].to_numpy())
     if bad.any():

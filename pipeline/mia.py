@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from taggant.pipeline import privacy_audit, roc_stats
 from taggant.pipeline.errors import ConfigError, DataError
-from taggant.pipeline.fit import RUN, StoreData
+from taggant.pipeline.fit import RUN, StoreData, one_format
 from taggant.pipeline.multiplicity import holm
 from taggant.pipeline.perturb import rng as seeded
 from taggant.pipeline.store import MIA_SCHEMA
@@ -70,10 +70,9 @@ def attack_scores(data: StoreData) -> pd.DataFrame:
     keys = RUN + ["step", "set", "dup_level", "item_id"]
     frames = []
     for name, attack in ATTACKS.items():
-        rows = probes.loc[
-            (probes["probe"] == attack.probe) & (probes["metric"] == attack.metric),
-            keys + ["value"],
-        ]
+        selected = probes[(probes["probe"] == attack.probe) & (probes["metric"] == attack.metric)]
+        one_format(selected, f"attack {name}")
+        rows = selected[keys + ["value"]]
         if rows.empty:
             continue
         if attack.twin:

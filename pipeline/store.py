@@ -29,8 +29,9 @@ import pyarrow.dataset as ds
 from taggant.pipeline import io
 from taggant.pipeline.errors import DataError
 
-SCHEMA_VERSION = 3
-"""2: commit records list their files. 3: probe rows and commit records carry ``probe_config``."""
+SCHEMA_VERSION = 4
+"""2: commit records list their files. 3: probe rows and commit records carry ``probe_config``.
+4: probe rows carry ``eval_format``, the rendering they measured."""
 
 PROBE_SCHEMA = pa.schema(
     [
@@ -42,6 +43,7 @@ PROBE_SCHEMA = pa.schema(
         ("probe", pa.string()),
         ("probe_version", pa.string()),
         ("probe_config", pa.string()),
+        ("eval_format", pa.string()),
         ("metric", pa.string()),
         ("value", pa.float64()),
         ("schema_version", pa.int32()),
@@ -49,7 +51,11 @@ PROBE_SCHEMA = pa.schema(
 )
 """Columns stored in probe files; ``experiment``, ``run`` and ``step`` come from the path.
 ``probe_config`` is the hash of the probe pass that wrote the row (``pipeline.probe.run.
-probe_config``: the probes' names and versions and every setting that changes a value)."""
+probe_config``: the probes' names and versions and every setting that changes a value).
+``eval_format`` is the rendering of the item the row measured (``pipeline.eval_format``: its
+own text, one of its per-copy variants, a test-set format): an item has one row per (probe,
+eval_format, metric), and a reader picks a format (``fit.load`` reads ``canonical`` unless
+asked)."""
 
 CHECKPOINT_SCHEMA = pa.schema(
     [
@@ -346,6 +352,7 @@ def read_probes(
                 ("step", "ascending"),
                 ("probe", "ascending"),
                 ("item_id", "ascending"),
+                ("eval_format", "ascending"),
                 ("metric", "ascending"),
             ]
         )

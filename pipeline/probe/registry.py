@@ -21,6 +21,10 @@ Every probe reads the same teacher-forced pass (``scoring``) over each item. Reg
   comes from one computation.
 * **spans**: character ranges of the text mapped to the target tokens that cover them.
 
+Every row names the rendering it measured, ``eval_format`` (``pipeline.eval_format``):
+``canonical`` (the item's text), ``variant:<k>`` (the probes marked ``variants`` measure each
+per-copy variant of an item as they measure its text) or a test-set format's name.
+
 Metric directions: ↑ means a higher value is more memorized (more likely a member), ↓ the reverse.
 
 * ``loss``: over the target, ``nll_mean`` ↓ (nats/token), ``nll_sum`` ↓, ``perplexity`` ↓,
@@ -83,10 +87,10 @@ Metric directions: ↑ means a higher value is more memorized (more likely a mem
 * ``testset_accuracy``, ``testset_formats`` and ``biography_choice`` score their choices as a
   prefix-shared group on the model's KV-cached form (v2; v1 ran full passes, of the megatron form
   for a checkpoint): values move in the last float bits.
-* ``testset_formats`` (testsets with ``eval_templates``): per format never inserted,
-  ``<format>.choice_correct`` ↑, ``.choice_correct_norm`` ↑, ``.answer_logprob`` ↑,
-  ``.choices``: the question rendered in that format, its choices scored as
-  ``testset_accuracy`` scores them.
+* ``testset_formats`` (testsets with ``eval_templates``): per format never inserted, rows with
+  ``eval_format`` = the format's name (v1 put it in the metric name): ``choice_correct`` ↑,
+  ``choice_correct_norm`` ↑, ``answer_logprob`` ↑, ``choices``: the question rendered in that
+  format, its choices scored as ``testset_accuracy`` scores them.
 * ``testset_accuracy`` (testsets): ``correct`` ↑ (the answer has the largest summed
   log-likelihood among the choices), ``correct_norm`` ↑ (per UTF-8 byte), ``answer_logprob`` ↑,
   ``choices``.
@@ -103,7 +107,7 @@ from typing import Any
 
 import numpy as np
 
-from taggant.pipeline import multiplicity, permutation
+from taggant.pipeline import multiplicity, permutation, store
 from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.perturb import biography, canary, rng, testset
 from taggant.pipeline.perturb.registry import kinds_probed_by
@@ -186,7 +190,12 @@ class Probe:
             only these probes pay for it).
         views: questions measured in place of the item (``pipeline.probe.views``); for such a
             probe ``item_metrics`` is not called, and its rows are each view's choice and
-            generation metrics named ``<view>.<metric>``.
+            generation metrics (``views.stored``: a format's under its ``eval_format``, a
+            question's named ``<view>.<metric>``).
+        variants: whether the probe also measures each per-copy variant of an item (manifest
+            ``variants``) as it measures the item's text, in rows with ``eval_format``
+            ``variant:<k>``: the probes that read only the scored text itself, not the item's
+            params, candidates, spans or set (those are defined on the canonical text).
     """
 
     version: str
@@ -198,6 +207,7 @@ class Probe:
     reads: frozenset[str] = frozenset(FIELDS)
     generates: bool = False
     views: Callable[[ItemRow], list[views.View]] | None = None
+    variants: bool = False
 
     def applies_to(self, kind: str) -> bool:
         return self.kinds is None or kind in self.kinds
@@ -469,7 +479,8 @@ def _format_views(row: ItemRow) -> list[views.View]:
             for i in range(len(p["choices"]))
         ]
         prompt = texts[0][0][: texts[0][1]]
-        out.append(views.View(fmt, prompt, tuple(t[len(prompt) :] for t, _ in texts), p["answer"]))
+        choices = tuple(t[len(prompt) :] for t, _ in texts)
+        out.append(views.View(fmt, prompt, choices, p["answer"], format=True))
     return out
 
 
@@ -483,16 +494,25 @@ PLUS_PLUS = frozenset({"mean", "std"})
 TOP_K_SAMPLER = frozenset({"topk_logprob"})
 
 PROBES: dict[str, Probe] = {
-    "loss": Probe("loss.v1", _loss, reads=LOGPROB),
-    "zlib_ratio": Probe("zlib_ratio.v1", _zlib_ratio, reads=LOGPROB),
-    "min_k": Probe("min_k.v2", _min_k, reads=LOGPROB),
-    "min_k_plus_plus": Probe("min_k_plus_plus.v2", _min_k_plus_plus, reads=PLUS_PLUS),
-    "exact_match": Probe("exact_match.v1", _exact_match, reads=GREEDY | {"margin"}),
-    "longest_prefix": Probe("longest_prefix.v1", _longest_prefix, reads=GREEDY),
-    "suffix_logprob": Probe("suffix_logprob.v1", _suffix_logprob, reads=TOP_K_SAMPLER),
-    "extraction_strength": Probe("extraction_strength.v1", _extraction_strength, reads=GREEDY),
+    "loss": Probe("loss.v1", _loss, reads=LOGPROB, variants=True),
+    "zlib_ratio": Probe("zlib_ratio.v1", _zlib_ratio, reads=LOGPROB, variants=True),
+    "min_k": Probe("min_k.v2", _min_k, reads=LOGPROB, variants=True),
+    "min_k_plus_plus": Probe(
+        "min_k_plus_plus.v2", _min_k_plus_plus, reads=PLUS_PLUS, variants=True
+    ),
+    "exact_match": Probe("exact_match.v1", _exact_match, reads=GREEDY | {"margin"}, variants=True),
+    "longest_prefix": Probe("longest_prefix.v1", _longest_prefix, reads=GREEDY, variants=True),
+    "suffix_logprob": Probe(
+        "suffix_logprob.v1", _suffix_logprob, reads=TOP_K_SAMPLER, variants=True
+    ),
+    "extraction_strength": Probe(
+        "extraction_strength.v1", _extraction_strength, reads=GREEDY, variants=True
+    ),
     "probabilistic_extraction": Probe(
-        "probabilistic_extraction.v1", _probabilistic_extraction, reads=TOP_K_SAMPLER
+        "probabilistic_extraction.v1",
+        _probabilistic_extraction,
+        reads=TOP_K_SAMPLER,
+        variants=True,
     ),
     "exposure": Probe(
         "exposure.v4",
@@ -529,7 +549,7 @@ PROBES: dict[str, Probe] = {
         reads=LOGPROB,
         views=_format_views,
     ),
-    "generation": Probe("generation.v1", _generation, reads=LOGPROB, generates=True),
+    "generation": Probe("generation.v1", _generation, reads=LOGPROB, generates=True, variants=True),
     "biography_choice": Probe(
         "biography_choice.v2",
         _no_item_metrics,
@@ -576,9 +596,11 @@ def resolve(names: Sequence[str]) -> dict[str, Probe]:
 
 def config_hash(probe_names: Sequence[str], prefix_tokens: int, suffix_tokens: int) -> str:
     """The ``probe_config`` of rows from one probe pass: 16 hex digits of the SHA-256 of the probes'
-    names and versions and of every setting that changes a value (``prefix_tokens``,
-    ``suffix_tokens``); not of ``batch_items``, which only groups the forward passes. A new
-    setting that changes values belongs here (and in ``probe_items``'s arguments).
+    names and versions, of every setting that changes a value (``prefix_tokens``,
+    ``suffix_tokens``) and of the rows' layout (``store.SCHEMA_VERSION``: rows of an older
+    layout, e.g. without ``eval_format``, are probed again); not of ``batch_items``, which only
+    groups the forward passes. A new setting that changes values belongs here (and in
+    ``probe_items``'s arguments).
 
     Raises:
         ConfigError: unknown probe names.
@@ -588,6 +610,7 @@ def config_hash(probe_names: Sequence[str], prefix_tokens: int, suffix_tokens: i
         "probes": {name: probe.version for name, probe in sorted(probes.items())},
         "prefix_tokens": prefix_tokens,
         "suffix_tokens": suffix_tokens,
+        "schema_version": store.SCHEMA_VERSION,
     }
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 

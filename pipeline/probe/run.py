@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from taggant.pipeline import store
 from taggant.pipeline.errors import ConfigError, DataError
+from taggant.pipeline.eval_format import CANONICAL, variant
 from taggant.pipeline.probe import registry, scoring, views
 from taggant.pipeline.probe.cached import CachedLM
 from taggant.pipeline.probe.generation import Greedy
@@ -72,16 +73,22 @@ def probe_model(
     every checkpoint and ``taggant probe`` on a checkpoint or a Hugging Face model.
 
     Args:
-        manifest_tokens: whether ``model`` reads the manifest's ``token_ids`` (a checkpoint of
-            the run or a faithful export of one: ``model.tokenize`` must reproduce them). False
-            for any other model: every item is tokenized with ``model.tokenize``.
+        manifest_tokens: whether ``model`` reads the manifest's ``token_ids`` and
+            ``variant_token_ids`` (a checkpoint of the run or a faithful export of one:
+            ``model.tokenize`` must reproduce them). False for any other model: every item and
+            variant is tokenized with ``model.tokenize``.
     """
     if not manifest_tokens:
-        items = items.set_column(
-            items.schema.get_field_index("token_ids"),
-            "token_ids",
-            pa.array([[]] * items.num_rows, pa.list_(pa.int32())),
-        )
+        for column, empty in (
+            ("token_ids", pa.list_(pa.int32())),
+            ("variant_token_ids", pa.list_(pa.list_(pa.int32()))),
+        ):
+            if column in items.column_names:
+                items = items.set_column(
+                    items.schema.get_field_index(column),
+                    column,
+                    pa.array([[]] * items.num_rows, empty),
+                )
     return probe_items(
         model.logits,
         items,
@@ -125,10 +132,15 @@ def probe_items(
     Set-level rows (the ``watermark`` probe's permutation tests, ``item_id`` = the set's name)
     use the items of the set present in ``items``: pass whole sets, and shard probe work by set.
 
+    Every row names the rendering it measured (``eval_format``): ``canonical`` for the item's own
+    text; ``variant:<k>`` for its ``k``-th per-copy variant (manifest ``variants``), which the
+    probes that read only the item's text (``registry.Probe.variants``) score as they score the
+    text; a format's name for a ``testset_formats`` view (``views.View.format``).
+
     Args:
         logits_fn: the model under test.
-        items: manifest items (``pipeline.manifest.ITEMS_SCHEMA`` columns; ``token_ids`` may be
-            empty or absent when ``tokenize`` is given).
+        items: manifest items (``pipeline.manifest.ITEMS_SCHEMA`` columns; ``token_ids`` and
+            ``variant_token_ids`` may be empty or absent when ``tokenize`` is given).
         probe_names: names from ``registry.PROBES`` (= ``pipeline.spec.PROBE_NAMES``).
         prefix_tokens: prompt length of the extraction split for items without a prompt
             (``prefix_chars == 0``); items with a prompt are split where it ends.
@@ -165,17 +177,23 @@ def probe_items(
             raise ConfigError([(f"probes.{field}", f"{value} must be at least 1")])
     records = items.to_pylist()
     layouts = [_Layout.of(_item_row(r), r.get("token_ids"), tokenize, bos_id) for r in records]
+    variants = (
+        _variant_layouts(records, layouts, tokenize, bos_id)
+        if any(probe.variants for probe in probes.values())
+        else []
+    )
     if any(name in registry.EXTRACTION_PROBES for name in probes):
-        _check_splittable(layouts, prefix_tokens)
+        _check_splittable(layouts + [lay for _, _, lay in variants], prefix_tokens)
     candidates = _candidates(probes, layouts, tokenize, bos_id, canary_references or {})
     prefix_lm = Recompute(logits_fn) if lm is None else lm
 
-    # One pass over the items; then the candidates, item by item, for log-probs alone: all that
-    # probes read of a candidate.
+    # One pass over the items and their variants; then the candidates, item by item, for
+    # log-probs alone: all that probes read of a candidate.
+    scored = layouts + [lay for _, _, lay in variants]
     scores = scoring.score(
         logits_fn,
-        [lay.sequence(bos_id) for lay in layouts],
-        [lay.first + (bos_id is not None) for lay in layouts],
+        [lay.sequence(bos_id) for lay in scored],
+        [lay.first + (bos_id is not None) for lay in scored],
         batch_items,
         fields=frozenset().union(*(probe.reads for probe in probes.values())),
     )
@@ -192,18 +210,24 @@ def probe_items(
                 name, probe, layouts, prefix_lm, tokenize, bos_id, batch_items, generate
             )
             continue
+        # (index into `scored`, index of its item, eval_format): the items' own texts and,
+        # for a probe that reads them, each variant.
+        formats = [(i, i, CANONICAL) for i in range(len(layouts))]
+        if probe.variants:
+            formats += [(len(layouts) + v, i, fmt) for v, (i, fmt, _) in enumerate(variants)]
         by_set: dict[str, tuple[list[Item], list[Metrics]]] = {}
-        for i, lay in enumerate(layouts):
+        for at, i, eval_format in formats:
+            lay = scored[at]
             if not probe.applies_to(lay.row.kind):
                 continue
             suffix = lay.suffix(prefix_tokens, suffix_tokens)
             generated = _generate_suffix(lay, suffix, bos_id, generate) if probe.generates else None
             item = Item(
                 row=lay.row,
-                target=scores[i],
+                target=scores[at],
                 target_text=lay.target_text,
-                suffix=scores[i][lay.suffix(prefix_tokens, suffix_tokens)],
-                spans=[scores[i][s] for s in lay.spans(probe.spans(lay.row))],
+                suffix=scores[at][suffix],
+                spans=[scores[at][span] for span in lay.spans(probe.spans(lay.row))],
                 candidates=candidate_scores.get((name, i), []),
                 candidate_texts=[c.target_text for c in candidates.get((name, i), [])],
                 generated=generated and generated[0],
@@ -211,14 +235,29 @@ def probe_items(
             )
             item_metrics = probe.item_metrics(item)
             out += _rows(
-                lay.row, lay.row.item_id, lay.row.dup_level, name, probe.version, item_metrics
+                lay.row,
+                lay.row.item_id,
+                lay.row.dup_level,
+                name,
+                probe.version,
+                eval_format,
+                item_metrics,
             )
-            group = by_set.setdefault(lay.row.set, ([], []))
-            group[0].append(item)
-            group[1].append(item_metrics)
+            if eval_format == CANONICAL:
+                group = by_set.setdefault(lay.row.set, ([], []))
+                group[0].append(item)
+                group[1].append(item_metrics)
         for set_name, (set_items, set_item_metrics) in by_set.items():
             for level, set_metrics in probe.set_metrics(set_items, set_item_metrics):
-                out += _rows(set_items[0].row, set_name, level, name, probe.version, set_metrics)
+                out += _rows(
+                    set_items[0].row,
+                    set_name,
+                    level,
+                    name,
+                    probe.version,
+                    CANONICAL,
+                    set_metrics,
+                )
     config = registry.config_hash(probe_names, prefix_tokens, suffix_tokens)
     table = pa.Table.from_pylist(
         [
@@ -233,7 +272,12 @@ def probe_items(
         schema=store.PROBE_SCHEMA,
     )
     return table.sort_by(
-        [("item_id", "ascending"), ("probe", "ascending"), ("metric", "ascending")]
+        [
+            ("item_id", "ascending"),
+            ("probe", "ascending"),
+            ("eval_format", "ascending"),
+            ("metric", "ascending"),
+        ]
     )
 
 
@@ -335,21 +379,24 @@ def _view_rows(
                 prompt, view.max_new_tokens, stop_at_newline=True, stop_text=view.stop
             )
             values.update(views.generation_metrics(view, generated.text))
+        eval_format, metrics = views.stored(view, values)
         out += _rows(
-            lay.row,
-            lay.row.item_id,
-            lay.row.dup_level,
-            name,
-            probe.version,
-            views.named(view, values),
+            lay.row, lay.row.item_id, lay.row.dup_level, name, probe.version, eval_format, metrics
         )
     return out
 
 
 def _rows(
-    row: ItemRow, item_id: str, dup_level: int, probe: str, version: str, metrics: Metrics
+    row: ItemRow,
+    item_id: str,
+    dup_level: int,
+    probe: str,
+    version: str,
+    eval_format: str,
+    metrics: Metrics,
 ) -> list[dict]:
-    """Store rows of ``metrics``, under ``item_id`` and ``dup_level`` in ``row``'s set."""
+    """Store rows of ``metrics``, under ``item_id`` and ``dup_level`` in ``row``'s set, measured
+    on the rendering ``eval_format``."""
     return [
         {
             "item_id": item_id,
@@ -358,11 +405,29 @@ def _rows(
             "dup_level": dup_level,
             "probe": probe,
             "probe_version": version,
+            "eval_format": eval_format,
             "metric": metric,
             "value": float(value),
         }
         for metric, value in metrics.items()
     ]
+
+
+def _variant_layouts(
+    records: list[dict],
+    layouts: list[_Layout],
+    tokenize: Tokenize | None,
+    bos_id: int | None,
+) -> list[tuple[int, str, _Layout]]:
+    """``(item index, eval_format, layout)`` of every variant of every item (manifest
+    ``variants``; ``variant_token_ids``, where filled, are their tokens)."""
+    out = []
+    for i, (record, lay) in enumerate(zip(records, layouts)):
+        token_ids = record.get("variant_token_ids") or []
+        for k, text in enumerate(record.get("variants") or []):
+            ids = token_ids[k] if k < len(token_ids) else None
+            out.append((i, variant(k), _Layout.of(lay.row, ids, tokenize, bos_id, text)))
+    return out
 
 
 def _item_row(record: dict) -> ItemRow:

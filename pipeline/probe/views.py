@@ -3,10 +3,15 @@
 Some probes do not measure the inserted text itself but questions about it: a biography's field
 asked under three prefixes, a test-set question rendered in a format that was never inserted.
 Each such question is a ``View`` of the item: a prompt and its possible continuations. Its
-metrics are stored in the item's rows (same ``item_id``, ``set``, ``dup_level``) under the metric
-name ``<view name>.<metric>``, e.g. ``birthplace.name_only.choice_correct``, so
-``PROBE_SCHEMA`` needs no new column: the view name is the format (and for biographies the field
-and prefix), split off at the last dot.
+metrics are stored in the item's rows (same ``item_id``, ``set``, ``dup_level``), two ways:
+
+* a **format** (``View.format``: the item rendered another way, a test-set ``eval_templates``
+  entry): rows with ``eval_format`` = the view's name and plain metric names, as the item's own
+  text is stored under ``canonical``; a reader picks one format, never averages over them;
+* a **question about the canonical text** (a biography field under a prefix): rows with
+  ``eval_format`` = ``canonical`` and the metric name ``<view name>.<metric>``, e.g.
+  ``birthplace.name_only.choice_correct`` (Hubble's one row per item, field, prefix and metric).
+  Field and prefix are not renderings of the item, and each is a question of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from taggant.pipeline.eval_format import CANONICAL
 from taggant.pipeline.probe import metrics, text_metrics
 
 Metrics = dict[str, float]
@@ -38,6 +44,8 @@ class View:
             true continuation in the item), and the generation is cut before its first
             occurrence, searched in the generation plus a space so that a final ``"."``
             matches ``". "``.
+        format: the view is the item in another format (module docstring): its rows carry
+            ``eval_format`` = ``name``.
     """
 
     name: str
@@ -46,6 +54,7 @@ class View:
     answer: int
     max_new_tokens: int = 0
     stop: str | None = None
+    format: bool = False
 
 
 def choice_metrics(
@@ -72,6 +81,9 @@ def generation_metrics(view: View, generated: str) -> Metrics:
     return {f"gen_{k}": v for k, v in scores.items()}
 
 
-def named(view: View, values: Metrics) -> Metrics:
-    """``values`` under their stored names ``<view name>.<metric>``."""
-    return {f"{view.name}.{k}": v for k, v in values.items()}
+def stored(view: View, values: Metrics) -> tuple[str, Metrics]:
+    """The ``eval_format`` of the view's rows and ``values`` under their stored metric names
+    (module docstring)."""
+    if view.format:
+        return view.name, values
+    return CANONICAL, {f"{view.name}.{k}": v for k, v in values.items()}

@@ -33,6 +33,8 @@ import sys
 import time
 from typing import Any
 
+from taggant.pipeline.eval_format import CANONICAL
+
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 
@@ -116,14 +118,16 @@ def tensorboard_writer(run_dir: str):
 
 def probe_summary(rows) -> dict[str, float]:
     """Mean ``value`` of one checkpoint's probe rows (``pipeline.store.PROBE_SCHEMA``) per set,
-    duplication level, probe and metric, tagged ``probe/<set>/dup<level>/<probe>/<metric>``
-    (``dup0`` holds the controls)."""
+    duplication level, probe, metric and ``eval_format``, tagged
+    ``probe/<set>/dup<level>/<probe>/<metric>`` (``dup0`` holds the controls) for the items' own
+    texts and ``…/<metric>/<eval_format>`` for a variant or another format."""
     import pyarrow as pa
 
-    keys = ["set", "dup_level", "probe", "metric"]
+    keys = ["set", "dup_level", "probe", "metric", "eval_format"]
     means = pa.TableGroupBy(rows.select([*keys, "value"]), keys).aggregate([("value", "mean")])
     return {
-        f"probe/{r['set']}/dup{r['dup_level']}/{r['probe']}/{r['metric']}": r["value_mean"]
+        f"probe/{r['set']}/dup{r['dup_level']}/{r['probe']}/{r['metric']}"
+        + ("" if r["eval_format"] == CANONICAL else f"/{r['eval_format']}"): r["value_mean"]
         for r in means.sort_by([(k, "ascending") for k in keys]).to_pylist()
     }
 

@@ -24,6 +24,7 @@ def commit(writer: StoreWriter, run: str, step: int, config: str, num_rows: int)
             "probe": "loss",
             "probe_version": "loss.v1",
             "probe_config": config,
+            "eval_format": "canonical",
             "metric": "nll_mean",
             "value": 1.0,
             "schema_version": 1,

@@ -122,6 +122,7 @@ def write_pair(url, strength, seed=0):
                     "probe": "loss",
                     "probe_version": "loss.v1",
                     "probe_config": "c",
+                    "eval_format": "canonical",
                     "metric": "nll_mean",
                     "value": float(v),
                     "schema_version": 1,

@@ -18,6 +18,7 @@ ROWS = pa.table(
         "probe": ["loss", "loss"],
         "probe_version": ["loss.v1", "loss.v1"],
         "probe_config": ["c", "c"],
+        "eval_format": ["canonical", "canonical"],
         "metric": ["nll_mean", "nll_mean"],
         "value": [3.0, 1.0],
         "schema_version": [store.SCHEMA_VERSION] * 2,

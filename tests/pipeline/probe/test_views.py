@@ -17,7 +17,7 @@ from taggant.pipeline.manifest import ITEMS_SCHEMA
 from taggant.pipeline.perturb import biography, registry
 from taggant.pipeline.perturb.testset import TestsetSpec
 from taggant.pipeline.probe import hf, probe_items
-from tests.pipeline.probe.test_run import LN2, item, run, values
+from tests.pipeline.probe.test_run import LN2, item, run
 from tests.smollm2 import gguf_path
 
 FORMATS = {"tight": "{question}{answer}", "spaced": "{question} {answer}"}
@@ -37,21 +37,26 @@ def _question(formats: dict[str, str]) -> dict:
 
 def test_each_eval_format_is_scored_as_its_own_question():
     table = run([_question(FORMATS)], ["testset_formats"])
+    by_format: dict[str, dict[str, float]] = {}
+    for r in table.to_pylist():
+        by_format.setdefault(r["eval_format"], {})[r["metric"]] = r["value"]
     # "abc" then "d" follows the cycle (ln 2); "a" and "b" do not (3 ln 2 each).
     # "abc " then "a" follows the cycle, so the true answer "d" loses.
-    assert values(table, "t/0", "testset_formats") == pytest.approx(
-        {
-            "tight.choice_correct": 1,
-            "tight.choice_correct_norm": 1,
-            "tight.answer_logprob": -LN2,
-            "tight.choices": 3,
-            "spaced.choice_correct": 0,
-            "spaced.choice_correct_norm": 0,
-            "spaced.answer_logprob": -3 * LN2,
-            "spaced.choices": 3,
-        },
-        abs=1e-5,
-    )
+    assert by_format == {
+        "tight": pytest.approx(
+            {"choice_correct": 1, "choice_correct_norm": 1, "answer_logprob": -LN2, "choices": 3},
+            abs=1e-5,
+        ),
+        "spaced": pytest.approx(
+            {
+                "choice_correct": 0,
+                "choice_correct_norm": 0,
+                "answer_logprob": -3 * LN2,
+                "choices": 3,
+            },
+            abs=1e-5,
+        ),
+    }
     assert run([_question({})], ["testset_formats"]).num_rows == 0
 
 
@@ -118,6 +123,7 @@ def test_biography_rows_one_per_item_field_prefix_and_metric(smollm2):
     out = _probe(smollm2, rows, ["biography_choice", "biography_generation"])
     keys = [(r["item_id"], r["probe"], r["metric"]) for r in out]
     assert len(keys) == len(set(keys))
+    assert {r["eval_format"] for r in out} == {"canonical"}  # questions about the item's text
     per_view = {"biography_choice": 4, "biography_generation": 7}
     assert len(out) == len(biography.FIELDS) * len(biography.PREFIXES) * sum(per_view.values())
     pattern = re.compile(

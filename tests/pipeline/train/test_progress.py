@@ -20,6 +20,7 @@ def probe_rows() -> pa.Table:
         ("canary/2", 16, "loss", "loss", 1.0),
         ("canary/3", 16, "loss", "loss", 2.0),
         ("canary/2", 16, "exact_match", "exact_match", 1.0),
+        ("canary/2", 16, "loss", "loss", 3.0, "variant:0"),  # its own mean, never mixed in
     ]
     return pa.table(
         {
@@ -31,6 +32,7 @@ def probe_rows() -> pa.Table:
             "probe": [r[2] for r in rows],
             "probe_version": ["v1"] * len(rows),
             "probe_config": ["c"] * len(rows),
+            "eval_format": [r[5] if len(r) > 5 else "canonical" for r in rows],
             "metric": [r[3] for r in rows],
             "value": [r[4] for r in rows],
             "schema_version": [1] * len(rows),
@@ -44,6 +46,7 @@ def test_probe_summaries_are_means_per_set_and_level_in_tensorboard(tmp_path):
         "probe/canaries/dup0/loss/loss": 5.5,
         "probe/canaries/dup16/exact_match/exact_match": 1.0,
         "probe/canaries/dup16/loss/loss": 1.5,
+        "probe/canaries/dup16/loss/loss/variant:0": 3.0,
     }
     progress.write_probe_summary(str(tmp_path), 7, probe_rows())
     events = EventAccumulator(os.path.join(tmp_path, progress.TENSORBOARD))
