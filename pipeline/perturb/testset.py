@@ -50,7 +50,8 @@ class TestsetSpec(PerturbationSet):
     eval_templates: dict[str, str] = {}
     """Formats the items are probed in besides ``template`` (usually never inserted: Hubble's
     cross-format tasks), by name, e.g. ``{"mcq": "{question}\\n{choices}\\nAnswer: {answer_letter}"}``;
-    slots as ``template``. The ``testset_formats`` probe stores ``<name>.<metric>``."""
+    slots as ``template``. The ``testset_formats`` probe stores its rows with ``eval_format`` =
+    the name."""
     decontamination: DecontaminationSpec = DecontaminationSpec(on_collision="resample")
     """How items are kept from occurring naturally; benchmark questions found in the corpus are
     replaced by unused ones (Hubble's recipe) unless this says ``remove_docs``."""

@@ -52,9 +52,10 @@ class Checkpoint:
         logits: the model.
         tokenize: the run's tokenizer.
         bos_id: the run's end-of-document id.
-        lm: the checkpoint as an HF Llama with a KV cache (``pipeline.train.hf.to_hf``, logits
-            equal to the megatron model's up to float rounding), built on first use only: it
-            scores candidate texts and decodes.
+        lm: the checkpoint as an HF Llama with a KV cache (``pipeline.train.hf.to_hf``, float32,
+            logits equal to the megatron model's up to float rounding), on the current CUDA
+            device where there is one, built on first use only: it scores candidate texts and
+            decodes.
         generate: greedy decoding on ``lm``, stopping at the end-of-document id.
     """
 
@@ -87,7 +88,11 @@ def open_checkpoint(run_dir: str, step: int, inputs: RunInputs) -> Checkpoint:
     logits = _reading(run_dir, step, lambda: load_logits_fn(run_dir, step))
     loaded = inputs.load()
     vocab_size = record["model"]["vocab_size"]
-    lm = CachedLM(lambda: as_llama(run_dir, step, loaded.bos_id), vocab_size)
+    import torch
+
+    # On the device the megatron model loads on: candidate texts are scored on this form.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    lm = CachedLM(lambda: as_llama(run_dir, step, loaded.bos_id), vocab_size, device)
     generate = Greedy(lm, loaded.decode, loaded.bos_id)
     return Checkpoint(
         step, record["tokens_seen"], logits, loaded.tokenize, loaded.bos_id, lm, generate
