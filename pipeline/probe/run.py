@@ -159,9 +159,9 @@ def probe_items(
             ``biography_generation``); decoding runs only for them.
 
     Returns:
-        ``pipeline.store.PROBE_SCHEMA`` rows, sorted by item, probe and metric, each with the
-        ``registry.config_hash`` of ``probe_names``, ``prefix_tokens`` and ``suffix_tokens``: ready for
-        ``StoreWriter.write_probe_rows`` (one file per probe).
+        ``pipeline.store.PROBE_SCHEMA`` rows, sorted by item, probe, eval_format and metric, each
+        with the ``registry.config_hash`` of ``probe_names``, ``prefix_tokens`` and
+        ``suffix_tokens``: ready for ``StoreWriter.write_probe_rows`` (one file per probe).
 
     Raises:
         ConfigError: unknown probe names, or shapes below 1.
