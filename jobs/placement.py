@@ -15,7 +15,8 @@ a loopback address); rank 0 itself binds the port there (``pipeline.train.model.
 and holds it until the process group is built.
 
 Probe watchers get Ray options from ``probes.watcher`` (``watcher_options``): their own CPUs and
-GPUs, and, on a multi-node cluster, a label selector that keeps them off the head node.
+GPUs, and, on a multi-node cluster, a label selector that keeps them off the head node. A watcher
+given a GPU probes on the one Ray assigned it, in bf16 (``watcher_device``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.spec import WatcherSpec
+from taggant.pipeline.train.checkpoint import probe_precision
 
 HEAD_RESOURCE = "node:__internal_head__"
 """The resource Ray gives only the head node."""
@@ -153,3 +155,49 @@ def watcher_options(watcher: WatcherSpec, nodes: list[dict[str, Any]]) -> dict[s
     if not watcher.on_head and heads and len(alive) > 1:
         options["label_selector"] = {NODE_ID_LABEL: f"!in({','.join(heads)})"}
     return options
+
+
+@dataclass(frozen=True)
+class WatcherDevice:
+    """Where a watcher probes: ``cuda_index`` (torch's index of its GPU; ``None``: the CPU) and
+    the ``dtype`` it loads checkpoints in (``checkpoint.probe_precision``)."""
+
+    cuda_index: int | None
+    dtype: str
+
+
+def watcher_device(assigned_gpu_ids: list[Any], cuda_visible_devices: str | None) -> WatcherDevice:
+    """The device of a watcher that Ray assigned ``assigned_gpu_ids`` (``ray.get_gpu_ids()``) in
+    a process whose ``CUDA_VISIBLE_DEVICES`` is ``cuda_visible_devices`` (``None``: unset).
+
+    No GPU assigned: the CPU, in fp32. Otherwise the first assigned GPU, in bf16, at its torch
+    index: its position in ``CUDA_VISIBLE_DEVICES`` (Ray sets it to the assigned ids, so usually
+    0), or the id itself where Ray was told to leave the variable alone
+    (``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES``) and torch sees every GPU of the node. Never
+    ``cuda:0`` by default: that can be a training rank's GPU.
+
+    Raises:
+        ConfigError: the assigned GPU is not among the visible ones (the environment hides it).
+    """
+    if not assigned_gpu_ids:
+        return WatcherDevice(None, probe_precision(cuda=False))
+    gpu = str(assigned_gpu_ids[0])
+    if cuda_visible_devices is None:
+        index = int(gpu)
+    else:
+        visible = [d.strip() for d in cuda_visible_devices.split(",") if d.strip()]
+        if gpu not in visible:
+            raise ConfigError(
+                [
+                    (
+                        "probes.watcher.num_gpus",
+                        (
+                            f"Ray assigned this watcher GPU {gpu} but CUDA_VISIBLE_DEVICES is "
+                            f"{cuda_visible_devices!r}; do not set CUDA_VISIBLE_DEVICES in the "
+                            "job's or the node's environment, Ray sets it per task"
+                        ),
+                    )
+                ]
+            )
+        index = visible.index(gpu)
+    return WatcherDevice(index, probe_precision(cuda=True))

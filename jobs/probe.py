@@ -26,6 +26,7 @@ in the store keeps each item's dup level (what it would have been) with no expos
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import shutil
 import time
@@ -325,6 +326,7 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
     from taggant.pipeline.train.checkpoint import committed_steps
 
     torch.set_num_threads(target.probes.watcher.torch_threads)
+    _use_assigned_gpu()
     wanted = probe_config(target.probes)
     other = {s for s, config in committed_configs(target).items() if config != wanted}
     done = probed_steps(target)
@@ -372,6 +374,20 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
             return result
         if not todo:
             time.sleep(poll_s)
+
+
+def _use_assigned_gpu() -> None:
+    """Make the GPU Ray assigned this watcher (if any) torch's current device, where the probe
+    loads each checkpoint (in bf16: ``checkpoint.load_logits_fn``). Outside Ray (a direct
+    call) nothing is assigned and the process's device stays."""
+    import ray
+    import torch
+
+    if not ray.is_initialized():
+        return
+    device = placement.watcher_device(ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if device.cuda_index is not None:
+        torch.cuda.set_device(device.cuda_index)
 
 
 def run(

@@ -218,38 +218,54 @@ def load(run_dir: str, step: int, template: dict[str, Any]) -> dict[str, Any]:
     return dist_checkpointing.load(template, step_dir(run_dir, step))
 
 
-def load_model(run_dir: str, step: int):
+def probe_precision(cuda: bool) -> str:
+    """The dtype a probe loads a checkpoint in (``load_logits_fn``): ``bfloat16`` on a GPU, the
+    precision GPU training runs its weights in (half the memory of fp32; a watcher holding its own
+    GPU fits twice the model), ``float32`` on CPU, where training is fp32 and bf16 matmuls are
+    slow. A probe's numbers then differ between the two by bf16 rounding of the logits."""
+    return "bfloat16" if cuda else "float32"
+
+
+def load_model(run_dir: str, step: int, dtype: str = "float32"):
     """The megatron ``GPTModel`` of the committed checkpoint at ``step``, in eval mode, on this
-    process's device.
+    process's device (the current CUDA device on GPUs), with every weight in ``dtype``
+    (``float32`` or ``bfloat16``, whatever the checkpoint holds).
 
     Works in any process: it joins (or makes) a world-size-1 group when none exists, and any
-    parallel layout loads. ``model(input_ids, None, None)`` gives fp32 logits
+    parallel layout loads. ``model(input_ids, None, None)`` gives logits in ``dtype``
     ``[batch, seq, padded_vocab_size]``; ids at and above ``ModelConfig.vocab_size`` are padding.
     """
+    import torch
+
     from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel
 
     init_parallel()
     config = ModelConfig(**read_commit(run_dir, step)["model"])
-    model = build_model(config, seed=0)
+    bf16 = {"float32": False, "bfloat16": True}[dtype]
+    # Megatron keeps its norms in fp32 even with bf16 parameters; training casts the whole module
+    # (Float16Module), and so does this.
+    model = build_model(config, seed=0, bf16=bf16).to(getattr(torch, dtype))
     state = load(run_dir, step, {"model": model.sharded_state_dict()})
     model.load_state_dict(state["model"])
     return model.eval()
 
 
-def load_logits_fn(run_dir: str, step: int) -> Callable:
+def load_logits_fn(run_dir: str, step: int, dtype: str | None = None) -> Callable:
     """The committed checkpoint at ``step`` as a probe's ``pipeline.probe.LogitsFn``: token ids,
-    int64 ``(batch, seq)`` → fp32 logits ``(batch, seq, vocab_size)``, padding columns dropped."""
+    int64 ``(batch, seq)`` → fp32 logits ``(batch, seq, vocab_size)``, padding columns dropped.
+    The model is loaded in ``dtype``, by default ``probe_precision`` of this process's device."""
     import torch
 
     from taggant.pipeline.train import cpu_shim
+    from taggant.pipeline.train.model import uses_cuda
 
-    model = load_model(run_dir, step)
+    model = load_model(run_dir, step, dtype or probe_precision(uses_cuda()))
     vocab_size = read_commit(run_dir, step)["model"]["vocab_size"]
     device = next(model.parameters()).device
 
     def logits(ids):
         cpu_shim.install()  # the caller's thread may be new
         with torch.no_grad():
-            return model(torch.from_numpy(ids).to(device), None, None)[..., :vocab_size]
+            return model(torch.from_numpy(ids).to(device), None, None)[..., :vocab_size].float()
 
     return logits

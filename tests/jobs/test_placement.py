@@ -15,6 +15,7 @@ from taggant.jobs.placement import (
     rank_bundles,
     rank_coordinates,
     split_tensor_groups,
+    watcher_device,
 )
 from taggant.pipeline.errors import ConfigError
 
@@ -106,6 +107,29 @@ def test_a_placement_that_splits_a_tensor_group_is_refused_with_the_fix(bundles,
     assert field == "runs.tensor_parallel_size"
     assert f"groups {split}" in message and f"a multiple of {tp}" in message
     assert "run-x" in message
+
+
+@pytest.mark.parametrize(
+    ("assigned", "visible", "index", "dtype"),
+    [
+        ([], "", None, "float32"),  # no GPU: CPU, fp32
+        ([], None, None, "float32"),
+        ([5], "5", 0, "bfloat16"),  # Ray's usual: the assigned GPU is the only one visible
+        (["3"], "1,3", 1, "bfloat16"),  # its position among the visible ones, not cuda:0
+        ([2, 6], "2,6", 0, "bfloat16"),  # several assigned: the first
+        ([6], None, 6, "bfloat16"),  # Ray told not to set the variable: torch sees every GPU
+    ],
+)
+def test_a_watcher_probes_on_the_gpu_ray_assigned_it_in_bf16(assigned, visible, index, dtype):
+    device = watcher_device(assigned, visible)
+    assert (device.cuda_index, device.dtype) == (index, dtype)
+
+
+def test_a_watcher_whose_gpu_is_hidden_is_refused_with_the_fix():
+    with pytest.raises(
+        ConfigError, match="probes.watcher.num_gpus: Ray assigned this watcher GPU 4"
+    ):
+        watcher_device([4], "0,1")
 
 
 def test_rank_zero_holds_its_rendezvous_port_until_the_group_binds_it():
