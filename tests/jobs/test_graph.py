@@ -62,6 +62,7 @@ def _changed(spec: ExperimentSpec, section: str, **fields) -> ExperimentSpec:
         ("runs", {"lr": 2e-3}, "train"),
         ("runs", {"pipeline_parallel_size": 2}, "train"),
         ("runs", {"log_interval_steps": 1, "tensorboard": True}, None),
+        ("runs", {"prefetch_steps": 0, "local_copy_dir": "/tmp/nvme"}, None),
         ("checkpoints", {"export_hf": True}, "train"),
         ("checkpoints", {"keep_last": 3}, None),
         ("probes", {"prefix_tokens": 12}, "probe"),
