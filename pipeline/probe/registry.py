@@ -49,9 +49,10 @@ Metric directions: ↑ means a higher value is more memorized (more likely a mem
   ``references``. v4: the secret is scored as the first candidate of its own group, by the same
   prefix-shared pass as its references (v3 took it from the item pass, of another model form for
   a checkpoint, so a float difference could decide a tie); values move in the last float bits.
-  Cost: the secret tokens of each reference, the prompt once per canary
-  (``bench/exposure_cost.py``; see the README's exposure section for the measured CPU-s per
-  canary and per checkpoint). With at least ``exposure.MIN_FIT_REFERENCES`` (200; v1: 20) references that are
+  Cost: the secret tokens of each reference, the prompt once per canary; on tiny-2m with 1000
+  references, one thread, 3.2 CPU-s per canary (0.8 of it the skew-normal fit and bootstrap), 5.2
+  with a full pass per reference (``bench/exposure_cost.py``, one run at load average ~20 on 2
+  cores): ~810 CPU-s per checkpoint for the demo's 256 canaries. With at least ``exposure.MIN_FIT_REFERENCES`` (200; v1: 20) references that are
   not all equal also ``exposure`` ↑ (bits, skew-normal extrapolation), ``exposure_ci_low`` /
   ``exposure_ci_high`` (v2; v3 only with ≥ ``exposure.MIN_INTERVAL_REFERENCES`` (1000)
   references, where its coverage was measured: 95 % percentile bootstrap over the references, given the skew-normal
