@@ -349,9 +349,10 @@ class ProbesSpec(_Spec):
     """Probes to run (versioned implementations are recorded in every store row). The default
     gives every membership attack's score and greedy extraction from one teacher-forced pass per
     item. ``exposure`` is not a default: it scores each canary's ``num_references`` reference
-    texts at every checkpoint (measured on tiny-2m, one CPU thread: ~2.7 CPU-s per canary with
-    1000 references, ``bench/exposure_cost.py``), so 60 canaries cost minutes per checkpoint on a
-    CPU; ask for it where a GPU or few checkpoints allow."""
+    texts at every checkpoint, their shared prompt once (measured on tiny-2m, one CPU thread:
+    ~3.2 CPU-s per canary with 1000 references at load average ~20 on 2 cores,
+    ``bench/exposure_cost.py``), so 60 canaries cost minutes per checkpoint on a CPU; ask for it
+    where a GPU or few checkpoints allow."""
     prefix_tokens: int = Field(default=32, ge=1)
     """Prompt tokens for items that have no prompt of their own (watermarked documents, bare
     passphrases): the first ``prefix_tokens`` tokens are the prompt, Carlini-style."""
