@@ -17,6 +17,7 @@ passes; values equal a full teacher-forced pass of the same model up to float ro
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -71,7 +72,7 @@ def score_groups(
         starts: first scored token of each sequence, ``1 ≤ start < len(sequence)``.
         batch_size: continuations per forward pass.
         chunk_rows: scored positions per softmax chunk (``scoring.stats_at``).
-        progress: told the number of sequences scored, after each batch.
+        progress: told the number of sequences scored, after each batch and each group.
 
     Returns:
         per group, per sequence, the log-probs of its scored tokens, in input order.
@@ -101,6 +102,8 @@ def _score_group(
     for seq, start in zip(sequences, starts):
         if not 1 <= start < len(seq):
             raise ValueError(f"start {start} outside [1, {len(seq)}): a scored token needs context")
+    if not sequences:
+        return []
     shared = _common_prefix_length(sequences)
     # Position p predicts token p + 1: predictions at p < shared read the prefix pass.
     predictions = [np.arange(start - 1, len(seq) - 1) for seq, start in zip(sequences, starts)]
@@ -137,8 +140,10 @@ def _score_group(
         )
         values = _logprob(logits, rows, positions, targets, chunk_rows)
         _scatter([out[k] for k in batch], after, values)
-        if progress is not None:
+        if progress is not None and first + batch_size < len(tails):
             progress(done + first + len(batch))
+    if progress is not None:
+        progress(done + len(sequences))
     return out
 
 
@@ -149,11 +154,8 @@ def _logprob(
     targets: np.ndarray,
     chunk_rows: int | None,
 ) -> np.ndarray:
-    def stats(rows_logits: torch.Tensor, rows_targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        return token_stats(rows_logits, rows_targets, LOGPROB)
-
-    columns = stats_at(logits, rows, positions, targets.astype(np.int64), stats, chunk_rows)
-    return columns["logprob"]
+    stats = functools.partial(token_stats, fields=LOGPROB)
+    return stats_at(logits, rows, positions, targets.astype(np.int64), stats, chunk_rows)["logprob"]
 
 
 def _scatter(out: list[np.ndarray], masks: list[np.ndarray], values: np.ndarray) -> None:

@@ -74,7 +74,7 @@ def test_cached_prefix_logprobs_equal_full_passes(taggant_model):
         for batch in (1, 3, 64):
             told = []
             got = score_groups(prefix_lm, groups, starts, batch, progress=told.append)
-            assert told[-1] == len(flat) and told == sorted(told)
+            assert told[-1] == len(flat) and told == sorted(set(told))  # rising, once each
             for group in got:
                 for logprob in group:
                     np.testing.assert_allclose(logprob, next(expected), rtol=0, atol=2e-5)
