@@ -63,6 +63,20 @@ def test_packages_install_under_the_taggant_namespace(package):
         ), f"{path} imports a bare name"
 
 
+@pytest.mark.parametrize("package", ["sketches", "pipeline", "jobs"])
+def test_every_module_is_in_the_install(package):
+    # `make venv` installs strict-editable (pyproject.toml): a link per file present at install,
+    # so a module added since cannot be imported until `make venv` links it.
+    names = [
+        ".".join(["taggant", *path.relative_to(ROOT).with_suffix("").parts]).removesuffix(
+            ".__init__"
+        )
+        for path in _modules(package)
+    ]
+    unlinked = [name for name in names if importlib.util.find_spec(name) is None]
+    assert not unlinked, f"{unlinked} are not in the install; run `make venv` to link them"
+
+
 def test_pyproject_lists_every_package_folder():
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     folders = {
