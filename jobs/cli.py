@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from taggant.jobs.runtime import Interrupted
 from taggant.pipeline.errors import ConfigError, TaggantError, one_line
+from taggant.pipeline.eval_format import CANONICAL
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -476,7 +477,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k in FitSpec.model_fields and v is not None}
     store, experiment, recorded = _fit_source(args)
     settings = parse_section(FitSpec, {**recorded, **given}, "fit")
-    report = build(fit.load(store, experiment), args.metric, settings)
+    report = build(fit.load(store, experiment, eval_format=args.eval_format), args.metric, settings)
     if args.json:  # allow_nan=False: a NaN that slipped through fails here, not as non-JSON
         print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
         return 0
@@ -728,6 +729,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--experiment", help="only this experiment (with --work-dir: which one, if several)"
+    )
+    fit.add_argument(
+        "--eval-format",
+        default=CANONICAL,
+        help=f"the rendering whose probe rows to fit: {CANONICAL} (default: the items' own texts), "
+        "variant:<k> or a test-set format (the store's eval_format column)",
     )
     fit.add_argument(
         "--json",

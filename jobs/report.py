@@ -51,7 +51,8 @@ def pvalue(p: float | None) -> str:
 def render(report: FitReport, out: Console, source: str) -> None:
     """Print the level table, the fits, membership inference and the audit, in that order."""
     settings = ", ".join(report.probe_configs) or "none"
-    out.print(f"{report.metric} from {source}; probe settings {settings}")
+    formats = ", ".join(report.eval_formats) or "none"
+    out.print(f"{report.metric} from {source}; probe settings {settings}; eval_format {formats}")
     levels(report.levels, report.metric, out)
     fits(report.fits, report.metric, out, source)
     membership(report.membership, out)

@@ -23,10 +23,12 @@ from taggant.pipeline.spec import FitSpec
 class FitReport:
     """A JSON-safe fit report; every missing value is ``None`` beside its reason.
     ``probe_configs`` are the probe settings (``store.PROBE_SCHEMA``'s hash) its rows came from:
-    one per experiment read."""
+    one per experiment read; ``eval_formats`` the rendering they measured (``pipeline.eval_format``:
+    ``canonical``, the items' own texts, unless ``fit.load`` was asked for another)."""
 
     metric: str
     probe_configs: list[str]
+    eval_formats: list[str]
     levels: list[dict]
     fits: list[dict]
     membership: list[dict]
@@ -86,6 +88,7 @@ def build(
     return FitReport(
         metric=metric,
         probe_configs=sorted(set(data.probes.get("probe_config", []))),
+        eval_formats=sorted(set(data.probes.get("eval_format", []))),
         levels=fit.level_summary(data, metric).to_dict(orient="records"),
         fits=[f.to_dict() for f in fit.fit_all(data, metric, num_bootstrap)],
         membership=mia.final_summary(membership),
