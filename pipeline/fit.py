@@ -54,7 +54,9 @@ from taggant.pipeline.errors import ConfigError, DataError
 from taggant.pipeline.eval_format import CANONICAL
 from taggant.pipeline.perturb import rng as seeded
 
-FIT_VERSION = "fit.v3"
+FIT_VERSION = "fit.v4"
+"""v4: reads one ``eval_format`` (the items' own texts unless asked) and refuses a mix; the
+report records it (``eval_formats``). v3: the twin difference-in-differences is primary."""
 NUM_BOOTSTRAP = 1000
 CONFIDENCE = 0.95
 DEFAULT_METRIC = "loss.nll_mean"
