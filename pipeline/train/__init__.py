@@ -13,7 +13,10 @@ Modules:
   (``Saver``, ``committed_steps``, ``resume_step``, ``read_commit``), the train log
   (``read_train_log``), and ``load_model`` for probes.
 - ``cpu_shim``: what megatron-core 0.16 needs to run on a CPU-only torch (installed only then).
+- ``prefetch``: the next steps' samples read on a background thread (``Prefetcher``).
+- ``local_copy``: the base dataset copied once per node to local disk (``copy_dataset``).
 
-``schedule``, ``disk`` and the record readers of ``checkpoint`` import neither torch nor megatron, so
-drivers and watchers can use them cheaply; this package imports nothing on its own.
+``schedule``, ``disk``, ``prefetch``, ``local_copy`` and the record readers of ``checkpoint`` import
+neither torch nor megatron, so drivers and watchers can use them cheaply; this package imports
+nothing on its own.
 """

@@ -10,7 +10,9 @@ Data: the only source of tokens is the run's sample stream (``pipeline.data``), 
 order. Optimizer step ``s`` consumes samples ``[s × G, (s + 1) × G)`` (``G`` = global batch); data-
 parallel rank ``r`` of ``D`` takes the ``r``-th of ``D`` equal slices of them, split into micro-
 batches. Which samples a step consumes depends only on the step, so a resumed run reads exactly the
-samples an uninterrupted one would have read from there on.
+samples an uninterrupted one would have read from there on. A background thread reads the next
+``prefetch_steps`` steps' slices while a step computes (``prefetch``; pinned host memory on GPUs);
+it changes when samples are read, never which.
 
 Loss: next-token cross entropy on every position of a sample, the EOD positions included (Megatron's
 ``eod_mask_loss=False``): predicting EOD teaches where documents end, and inserted items end with
