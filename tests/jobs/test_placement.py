@@ -5,6 +5,11 @@ address that is the node's IP, never loopback; and rank 0's rendezvous store hol
 was given."""
 
 import ipaddress
+import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -176,3 +181,51 @@ def test_bundles_on_the_local_ray_report_the_node_ip(local_ray):
     assert local_ray.util.get_node_ip_address() == placements[0].node_ip
     assert all(p.gpu_ids == () for p in placements)
     assert split_tensor_groups(nodes_by_rank(placements), 2) == []
+
+
+GPU_RAY = """
+import json, os
+import ray
+from ray.util.placement_group import placement_group
+from taggant.jobs.placement import probe_bundles, rank_bundles, watcher_device
+
+# Ray hands out GPU ids it was told about, present or not: 3 for the ranks, 1 for a watcher.
+ray.init(address="local", num_cpus=1, num_gpus=4, include_dashboard=False)
+pg = placement_group([{"CPU": 0.1, "GPU": 1}] * 3, strategy="PACK")
+ray.get(pg.ready())
+placements = probe_bundles(pg, 3, gpus_per_bundle=1)
+
+@ray.remote(num_cpus=0, num_gpus=1)
+def watcher():
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return ray.get_gpu_ids(), visible, watcher_device(ray.get_gpu_ids(), visible).__dict__
+
+print(json.dumps({
+    "gpus": [p.gpu_ids for p in placements],
+    "ranked": [placements[b].gpu_ids for b in rank_bundles(placements)],
+    "watcher": ray.get(watcher.remote()),
+}))
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_bundle_probes_hold_their_gpu_and_a_watcher_uses_the_one_ray_gave_it():
+    # A Ray of its own (in a subprocess: the session's local Ray has no GPUs) that believes it has
+    # 4 GPUs; nothing touches CUDA, so no device is needed.
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(GPU_RAY)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    gpus = [tuple(g) for g in report["gpus"]]
+    assert sorted(gpus) == sorted({g for g in gpus}) and all(len(g) == 1 for g in gpus)
+    assert [tuple(g) for g in report["ranked"]] == sorted(gpus)  # ranks in GPU-id order
+    assigned, visible, device = report["watcher"]
+    [free] = {0, 1, 2, 3} - {g[0] for g in gpus}  # the GPU no bundle holds
+    assert assigned == [free] and visible == str(free)
+    assert device == {"cuda_index": 0, "dtype": "bfloat16"}
