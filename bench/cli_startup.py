@@ -12,8 +12,10 @@ is ``pending`` and nothing but the graph is computed. Each command is a new proc
 them. Printed per command, best of ``--repeat`` rounds: the CPU seconds of the process (user +
 system, from ``getrusage``: little changed by other processes' load), its wall seconds, and each
 one's ratio to the bare interpreter (``python -c pass``, the same venv's interpreter with its
-``site``). The load average is printed before and after: on a shared machine, read the CPU seconds
-and the ratios. What ``validate`` may import is pinned by ``tests/test_startup.py``.
+``site``); ``validate's packages`` imports only what validate cannot do without
+(``VALIDATE_PACKAGES``), its floor. The load average is printed before and after: on a shared
+machine, read the CPU seconds and the ratios. What ``validate`` may import is pinned by
+``tests/test_startup.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ import yaml
 
 from taggant.jobs.cli import EXPERIMENTS
 from taggant.pipeline import corpora
+
+VALIDATE_PACKAGES = """
+import fsspec, numpy, tokenizers, xxhash, yaml, zstandard
+from pydantic import BaseModel
+
+class Spec(BaseModel):  # pydantic loads its schema machinery with the first model
+    seed: int
+"""
+"""What ``validate`` cannot do without: the spec (pydantic, yaml), drawing items as the plan stage
+does (numpy, xxhash), corpus paths on any filesystem (fsspec), counting pre-tokens (tokenizers),
+zstd headers (zstandard). Their import and one model class are the floor of its start-up."""
 
 
 def write_spec(folder: Path) -> Path:
@@ -67,6 +80,7 @@ def main() -> None:
             "python -c pass": [sys.executable, "-c", "pass"],
             "--help": [*cli, "--help"],
             "validate": [*cli, "validate", spec],
+            "validate's packages": [sys.executable, "-c", VALIDATE_PACKAGES],
             "plan": [*cli, "plan", spec],
             "status": [*cli, "status", spec],
             "import ray, torch": [sys.executable, "-c", "import ray, torch"],
