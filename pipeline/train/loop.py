@@ -176,6 +176,7 @@ class Trainer:
         self._rank_sequences = config.global_batch_sequences // dp_size
         assert self._rank_sequences % config.micro_batch_sequences == 0, "the spec checks this"
         self._dp_rank = parallel_state.get_data_parallel_rank()
+        self._cuda_device = torch.cuda.current_device() if uses_cuda() else None
 
         bf16 = uses_cuda()
         module = build_model(
@@ -349,10 +350,15 @@ class Trainer:
         rows = torch.from_numpy(
             self.samples.read(start, start + self._rank_sequences).astype(np.int64)
         )
-        return rows.pin_memory() if uses_cuda() else rows
+        if self._cuda_device is None:
+            return rows
+        # A thread's current device starts at 0 (as torch's DataLoader pin thread, set it): under
+        # torchrun that is another rank's GPU, where pinning would open a second CUDA context.
+        torch.cuda.set_device(self._cuda_device)
+        return rows.pin_memory()
 
     def _microbatches(self, rows: torch.Tensor) -> Iterator[dict[str, torch.Tensor]]:
-        if uses_cuda():
+        if self._cuda_device is not None:
             rows = rows.cuda(non_blocking=True)
         for micro in rows.split(self.config.micro_batch_sequences):
             yield {"tokens": micro[:, :-1], "labels": micro[:, 1:]}
