@@ -1,7 +1,7 @@
 """What the light commands import: ``taggant --help`` none of the spec's or the data's packages,
 ``taggant validate`` the spec's (pydantic, numpy for drawing items, fsspec for the corpus paths)
-but nothing of training, Ray, Parquet or the fits, so each costs a few interpreter start-ups
-(``bench/cli_startup.py`` measures them)."""
+but nothing of training, Ray, Parquet or the fits, so a gain in their start-up cannot be lost
+unseen (``bench/cli_startup.py`` measures it)."""
 
 from __future__ import annotations
 
