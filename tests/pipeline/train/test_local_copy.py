@@ -1,7 +1,8 @@
 """The node-local copy of the base dataset: copied once per node (several processes asking at once
 included), complete and byte-identical, copied again when the source or the copy changed, refused
-with the fix when the disk is too small; and a run read through a local copy gives the samples of
-the shared one."""
+with the fix when the disk is too small; a run read through a local copy gives the samples of the
+shared one, and a DP=2 run on Ray trained from a local copy ends with the weights of one trained
+from the shared volume."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 
 from taggant.pipeline.errors import DataError
+from taggant.pipeline.tokenize import TokenizeFolder
 from taggant.pipeline.train.local_copy import RECORD, LocalCopy, copy_dataset
+from tests.jobs.test_train import tokenized, trained  # noqa: F401 (fixtures: a DP=2 Ray run)
 
 
 @pytest.fixture
@@ -37,7 +40,9 @@ def test_the_copy_is_made_once_and_equals_the_source(dataset, tmp_path):
     assert first.copied and first.prefix.startswith(local_dir)
     assert contents(first.prefix) == contents(dataset)
     folder = os.path.dirname(first.prefix)
-    assert sorted(os.listdir(folder)) == sorted([".lock", RECORD, "base.bin", "base.idx"])  # no tmp left
+    assert sorted(os.listdir(folder)) == sorted(
+        [".lock", RECORD, "base.bin", "base.idx"]
+    )  # no tmp left
     again = copy_dataset(dataset, local_dir)
     assert again == LocalCopy(first.prefix, copied=False)
 
@@ -114,3 +119,24 @@ def test_a_run_reads_the_same_samples_from_its_local_copy(tmp_path):
     assert shared.stream.dataset.dataset.path_prefix == out.base_prefix
     assert np.array_equal(local.read(0, len(local)), shared.read(0, len(shared)))
     assert local.stream.digest() == shared.stream.digest()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_ray_run_trains_from_its_local_copy_to_the_same_weights(request, tmp_path):
+    # The DP=2 run of tests/jobs/test_train.py again, its ranks reading a node-local copy and
+    # reading synchronously: same samples in the same order, so bit-identical weights on CPU.
+    from taggant.jobs import train as train_job
+
+    spec, tokenize_folder = request.getfixturevalue("tokenized")
+    local_dir = tmp_path / "nvme"
+    runs = spec.runs.model_copy(update={"local_copy_dir": str(local_dir), "prefetch_steps": 0})
+    stats = train_job.run(spec.model_copy(update={"runs": runs}), str(tmp_path), tokenize_folder)
+    [(_, run_stats)] = stats["runs"].items()
+    reference, _ = request.getfixturevalue("trained")
+    assert run_stats["weights_digests"] == reference["weights_digests"]
+    [copy] = [p for p in local_dir.iterdir() if p.is_dir()]  # one copy for the node's two ranks
+    base = os.path.basename(TokenizeFolder(tokenize_folder).base_prefix)
+    assert sorted(p.name for p in copy.iterdir()) == sorted(
+        [".lock", RECORD, f"{base}.bin", f"{base}.idx"]
+    )
