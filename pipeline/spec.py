@@ -222,6 +222,16 @@ class RunsSpec(_Spec):
                 )
         return sizes
 
+    @field_validator("local_copy_dir")
+    @classmethod
+    def _absolute_local_copy_dir(cls, folder: str | None) -> str | None:
+        if folder is not None and not Path(folder).is_absolute():
+            raise ValueError(
+                f"{folder!r} is relative: each rank would resolve it in its own working "
+                "directory; give an absolute node-local path, e.g. /tmp/taggant-data"
+            )
+        return folder
+
     @field_validator("train_tokens")
     @classmethod
     def _positive_budgets(cls, budgets: list[int]) -> list[int]:

@@ -1,5 +1,6 @@
 """The training fields of the spec: pipeline stages must divide every preset's layers; progress
-fields have their defaults and never enter the train stage's hash."""
+fields and the data-reading fields (prefetch, node-local copy) have their defaults and never enter
+the train stage's hash; the local copy's folder must be absolute."""
 
 import pytest
 
@@ -37,3 +38,14 @@ def test_progress_fields_do_not_change_the_train_stage():
     watched = spec(log_interval_steps=1, tensorboard=True)
     assert train_job.stage_config(watched) == train_job.stage_config(plain)
     assert train_job.stage_config(spec(pipeline_parallel_size=2)) != train_job.stage_config(plain)
+
+
+def test_data_reading_fields_do_not_change_the_train_stage_and_the_copy_dir_is_absolute():
+    plain = spec()
+    assert plain.runs.prefetch_steps == 2 and plain.runs.local_copy_dir is None
+    read = spec(prefetch_steps=0, local_copy_dir="/tmp/taggant-data")
+    assert train_job.stage_config(read) == train_job.stage_config(plain)
+    with pytest.raises(ConfigError, match=r"runs.local_copy_dir: .*'nvme' is relative"):
+        spec(local_copy_dir="nvme")
+    with pytest.raises(ConfigError, match="runs.prefetch_steps"):
+        spec(prefetch_steps=-1)
