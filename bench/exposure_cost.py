@@ -120,6 +120,7 @@ def main() -> None:
             batch_items=64,
             tokenize=tokenize,
             tokens_seen=0,
+            precision="float32",
             bos_id=EOD,
             canary_references=refs,
             lm=lm if form == "cached" else None,

@@ -474,7 +474,9 @@ def probe_vs_forward(
     items = items.set_column(items.schema.get_field_index("item_id"), "item_id", pa.array(ids))
     eod = TokenizerInfo.read(folder).eod_id
     tokenizer = folder.load_tokenizer()
-    logits_fn = checkpoint.load_logits_fn(run_dir, step)
+    # What a watcher holding a GPU probes in (ProbesSpec.precision): bf16 on a GPU.
+    precision = "bfloat16" if torch.cuda.is_available() else "float32"
+    logits_fn = checkpoint.load_logits_fn(run_dir, step, precision)
     sequences = [[eod, *ids] for ids in items["token_ids"].to_pylist()]
     tokens = sum(len(s) for s in sequences)
     batch = spec.probes.batch_items
@@ -489,6 +491,7 @@ def probe_vs_forward(
             batch,
             lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
             tokens_seen=0,
+            precision=precision,
             bos_id=eod,
         )
 

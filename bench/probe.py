@@ -258,6 +258,7 @@ def main() -> None:
             args.batch,
             ours_model.tokenize,
             tokens_seen=0,
+            precision="float32",
             bos_id=ours_model.bos_id,
         )
 

@@ -16,7 +16,8 @@ and holds it until the process group is built.
 
 Probe watchers get Ray options from ``probes.watcher`` (``watcher_options``): their own CPUs and
 GPUs, and, on a multi-node cluster, a label selector that keeps them off the head node. A watcher
-given a GPU probes on the one Ray assigned it, in bf16 (``watcher_device``).
+given a GPU probes on the one Ray assigned it (``watcher_device``), in the precision its spec
+implies (``ProbesSpec.precision``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Any
 
 from taggant.pipeline.errors import ConfigError
 from taggant.pipeline.spec import WatcherSpec
-from taggant.pipeline.train.checkpoint import probe_precision
 
 HEAD_RESOURCE = "node:__internal_head__"
 """The resource Ray gives only the head node."""
@@ -157,22 +157,14 @@ def watcher_options(watcher: WatcherSpec, nodes: list[dict[str, Any]]) -> dict[s
     return options
 
 
-@dataclass(frozen=True)
-class WatcherDevice:
-    """Where a watcher probes: ``cuda_index`` (torch's index of its GPU; ``None``: the CPU) and
-    the ``dtype`` it loads checkpoints in (``checkpoint.probe_precision``)."""
+def watcher_device(assigned_gpu_ids: list[Any], cuda_visible_devices: str | None) -> int | None:
+    """The torch CUDA index of the GPU of a watcher that Ray assigned ``assigned_gpu_ids``
+    (``ray.get_gpu_ids()``) in a process whose ``CUDA_VISIBLE_DEVICES`` is
+    ``cuda_visible_devices`` (``None``: unset).
 
-    cuda_index: int | None
-    dtype: str
-
-
-def watcher_device(assigned_gpu_ids: list[Any], cuda_visible_devices: str | None) -> WatcherDevice:
-    """The device of a watcher that Ray assigned ``assigned_gpu_ids`` (``ray.get_gpu_ids()``) in
-    a process whose ``CUDA_VISIBLE_DEVICES`` is ``cuda_visible_devices`` (``None``: unset).
-
-    No GPU assigned: the CPU, in fp32. Otherwise the first assigned GPU, in bf16, at its torch
-    index: its position in ``CUDA_VISIBLE_DEVICES`` (Ray sets it to the assigned ids, so usually
-    0), or the id itself where Ray was told to leave the variable alone
+    No GPU assigned: ``None`` (the CPU). Otherwise the first assigned GPU, at its torch index: its
+    position in ``CUDA_VISIBLE_DEVICES`` (Ray sets it to the assigned ids, so usually 0), or the
+    id itself where Ray was told to leave the variable alone
     (``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES``) and torch sees every GPU of the node. Never
     ``cuda:0`` by default: that can be a training rank's GPU.
 
@@ -180,7 +172,7 @@ def watcher_device(assigned_gpu_ids: list[Any], cuda_visible_devices: str | None
         ConfigError: the assigned GPU is not among the visible ones (the environment hides it).
     """
     if not assigned_gpu_ids:
-        return WatcherDevice(None, probe_precision(cuda=False))
+        return None
     gpu = str(assigned_gpu_ids[0])
     if cuda_visible_devices is None:
         index = int(gpu)
@@ -200,4 +192,4 @@ def watcher_device(assigned_gpu_ids: list[Any], cuda_visible_devices: str | None
                 ]
             )
         index = visible.index(gpu)
-    return WatcherDevice(index, probe_precision(cuda=True))
+    return index

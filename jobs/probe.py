@@ -95,9 +95,10 @@ STAGE = StageDecl(
     name="probe",
     version=PROBE_VERSION,
     inputs=("train",),
-    # Where watchers run never changes a row.
+    # Where watchers run changes a row only through the precision a GPU implies.
     config=lambda spec: {
         "probes": spec.probes.model_dump(mode="json", exclude={"watcher"}),
+        "precision": spec.probes.precision,
         "store": spec.store.url,
     },
     execute=catch_up,
@@ -378,16 +379,16 @@ def watch(target: Target, final_step: int, poll_s: float = POLL_S) -> dict[str, 
 
 def _use_assigned_gpu() -> None:
     """Make the GPU Ray assigned this watcher (if any) torch's current device, where the probe
-    loads each checkpoint (in bf16: ``checkpoint.load_logits_fn``). Outside Ray (a direct
-    call) nothing is assigned and the process's device stays."""
+    loads each checkpoint (in ``ProbesSpec.precision``). Outside Ray (a direct call) nothing is
+    assigned and the process's device stays."""
     import ray
     import torch
 
     if not ray.is_initialized():
         return
-    device = placement.watcher_device(ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"))
-    if device.cuda_index is not None:
-        torch.cuda.set_device(device.cuda_index)
+    index = placement.watcher_device(ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if index is not None:
+        torch.cuda.set_device(index)
 
 
 def run(

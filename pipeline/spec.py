@@ -326,8 +326,10 @@ class CheckpointsSpec(_Spec):
 
 
 class WatcherSpec(_Spec):
-    """What each run's probe watcher (``jobs.probe``) takes from the Ray cluster. Where it runs
-    never changes a probe's result, so none of this enters a stage's key."""
+    """What each run's probe watcher (``jobs.probe``) takes from the Ray cluster. Only
+    ``num_gpus`` can change a probe's result, through the precision a GPU watcher probes in
+    (``ProbesSpec.precision``, recorded in every row's ``probe_config``); the rest enters no
+    stage's key."""
 
     num_cpus: float = Field(default=0, ge=0)
     """CPUs Ray reserves for a watcher. 0 (the default) reserves none, so a cluster sized for the
@@ -336,7 +338,7 @@ class WatcherSpec(_Spec):
     placement groups and the watchers compete for the same cores."""
     num_gpus: float = Field(default=0, ge=0)
     """GPUs Ray gives a watcher, which probes on the one Ray hands it (its own, never a training
-    rank's: the ranks hold theirs). 0: it probes on CPU and sees no GPU at all."""
+    rank's: the ranks hold theirs), in bf16. 0: it probes on CPU, in fp32, and sees no GPU."""
     threads: int | None = Field(default=None, ge=1)
     """Torch threads of a watcher on CPU; None: ``num_cpus`` rounded up, at least 1."""
     on_head: bool = False
@@ -372,6 +374,16 @@ class ProbesSpec(_Spec):
     """Items per forward pass."""
     watcher: WatcherSpec = WatcherSpec()
     """The resources of each run's watcher."""
+
+    @property
+    def precision(self) -> Literal["float32", "bfloat16"]:
+        """The dtype checkpoints are probed in: ``bfloat16`` when watchers hold a GPU (the
+        precision GPU training keeps its weights in; half the memory of fp32, so a watcher's GPU
+        fits twice the model), else ``float32`` (CPU training is fp32, and bf16 matmuls are slow
+        on CPU). Values differ between the two by bf16 rounding of the logits, so it is part of
+        every row's ``probe_config`` and of the probe stage's key; ``taggant probe`` on a
+        checkpoint uses it too, whatever device it runs on."""
+        return "bfloat16" if self.watcher.num_gpus > 0 else "float32"
 
 
 class StoreSpec(_Spec):

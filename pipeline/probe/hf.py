@@ -34,6 +34,7 @@ class HFModel:
         vocab_size: tokens in the tokenizer.
         lm: the model with its KV cache (scores candidate texts, decodes).
         generate: greedy decoding on ``lm`` (stops at the tokenizer's EOS).
+        precision: the dtype the model computes in (``float32``, ``bfloat16``).
     """
 
     logits: LogitsFn
@@ -42,6 +43,7 @@ class HFModel:
     vocab_size: int
     lm: CachedLM
     generate: Greedy
+    precision: str
 
 
 def load(path: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> HFModel:
@@ -78,7 +80,9 @@ def load(path: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> 
         return tokenizer.decode(list(ids), skip_special_tokens=True)
 
     generate = Greedy(lm, decode, tokenizer.eos_token_id)
-    return HFModel(lm.logits, tokenize, bos if adds_bos else None, len(tokenizer), lm, generate)
+    precision = str(dtype).removeprefix("torch.")
+    bos_id = bos if adds_bos else None
+    return HFModel(lm.logits, tokenize, bos_id, len(tokenizer), lm, generate, precision)
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

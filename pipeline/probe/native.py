@@ -52,11 +52,12 @@ class Checkpoint:
         logits: the model.
         tokenize: the run's tokenizer.
         bos_id: the run's end-of-document id.
-        lm: the checkpoint as an HF Llama with a KV cache (``pipeline.train.hf.to_hf``, float32,
-            logits equal to the megatron model's up to float rounding), on the current CUDA
-            device where there is one, built on first use only: it scores candidate texts and
-            decodes.
+        lm: the checkpoint as an HF Llama with a KV cache (``pipeline.train.hf.to_hf``, in
+            ``precision``, logits equal to the megatron model's up to float rounding), on the
+            current CUDA device where there is one, built on first use only: it scores candidate
+            texts and decodes.
         generate: greedy decoding on ``lm``, stopping at the end-of-document id.
+        precision: the dtype both forms hold their weights in (``ProbesSpec.precision``).
     """
 
     step: int
@@ -66,10 +67,12 @@ class Checkpoint:
     bos_id: int
     lm: CachedLM
     generate: Greedy
+    precision: str
 
 
-def open_checkpoint(run_dir: str, step: int, inputs: RunInputs) -> Checkpoint:
-    """Load the committed checkpoint at ``step`` of ``run_dir``.
+def open_checkpoint(run_dir: str, step: int, inputs: RunInputs, precision: str) -> Checkpoint:
+    """Load the committed checkpoint at ``step`` of ``run_dir`` in ``precision`` (``float32``,
+    ``bfloat16``).
 
     Raises:
         UnreadableCheckpoint: its commit record or its files cannot be read.
@@ -85,27 +88,38 @@ def open_checkpoint(run_dir: str, step: int, inputs: RunInputs) -> Checkpoint:
             step,
             ValueError(f"its commit record lacks tokens_seen or model; it has {sorted(record)}"),
         )
-    logits = _reading(run_dir, step, lambda: load_logits_fn(run_dir, step))
+    logits = _reading(run_dir, step, lambda: load_logits_fn(run_dir, step, precision))
     loaded = inputs.load()
     vocab_size = record["model"]["vocab_size"]
     import torch
 
     # On the device the megatron model loads on: candidate texts are scored on this form.
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    lm = CachedLM(lambda: as_llama(run_dir, step, loaded.bos_id), vocab_size, device)
+    lm = CachedLM(lambda: as_llama(run_dir, step, loaded.bos_id, precision), vocab_size, device)
     generate = Greedy(lm, loaded.decode, loaded.bos_id)
     return Checkpoint(
-        step, record["tokens_seen"], logits, loaded.tokenize, loaded.bos_id, lm, generate
+        step,
+        record["tokens_seen"],
+        logits,
+        loaded.tokenize,
+        loaded.bos_id,
+        lm,
+        generate,
+        precision,
     )
 
 
-def as_llama(run_dir: str, step: int, eod_id: int):
-    """The committed checkpoint at ``step`` as a ``transformers`` ``LlamaForCausalLM``."""
+def as_llama(run_dir: str, step: int, eod_id: int, precision: str):
+    """The committed checkpoint at ``step`` as a ``transformers`` ``LlamaForCausalLM`` whose
+    weights are in ``precision``."""
+    import torch
+
     from taggant.pipeline.train import checkpoint
     from taggant.pipeline.train.model import ModelConfig
 
     config = ModelConfig(**checkpoint.read_commit(run_dir, step)["model"])
-    return llama_of(checkpoint.load_model(run_dir, step), config, eod_id)
+    llama = llama_of(checkpoint.load_model(run_dir, step), config, eod_id)
+    return llama.to(getattr(torch, precision))
 
 
 def llama_of(model, config, eod_id: int):
@@ -148,7 +162,7 @@ def probe_checkpoint(
         UnreadableCheckpoint: the checkpoint cannot be read.
         DataError: an item cannot be probed as asked (see ``probe_items``).
     """
-    model = open_checkpoint(run_dir, step, inputs)
+    model = open_checkpoint(run_dir, step, inputs, probes.precision)
     loaded = inputs.load()
     rows = probe_model(
         model, loaded.items, probes, tokens_seen=model.tokens_seen, references=loaded.references

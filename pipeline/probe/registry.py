@@ -595,10 +595,12 @@ def resolve(names: Sequence[str]) -> dict[str, Probe]:
     return {n: PROBES[n] for n in dict.fromkeys(names)}
 
 
-def config_hash(probe_names: Sequence[str], prefix_tokens: int, suffix_tokens: int) -> str:
+def config_hash(
+    probe_names: Sequence[str], prefix_tokens: int, suffix_tokens: int, precision: str
+) -> str:
     """The ``probe_config`` of rows from one probe pass: 16 hex digits of the SHA-256 of the probes'
     names and versions, of every setting that changes a value (``prefix_tokens``,
-    ``suffix_tokens``) and of the rows' layout (``store.SCHEMA_VERSION``: rows of an older
+    ``suffix_tokens``, the model's ``precision``: ``ProbesSpec.precision``) and of the rows' layout (``store.SCHEMA_VERSION``: rows of an older
     layout, e.g. without ``eval_format``, are probed again); not of ``batch_items``, which only
     groups the forward passes. A new setting that changes values belongs here (and in
     ``probe_items``'s arguments).
@@ -611,6 +613,7 @@ def config_hash(probe_names: Sequence[str], prefix_tokens: int, suffix_tokens: i
         "probes": {name: probe.version for name, probe in sorted(probes.items())},
         "prefix_tokens": prefix_tokens,
         "suffix_tokens": suffix_tokens,
+        "precision": precision,
         "schema_version": store.SCHEMA_VERSION,
     }
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
@@ -618,4 +621,4 @@ def config_hash(probe_names: Sequence[str], prefix_tokens: int, suffix_tokens: i
 
 def probe_config(probes: ProbesSpec) -> str:
     """``config_hash`` of a spec's probes: what its store rows and commit records must hold."""
-    return config_hash(probes.names, probes.prefix_tokens, probes.suffix_tokens)
+    return config_hash(probes.names, probes.prefix_tokens, probes.suffix_tokens, probes.precision)

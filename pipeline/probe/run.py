@@ -46,7 +46,9 @@ Tokenize = Callable[[str], list[int]]
 class Model(Protocol):
     """A model under test: a checkpoint (``native.Checkpoint``) or a Hugging Face model
     (``hf.HFModel``). ``lm`` is the model as a ``transformers`` causal LM with a KV cache (built
-    on first use), on which ``generate`` decodes and candidate texts are scored."""
+    on first use), on which ``generate`` decodes and candidate texts are scored; ``precision`` is
+    the dtype both compute in (``float32`` or ``bfloat16``), recorded in every row's
+    ``probe_config``."""
 
     @property
     def logits(self) -> scoring.LogitsFn: ...
@@ -56,6 +58,8 @@ class Model(Protocol):
     def bos_id(self) -> int | None: ...
     @property
     def lm(self) -> CachedLM: ...
+    @property
+    def precision(self) -> str: ...
     @property
     def generate(self) -> Greedy: ...
 
@@ -98,6 +102,7 @@ def probe_model(
         probes.batch_items,
         model.tokenize,
         tokens_seen=tokens_seen,
+        precision=model.precision,
         bos_id=model.bos_id,
         canary_references=references,
         lm=model.lm,
@@ -115,6 +120,7 @@ def probe_items(
     tokenize: Tokenize | None = None,
     *,
     tokens_seen: int,
+    precision: str,
     bos_id: int | None = None,
     canary_references: References | None = None,
     lm: PrefixLM | None = None,
@@ -150,6 +156,7 @@ def probe_items(
             ``exposure``, ``ghost_last_k`` and ``testset_accuracy``; when given, it must reproduce
             every item's ``token_ids``.
         tokens_seen: training tokens the model has seen (the store's ``tokens_seen`` column).
+        precision: the dtype ``logits_fn`` and ``lm`` compute in (``float32``, ``bfloat16``).
         bos_id: token placed before every scored text (see the module docstring), or ``None``.
         canary_references: canary set → reference secrets, needed by ``exposure``.
         lm: the model with a KV cache that scores candidate texts (``Model.lm``); without it they
@@ -160,8 +167,8 @@ def probe_items(
 
     Returns:
         ``pipeline.store.PROBE_SCHEMA`` rows, sorted by item, probe, eval_format and metric, each
-        with the ``registry.config_hash`` of ``probe_names``, ``prefix_tokens`` and
-        ``suffix_tokens``: ready for ``StoreWriter.write_probe_rows`` (one file per probe).
+        with the ``registry.config_hash`` of ``probe_names``, ``prefix_tokens``,
+        ``suffix_tokens`` and ``precision``: ready for ``StoreWriter.write_probe_rows`` (one file per probe).
 
     Raises:
         ConfigError: unknown probe names, or shapes below 1.
@@ -258,7 +265,7 @@ def probe_items(
                     CANONICAL,
                     set_metrics,
                 )
-    config = registry.config_hash(probe_names, prefix_tokens, suffix_tokens)
+    config = registry.config_hash(probe_names, prefix_tokens, suffix_tokens, precision)
     table = pa.Table.from_pylist(
         [
             {

@@ -218,14 +218,6 @@ def load(run_dir: str, step: int, template: dict[str, Any]) -> dict[str, Any]:
     return dist_checkpointing.load(template, step_dir(run_dir, step))
 
 
-def probe_precision(cuda: bool) -> str:
-    """The dtype a probe loads a checkpoint in (``load_logits_fn``): ``bfloat16`` on a GPU, the
-    precision GPU training runs its weights in (half the memory of fp32; a watcher holding its own
-    GPU fits twice the model), ``float32`` on CPU, where training is fp32 and bf16 matmuls are
-    slow. A probe's numbers then differ between the two by bf16 rounding of the logits."""
-    return "bfloat16" if cuda else "float32"
-
-
 def load_model(run_dir: str, step: int, dtype: str = "float32"):
     """The megatron ``GPTModel`` of the committed checkpoint at ``step``, in eval mode, on this
     process's device (the current CUDA device on GPUs), with every weight in ``dtype``
@@ -250,16 +242,15 @@ def load_model(run_dir: str, step: int, dtype: str = "float32"):
     return model.eval()
 
 
-def load_logits_fn(run_dir: str, step: int, dtype: str | None = None) -> Callable:
+def load_logits_fn(run_dir: str, step: int, dtype: str = "float32") -> Callable:
     """The committed checkpoint at ``step`` as a probe's ``pipeline.probe.LogitsFn``: token ids,
     int64 ``(batch, seq)`` → fp32 logits ``(batch, seq, vocab_size)``, padding columns dropped.
-    The model is loaded in ``dtype``, by default ``probe_precision`` of this process's device."""
+    The model is loaded in ``dtype`` (``ProbesSpec.precision`` for probes)."""
     import torch
 
     from taggant.pipeline.train import cpu_shim
-    from taggant.pipeline.train.model import uses_cuda
 
-    model = load_model(run_dir, step, dtype or probe_precision(uses_cuda()))
+    model = load_model(run_dir, step, dtype)
     vocab_size = read_commit(run_dir, step)["model"]["vocab_size"]
     device = next(model.parameters()).device
 

@@ -14,7 +14,7 @@ import yaml
 from taggant.jobs import graph
 from taggant.jobs.cli import EXPERIMENTS
 from taggant.pipeline.errors import ConfigError, DataError
-from taggant.pipeline.spec import ExperimentSpec, parse_spec
+from taggant.pipeline.spec import ExperimentSpec, WatcherSpec, parse_spec
 from taggant.sketches import hashing, minhash, ngrams
 from tests.startup import demo_spec_file, run_cli
 
@@ -66,6 +66,9 @@ def _changed(spec: ExperimentSpec, section: str, **fields) -> ExperimentSpec:
         ("checkpoints", {"export_hf": True}, "train"),
         ("checkpoints", {"keep_last": 3}, None),
         ("probes", {"prefix_tokens": 12}, "probe"),
+        # A watcher's GPU makes it probe in bf16 (ProbesSpec.precision); its CPUs change nothing.
+        ("probes", {"watcher": WatcherSpec(num_gpus=1)}, "probe"),
+        ("probes", {"watcher": WatcherSpec(num_cpus=4, threads=2, on_head=True)}, None),
         ("store", {"url": "memory://pinned/elsewhere"}, "probe"),
     ],
 )

@@ -80,6 +80,7 @@ def test_a_famous_text_is_more_memorized_than_its_words_shuffled(smollm2):
         2,
         smollm2.tokenize,
         tokens_seen=0,
+        precision="float32",
         bos_id=smollm2.bos_id,
     )
     got = {(r["item_id"], r["probe"], r["metric"]): r["value"] for r in table.to_pylist()}

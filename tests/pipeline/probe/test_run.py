@@ -79,7 +79,15 @@ def run(
     kwargs.setdefault("tokenize", tokenize)
     items = pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA)
     return probe_items(
-        MODEL, items, names, prefix_tokens, suffix_tokens, batch_items, tokens_seen=1234, **kwargs
+        MODEL,
+        items,
+        names,
+        prefix_tokens,
+        suffix_tokens,
+        batch_items,
+        tokens_seen=1234,
+        precision="float32",
+        **kwargs,
     )
 
 
@@ -341,7 +349,9 @@ def test_a_merging_tokenizer_puts_the_straddling_token_in_the_target():
 
     row = item("c/0", "ab cd", prefix_chars=3, token_ids=merging("ab cd"))
     items = pa.Table.from_pylist([row], schema=ITEMS_SCHEMA)
-    table = probe_items(cycle_model(9), items, ["loss"], 4, 8, 2, merging, tokens_seen=0)
+    table = probe_items(
+        cycle_model(9), items, ["loss"], 4, 8, 2, merging, tokens_seen=0, precision="float32"
+    )
     assert values(table, "c/0", "loss")["tokens"] == 2
     assert values(table, "c/0", "loss")["nll_sum"] == pytest.approx(2 * math.log(12), abs=1e-5)
 

@@ -134,6 +134,7 @@ def test_exposure_ranks_equal_those_of_full_megatron_passes(taggant_model):
             16,
             lambda text: [ord(c) for c in text],
             tokens_seen=0,
+            precision="float32",
             bos_id=0,
             canary_references=refs,
             **kwargs,

@@ -99,6 +99,7 @@ def _probe(model: hf.HFModel, rows: list[dict], names: list[str], **shape) -> li
         16,
         model.tokenize,
         tokens_seen=0,
+        precision="float32",
         bos_id=model.bos_id,
         lm=model.lm,
         generate=model.generate,
