@@ -106,9 +106,9 @@ def _import(folder: str, out: str, vocab_size: int, seq_length: int) -> dict[str
 
 def _leave_the_rank_group() -> None:
     """A task started by a rank actor inherits its runtime env, ``RANK``, ``WORLD_SIZE`` and
-    ``MASTER_PORT`` included: with them its world-size-1 group would rendezvous on the rank's
-    port (and hold it). Without them ``init_parallel`` makes a private group."""
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    ``MASTER_ADDR`` included: with them ``init_parallel`` would try to join the rank group.
+    Without them it makes a private world-size-1 group."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"):
         os.environ.pop(name, None)
 
 
