@@ -5,10 +5,8 @@ that none of it changes a stage's key. On a real local Ray: a task with these op
 import pytest
 
 from taggant.jobs import placement
-from taggant.jobs import probe as probe_job
 from taggant.pipeline.errors import ConfigError
-from taggant.pipeline.spec import ExperimentSpec, WatcherSpec
-from tests.conftest import TINY_SPEC
+from taggant.pipeline.spec import WatcherSpec
 
 HEAD = {"NodeID": "h", "Alive": True, "Resources": {"CPU": 0.0, placement.HEAD_RESOURCE: 1.0}}
 WORKERS = [
@@ -48,22 +46,6 @@ def test_a_watcher_stays_off_the_head_of_a_multi_node_cluster(nodes, on_head, ke
     assert options.get("label_selector") == (
         None if kept_off is None else {placement.NODE_ID_LABEL: kept_off}
     )
-
-
-def test_where_watchers_run_changes_no_stage_key():
-    def spec(**watcher) -> ExperimentSpec:
-        probes = {**TINY_SPEC["probes"], "watcher": watcher}
-        return ExperimentSpec.model_validate(
-            {
-                **TINY_SPEC,
-                "probes": probes,
-                "corpus": {"paths": ["c/*.jsonl"]},
-                "work_dir": "w",
-                "store": {"url": "s"},
-            }
-        )
-
-    assert probe_job.STAGE.config(spec(num_cpus=4, num_gpus=1)) == probe_job.STAGE.config(spec())
 
 
 @pytest.mark.ray
