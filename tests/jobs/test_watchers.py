@@ -1,6 +1,7 @@
 """Probe watchers' resources (``probes.watcher``, ``placement.watcher_options``): what they
-reserve, which GPUs and threads they see, that the head of a multi-node cluster is left out, and
-that none of it changes a stage's key. On a real local Ray: a task with these options gets them."""
+reserve, which GPUs and threads they see and that the head of a multi-node cluster is left out
+(what changes the probe stage's key: ``tests/jobs/test_graph.py``). On a real local Ray: a task
+with these options gets them."""
 
 import pytest
 
