@@ -102,21 +102,9 @@ def test_a_taggant_model_decodes_with_its_cache_as_by_full_recompute():
     from taggant.pipeline.probe import native
     from taggant.pipeline.probe.cached import CachedLM
     from taggant.pipeline.probe.generation import Greedy
-    from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel
+    from tests.pipeline.probe.sharp_gpt import sharp_gpt
 
-    init_parallel()
-    config = ModelConfig(
-        num_layers=2,
-        hidden_size=64,
-        num_attention_heads=4,
-        ffn_hidden_size=176,
-        vocab_size=300,
-        seq_length=64,
-        num_query_groups=2,
-    )
-    model = build_model(config, seed=7).eval()
-    with torch.no_grad():  # sharper logits than the init's, so greedy paths differ by prompt
-        model.embedding.word_embeddings.weight.mul_(30)
+    model, config = sharp_gpt(300, seed=7)  # sharp logits: greedy paths differ by prompt
     greedy = Greedy(CachedLM(lambda: native.llama_of(model, config, 0), 300), str, eod_id=None)
     rng = np.random.default_rng(0)
     for _ in range(5):

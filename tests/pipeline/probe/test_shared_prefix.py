@@ -15,6 +15,7 @@ from taggant.pipeline.manifest import ITEMS_SCHEMA
 from taggant.pipeline.probe import native, probe_items, scoring
 from taggant.pipeline.probe.cached import CachedLM
 from taggant.pipeline.probe.shared_prefix import Recompute, score_groups
+from tests.pipeline.probe.sharp_gpt import sharp_gpt
 
 VOCAB = 300
 
@@ -24,21 +25,7 @@ def taggant_model():
     """A 2-layer taggant GPT (grouped-query attention) with sharpened logits, so that
     references' NLLs spread and a rank is not decided by rounding; its megatron logits and its
     HF Llama form with a KV cache."""
-    from taggant.pipeline.train.model import ModelConfig, build_model, init_parallel
-
-    init_parallel()
-    config = ModelConfig(
-        num_layers=2,
-        hidden_size=64,
-        num_attention_heads=4,
-        ffn_hidden_size=176,
-        vocab_size=VOCAB,
-        seq_length=64,
-        num_query_groups=2,
-    )
-    model = build_model(config, seed=3).eval()
-    with torch.no_grad():
-        model.embedding.word_embeddings.weight.mul_(30)
+    model, config = sharp_gpt(VOCAB, seed=3)
 
     def megatron(ids: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
